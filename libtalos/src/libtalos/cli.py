@@ -1,0 +1,91 @@
+"""The one place where exceptions become a message on stderr and an exit code.
+
+Every tool's ``main(argv)`` is ``run(app, argv, prog=...)`` around its Typer app. Typer and
+click are imported only when a tool actually runs a command through the framework, so that a
+tool's ``--version`` fast path stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from libtalos.errors import ExitCode, TalosError
+
+
+def error(message: str, hint: str | None = None) -> None:
+    """Print an error (and an optional hint) to stderr."""
+    sys.stderr.write(f"error: {message}\n")
+    if hint:
+        sys.stderr.write(f"hint: {hint}\n")
+
+
+def handle(exc: BaseException) -> int:
+    """Map one exception to its exit code, printing what the user needs to know."""
+    if isinstance(exc, TalosError):
+        error(exc.message, exc.hint)
+        return int(exc.exit_code)
+    if isinstance(exc, KeyboardInterrupt):
+        sys.stderr.write("interrupted\n")
+        return int(ExitCode.INTERRUPTED)
+    if isinstance(exc, BrokenPipeError):
+        # The reader went away (e.g. `| head`): not an error of ours; silence the flush at exit.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except OSError:
+            pass
+        return int(ExitCode.FAILURE)
+    if os.environ.get("TALOS_DEBUG"):
+        traceback.print_exception(exc)
+    # Only the type: the message of an unexpected exception might quote input (keys included).
+    error(f"internal error ({type(exc).__name__}); rerun with TALOS_DEBUG=1 for a traceback")
+    return int(ExitCode.FAILURE)
+
+
+def run(app: Any, argv: Sequence[str] | None, *, prog: str) -> int:
+    """Run a Typer app on ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    import click
+    import typer.main
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=args, prog_name=prog, standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        exc.show()  # click's own "Usage: ... Error: ..." names the argument
+        return int(ExitCode.USAGE)
+    except click.exceptions.Abort:
+        sys.stderr.write("interrupted\n")
+        return int(ExitCode.INTERRUPTED)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        return int(exc.exit_code)
+    except BaseException as exc:
+        if isinstance(exc, SystemExit):
+            return int(exc.code) if isinstance(exc.code, int) else int(ExitCode.FAILURE)
+        return handle(exc)
+    return int(result) if isinstance(result, int) else int(ExitCode.OK)
+
+
+def fast_version(argv: Sequence[str] | None, prog: str, version: str) -> int | None:
+    """Answer ``PROG --version`` without importing the CLI framework; ``None`` otherwise."""
+    args = sys.argv[1:] if argv is None else argv
+    if list(args) == ["--version"]:
+        sys.stdout.write(f"{prog} {version}\n")
+        return int(ExitCode.OK)
+    return None
+
+
+def entry(main: Callable[[Sequence[str] | None], int]) -> Callable[[], None]:
+    """Console-script wrapper: ``sys.exit(main(None))``."""
+
+    def _run() -> None:
+        sys.exit(main(None))
+
+    return _run

@@ -1,0 +1,105 @@
+"""Crash-safe file output: temp file in the same directory, fsync, rename.
+
+A reader (or a crash at any instant) sees the old file or the new one, never a partial one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+from libtalos.errors import OutputExistsError, TalosIOError
+
+SECRET_MODE = 0o600
+PUBLIC_MODE = 0o644
+
+
+def atomic_write(
+    path: str | os.PathLike[str],
+    data: bytes | str,
+    *,
+    mode: int = PUBLIC_MODE,
+    force: bool = True,
+) -> Path:
+    """Write ``data`` to ``path`` atomically with permission bits ``mode``.
+
+    With ``force=False`` an existing ``path`` is an :class:`OutputExistsError`. The file is
+    created with ``mode`` from the start (no window where a key file is world-readable).
+    """
+    target = Path(path)
+    if isinstance(data, str):
+        data = data.encode()
+    if not force and target.exists():
+        raise OutputExistsError(
+            f"{target}: file exists", hint="pass --force to overwrite it"
+        )
+    directory = target.parent if str(target.parent) else Path(".")
+    tmp = directory / f".{target.name}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        raise TalosIOError(f"{target}: cannot write: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)  # O_CREAT honours the umask; the caller's mode is what we promise
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise TalosIOError(f"{target}: cannot write: {exc.strerror}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(directory)
+    return target
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def read_input(name: str) -> tuple[str, str]:
+    """Read a text input named on the command line; ``-`` is stdin.
+
+    Returns ``(text, source)`` where ``source`` is the name to use in messages.
+    """
+    if name == "-":
+        return sys.stdin.read(), "<stdin>"
+    try:
+        return Path(name).read_text(encoding="utf-8"), name
+    except FileNotFoundError:
+        raise TalosIOError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise TalosIOError(f"{name}: is a directory") from None
+    except PermissionError:
+        raise TalosIOError(f"{name}: permission denied") from None
+    except UnicodeDecodeError:
+        raise TalosIOError(f"{name}: not UTF-8 text") from None
+    except OSError as exc:
+        raise TalosIOError(f"{name}: cannot read: {exc.strerror}") from None
+
+
+def write_output(
+    name: str, data: str, *, mode: int = PUBLIC_MODE, force: bool = True
+) -> None:
+    """Write text to a file named on the command line (atomically), or to stdout for ``-``."""
+    if name == "-":
+        sys.stdout.write(data)
+        sys.stdout.flush()
+        return
+    atomic_write(name, data, mode=mode, force=force)

@@ -1,0 +1,241 @@
+"""Strict YAML in, stable YAML out.
+
+Loading composes the node graph (libyaml's C parser when present) and builds plain Python
+values from it, keeping the line of every key so that later checks can name it. Duplicate keys,
+null documents, anchors used as merge keys and non-string keys are errors here already.
+
+Dumping uses block style, 4-space indentation (what Talos's encoder writes), keeps key order and
+never emits anchors or aliases.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from libtalos.errors import ParseError, Problem
+
+try:  # pragma: no cover - depends on how PyYAML was built
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+    _Dumper: type[yaml.SafeDumper] = yaml.CSafeDumper  # type: ignore[assignment]
+except AttributeError:  # pragma: no cover
+    _Loader = yaml.SafeLoader
+    _Dumper = yaml.SafeDumper
+
+
+Path = tuple[str | int, ...]
+
+
+@dataclass
+class Document:
+    """One loaded YAML document: its value, where each key sits, and the text it came from."""
+
+    data: Any
+    lines: dict[Path, int] = field(default_factory=dict)
+    source: str = ""
+    index: int = 1  # 1-based position in the stream
+    text: str = ""  # this document's own source text, for byte-exact pass-through
+
+    def line(self, path: Path) -> int | None:
+        """The line of ``path``, or of its nearest ancestor that has one."""
+        p = tuple(path)
+        while True:
+            if p in self.lines:
+                return self.lines[p]
+            if not p:
+                return None
+            p = p[:-1]
+
+    def problem(self, path: Path, message: str) -> Problem:
+        return Problem(
+            message=message,
+            path=format_path(path),
+            line=self.line(path),
+            source=self.source,
+            document=self.index,
+        )
+
+
+def format_path(path: Path) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+_SCALAR_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:timestamp",
+    "tag:yaml.org,2002:binary",
+}
+
+
+class _Builder:
+    def __init__(self, source: str, index: int) -> None:
+        self.source = source
+        self.index = index
+        self.lines: dict[Path, int] = {}
+        self.problems: list[Problem] = []
+        self._constructor = _Loader("")  # only its scalar construction is used
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                line = key_node.start_mark.line + 1
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    self._add(path, line, "merge keys (<<) are not allowed")
+                    continue
+                if not isinstance(key_node, yaml.ScalarNode):
+                    self._add(path, line, "keys must be strings")
+                    continue
+                key = str(key_node.value)
+                if key in out:
+                    first = self.lines.get((*path, key))
+                    self._add(
+                        (*path, key), line, f"duplicate key (first defined on line {first})"
+                    )
+                    continue
+                self.lines[(*path, key)] = line
+                out[key] = self.build(value_node, (*path, key))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        if node.tag not in _SCALAR_TAGS:
+            self._add(path, node.start_mark.line + 1, f"unsupported tag {node.tag}")
+            return None
+        if node.tag == "tag:yaml.org,2002:timestamp":
+            return str(node.value)  # keep timestamps as the text written
+        return self._constructor.construct_object(node, deep=True)
+
+    def _add(self, path: Path, line: int, message: str) -> None:
+        self.problems.append(
+            Problem(
+                message=message,
+                path=format_path(path),
+                line=line,
+                source=self.source,
+                document=self.index,
+            )
+        )
+
+
+def load_documents(text: str, source: str = "<stdin>", *, allow_empty: bool = False) -> list[Document]:
+    """Parse a (multi-document) YAML stream strictly.
+
+    Raises :class:`ParseError` listing every problem: malformed YAML (with its line), null or
+    empty documents (unless ``allow_empty``), duplicate keys.
+    """
+    try:
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        what = exc.problem or exc.context or "malformed YAML"
+        raise ParseError(
+            [Problem(message=f"malformed YAML: {what}", line=line, source=source)]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ParseError([Problem(message=f"malformed YAML: {exc}", source=source)]) from None
+    except UnicodeError:
+        raise ParseError([Problem(message="input is not UTF-8 text", source=source)]) from None
+
+    texts = _split_texts(text, nodes)
+    docs: list[Document] = []
+    problems: list[Problem] = []
+    for i, node in enumerate(nodes, start=1):
+        if node is None or (
+            isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+        ):
+            if not allow_empty:
+                line = node.start_mark.line + 1 if node is not None else None
+                problems.append(
+                    Problem(message="document is empty (null)", line=line, source=source, document=i)
+                )
+            continue
+        builder = _Builder(source, i)
+        data = builder.build(node, ())
+        problems.extend(builder.problems)
+        docs.append(Document(data, builder.lines, source, i, texts[i - 1]))
+    if not nodes and not allow_empty:
+        problems.append(Problem(message="no YAML document in the input", source=source))
+    if problems:
+        raise ParseError(problems)
+    return docs
+
+
+def _split_texts(text: str, nodes: list[Any]) -> list[str]:
+    """Each document's own slice of the input, so pass-through can be byte-exact."""
+    if len(nodes) <= 1:
+        return [text] * len(nodes)
+    starts = [0]
+    for m in re.finditer(r"(?m)^---(?=\s|$)", text):
+        if m.start() != 0:
+            starts.append(m.start())
+    if len(starts) != len(nodes):  # directives or odd spacing: fall back to the whole text
+        return [text] * len(nodes)
+    ends = [*starts[1:], len(text)]
+    return [text[s:e] for s, e in zip(starts, ends, strict=True)]
+
+
+def load_one(text: str, source: str = "<stdin>") -> Document:
+    """Exactly one non-empty document."""
+    docs = load_documents(text, source)
+    if len(docs) != 1:
+        raise ParseError(
+            [Problem(message=f"expected one YAML document, found {len(docs)}", source=source)]
+        )
+    return docs[0]
+
+
+class _BlockDumper(_Dumper):  # type: ignore[misc,valid-type]
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_BlockDumper.add_representer(str, _str_representer)
+
+
+def dump(data: Any) -> str:
+    """One YAML document, block style, 4-space indent, keys in insertion order."""
+    return yaml.dump(
+        data,
+        Dumper=_BlockDumper,
+        default_flow_style=False,
+        sort_keys=False,
+        indent=4,
+        allow_unicode=True,
+        width=1_000_000,
+    )
+
+
+def dump_all(documents: list[Any]) -> str:
+    return "---\n".join(dump(d) for d in documents)
+
+
+def iter_paths(data: Any, prefix: Path = ()) -> Iterator[Path]:
+    """Every key path in a nested value (used by tests and diffing)."""
+    yield prefix
+    if isinstance(data, dict):
+        for k, v in data.items():
+            yield from iter_paths(v, (*prefix, k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from iter_paths(v, (*prefix, i))
