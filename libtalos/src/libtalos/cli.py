@@ -66,7 +66,7 @@ def run(app: Any, argv: Sequence[str] | None, *, prog: str) -> int:
     except click.exceptions.ClickException as exc:
         exc.show()
         return int(exc.exit_code)
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - this is the one place that maps every exception
         if isinstance(exc, SystemExit):
             return int(exc.code) if isinstance(exc.code, int) else int(ExitCode.FAILURE)
         return handle(exc)

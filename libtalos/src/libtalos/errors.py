@@ -85,9 +85,7 @@ class DocumentError(TalosError):
         self.problems = list(problems)
         lines = [p.render() for p in self.problems]
         head = summary or (
-            f"{len(lines)} problem{'s' if len(lines) != 1 else ''} found"
-            if len(lines) != 1
-            else ""
+            f"{len(lines)} problem{'s' if len(lines) != 1 else ''} found" if len(lines) != 1 else ""
         )
         message = "\n".join(([head] if head else []) + lines)
         super().__init__(message, hint=hint)

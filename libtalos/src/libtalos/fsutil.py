@@ -32,10 +32,8 @@ def atomic_write(
     if isinstance(data, str):
         data = data.encode()
     if not force and target.exists():
-        raise OutputExistsError(
-            f"{target}: file exists", hint="pass --force to overwrite it"
-        )
-    directory = target.parent if str(target.parent) else Path(".")
+        raise OutputExistsError(f"{target}: file exists", hint="pass --force to overwrite it")
+    directory = target.parent if str(target.parent) else Path()
     tmp = directory / f".{target.name}.{os.getpid()}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
@@ -94,9 +92,7 @@ def read_input(name: str) -> tuple[str, str]:
         raise TalosIOError(f"{name}: cannot read: {exc.strerror}") from None
 
 
-def write_output(
-    name: str, data: str, *, mode: int = PUBLIC_MODE, force: bool = True
-) -> None:
+def write_output(name: str, data: str, *, mode: int = PUBLIC_MODE, force: bool = True) -> None:
     """Write text to a file named on the command line (atomically), or to stdout for ``-``."""
     if name == "-":
         sys.stdout.write(data)

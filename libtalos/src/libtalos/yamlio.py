@@ -104,9 +104,7 @@ class _Builder:
                 key = str(key_node.value)
                 if key in out:
                     first = self.lines.get((*path, key))
-                    self._add(
-                        (*path, key), line, f"duplicate key (first defined on line {first})"
-                    )
+                    self._add((*path, key), line, f"duplicate key (first defined on line {first})")
                     continue
                 self.lines[(*path, key)] = line
                 out[key] = self.build(value_node, (*path, key))
@@ -132,7 +130,9 @@ class _Builder:
         )
 
 
-def load_documents(text: str, source: str = "<stdin>", *, allow_empty: bool = False) -> list[Document]:
+def load_documents(
+    text: str, source: str = "<stdin>", *, allow_empty: bool = False
+) -> list[Document]:
     """Parse a (multi-document) YAML stream strictly.
 
     Raises :class:`ParseError` listing every problem: malformed YAML (with its line), null or
@@ -162,7 +162,9 @@ def load_documents(text: str, source: str = "<stdin>", *, allow_empty: bool = Fa
             if not allow_empty:
                 line = node.start_mark.line + 1 if node is not None else None
                 problems.append(
-                    Problem(message="document is empty (null)", line=line, source=source, document=i)
+                    Problem(
+                        message="document is empty (null)", line=line, source=source, document=i
+                    )
                 )
             continue
         builder = _Builder(source, i)
