@@ -241,3 +241,9 @@ def iter_paths(data: Any, prefix: Path = ()) -> Iterator[Path]:
     elif isinstance(data, list):
         for i, v in enumerate(data):
             yield from iter_paths(v, (*prefix, i))
+
+
+def join_documents(texts: list[str]) -> str:
+    """Join already-encoded documents into one stream (``---`` between them)."""
+    parts = [t if t.endswith("\n") else t + "\n" for t in texts]
+    return "---\n".join(parts)

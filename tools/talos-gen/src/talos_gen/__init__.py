@@ -1,0 +1,3 @@
+"""talos-gen: generate, validate and patch Talos machine configs."""
+
+__version__ = "0.1.0"

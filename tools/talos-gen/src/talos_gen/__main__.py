@@ -1,0 +1,3 @@
+from talos_gen.cli import entry
+
+entry()

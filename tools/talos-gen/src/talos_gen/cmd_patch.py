@@ -1,0 +1,59 @@
+"""``talos-gen patch``: apply patches to machine configs, stdin to stdout.
+
+Machine-config documents in the stream are patched and loaded back strictly; any other document
+(a talosconfig in a ``config -o -`` stream) passes through byte for byte, and so does everything
+when no patch is given.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from talos_gen.app import app
+
+
+def _body(text: str) -> str:
+    """A document's text without its leading ``---`` marker line."""
+    if text.startswith("---"):
+        return text.split("\n", 1)[1] if "\n" in text else ""
+    return text
+
+
+@app.command("patch")
+def patch_command(
+    patch: list[str] | None = typer.Option(
+        None,
+        "--patch",
+        "-p",
+        help="RFC 6902 list or YAML mapping; @FILE reads a file (repeatable).",
+    ),
+    file: str = typer.Argument("-", help="The input stream; '-' (default) for stdin."),
+    output: str = typer.Option("-", "--output", "-o", help="Where to write; '-' for stdout."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+) -> None:
+    """Patch machine configs (stdin to stdout)."""
+    from libtalos import config as cfgmod
+    from libtalos import yamlio
+    from libtalos.fsutil import SECRET_MODE, read_input, write_output
+    from libtalos.patch import apply_patch, read_patch
+
+    text, source = read_input(file)
+    patches = [read_patch(p) for p in patch or []]
+    docs = yamlio.load_documents(text, source)
+    out: list[str] = []
+    for doc in docs:
+        if not patches or not (isinstance(doc.data, dict) and "machine" in doc.data):
+            out.append(_body(doc.text))
+            continue
+        cfgmod.load(doc.text, f"{source} document {doc.index}")  # the input itself must be valid
+        data = doc.data
+        for body, origin in patches:
+            data = apply_patch(data, body, origin)
+        patched = cfgmod.load(yamlio.dump(data), f"{source} document {doc.index} (patched)")
+        out.append(cfgmod.encode(patched.config))
+    result = text if not patches else yamlio.join_documents(out)
+    write_output(output, result, mode=SECRET_MODE, force=force)
+    if output == "-":
+        sys.stdout.flush()

@@ -1,0 +1,3 @@
+from talosctl.cli import entry
+
+entry()

@@ -1,0 +1,105 @@
+"""The talosctl front end: a table from Talos's command words to a tool's ``main(argv)``.
+
+It holds no logic of its own: each row names the words of a talosctl command, the tool module
+that runs it, and the argv prefix that tool expects (plus defaults where talosctl's differ from
+the tool's, e.g. ``gen secrets`` writes ``secrets.yaml`` unless ``-o`` is given). Tools are
+imported only when their command runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from talosctl import __version__
+
+
+@dataclass(frozen=True)
+class Route:
+    words: tuple[str, ...]  # talosctl's command words
+    module: str  # the tool's cli module (has main(argv))
+    prefix: tuple[str, ...]  # the tool's command words
+    summary: str
+    defaults: dict[str, tuple[str, ...]] = field(default_factory=dict)  # flag -> args if absent
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        ("gen", "config"),
+        "talos_gen.cli",
+        ("config",),
+        "Generate init/controlplane/join configs and a talosconfig (talos-gen config)",
+    ),
+    Route(
+        ("gen", "secrets"),
+        "talos_pki.cli",
+        ("secrets",),
+        "Generate a secrets bundle (talos-pki secrets)",
+        defaults={"-o": ("-o", "secrets.yaml")},
+    ),
+    Route(
+        ("validate",),
+        "talos_gen.cli",
+        ("validate",),
+        "Validate a machine config for a mode (talos-gen validate)",
+    ),
+)
+
+_ALIASES = {"--output-file": "-o", "--output": "-o"}
+
+
+def usage() -> str:
+    lines = [
+        "talosctl: Talos's command lines, run by the Talos tools.",
+        "",
+        "Usage: talosctl COMMAND [ARGS]...   (COMMAND --help for its options)",
+        "",
+        "Commands:",
+    ]
+    for r in ROUTES:
+        lines.append(f"  {' '.join(r.words):<16} {r.summary}")
+    lines.append("")
+    lines.append("Options:")
+    lines.append("  --version  Print the version and exit.")
+    lines.append("  -h, --help Show this message and exit.")
+    return "\n".join(lines) + "\n"
+
+
+def resolve(args: list[str]) -> tuple[Route, list[str]] | None:
+    """The route for ``args`` (longest match of command words) and the tool's argv."""
+    for route in sorted(ROUTES, key=lambda r: -len(r.words)):
+        n = len(route.words)
+        if tuple(args[:n]) == route.words:
+            rest = args[n:]
+            given = {_ALIASES.get(a.split("=", 1)[0], a.split("=", 1)[0]) for a in rest}
+            extra: list[str] = []
+            if not ({"-h", "--help"} & given):
+                for flag, default in route.defaults.items():
+                    if flag not in given:
+                        extra.extend(default)
+            return route, [*route.prefix, *rest, *extra]
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in ([], ["-h"], ["--help"]):
+        sys.stdout.write(usage())
+        return 0
+    if args == ["--version"]:
+        sys.stdout.write(f"talosctl {__version__}\n")
+        return 0
+    found = resolve(args)
+    if found is None:
+        sys.stderr.write(f"error: unknown command {' '.join(args[:2])!r}\n\n{usage()}")
+        return 2
+    route, tool_args = found
+    module = importlib.import_module(route.module)
+    result: int = module.main(tool_args)
+    return result
+
+
+def entry() -> None:
+    sys.exit(main())
