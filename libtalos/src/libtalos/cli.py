@@ -48,22 +48,27 @@ def handle(exc: BaseException) -> int:
 
 def run(app: Any, argv: Sequence[str] | None, *, prog: str) -> int:
     """Run a Typer app on ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
-    import click
     import typer.main
+
+    try:
+        from click.exceptions import Abort, ClickException, Exit, UsageError
+    except ImportError:  # typer 0.27 vendors click as typer._click and has no click dependency
+        from typer._click.exceptions import ClickException, UsageError  # type: ignore[no-redef,unused-ignore]
+        from typer.exceptions import Abort, Exit  # type: ignore[no-redef,assignment,unused-ignore]
 
     args = list(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(app)
     try:
         result = command.main(args=args, prog_name=prog, standalone_mode=False)
-    except click.exceptions.UsageError as exc:
+    except UsageError as exc:
         exc.show()  # click's own "Usage: ... Error: ..." names the argument
         return int(ExitCode.USAGE)
-    except click.exceptions.Abort:
+    except Abort:
         sys.stderr.write("interrupted\n")
         return int(ExitCode.INTERRUPTED)
-    except click.exceptions.Exit as exc:
+    except Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.ClickException as exc:
+    except ClickException as exc:
         exc.show()
         return int(exc.exit_code)
     except BaseException as exc:  # noqa: BLE001 - this is the one place that maps every exception
