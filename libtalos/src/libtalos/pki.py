@@ -448,7 +448,7 @@ def issue(
 
 
 def admin_client_cert(
-    talos_ca: CertKey, clock: Clock | None = None, rng: Random | None = None
+    talos_ca: CertKey | LoadedCA, clock: Clock | None = None, rng: Random | None = None
 ) -> CertKey:
     """The talosconfig admin certificate (v0.9): from the Talos CA, IP SAN 127.0.0.1, no CN,
     Organization [""], 10 years, ServerAuth+ClientAuth; the key type follows the CA (Ed25519)."""
@@ -464,7 +464,7 @@ def admin_client_cert(
 
 
 def kubeconfig_admin_cert(
-    kubernetes_ca: CertKey,
+    kubernetes_ca: CertKey | LoadedCA,
     clock: Clock | None = None,
     rng: Random | None = None,
     *,

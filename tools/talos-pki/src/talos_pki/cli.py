@@ -1,0 +1,43 @@
+"""Entry point: ``main(argv) -> int``.
+
+Two answers skip the CLI framework entirely, because they are the ones run in loops and while a
+node waits: ``--version`` (:func:`libtalos.cli.fast_version`) and ``fingerprint FILE``
+(:mod:`talos_pki.spki`, standard library only). Everything else goes through the Typer app in
+:mod:`talos_pki.app` and the one exception-to-exit-code runner, :func:`libtalos.cli.run`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from libtalos.cli import fast_version, handle
+from libtalos.errors import TalosError
+from talos_pki import __version__
+
+PROG = "talos-pki"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    code = fast_version(args, PROG, __version__)
+    if code is not None:
+        return code
+    if len(args) == 2 and args[0] == "fingerprint" and (args[1] == "-" or args[1][:1] != "-"):
+        from talos_pki.spki import fingerprint_input
+
+        try:
+            sys.stdout.write(fingerprint_input(args[1]) + "\n")
+        except (TalosError, BrokenPipeError) as exc:
+            return handle(exc)
+        return 0
+
+    from libtalos.cli import run
+    from talos_pki.app import app
+
+    return run(app, args, prog=PROG)
+
+
+def console() -> None:
+    """The ``talos-pki`` console script."""
+    sys.exit(main())

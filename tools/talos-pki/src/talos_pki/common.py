@@ -1,0 +1,144 @@
+"""What the commands share: reading certificate/CA inputs in their accepted shapes, durations,
+and writing YAML output (0600 when it holds a key)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import os
+import re
+from typing import Any
+
+from libtalos import fsutil, yamlio
+from libtalos.errors import OutputExistsError, PKIError, Problem, UsageError, ValidationError
+from libtalos.secrets import CertKey
+
+_DURATION = re.compile(r"(\d+)(y|d|h|m|s)")
+_UNITS = {"y": 365 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str, option: str) -> dt.timedelta:
+    """``87600h``, ``30d``, ``1y``, ``1h30m`` ... (y = 365 days); errors name the option."""
+    value = text.strip()
+    pos, seconds = 0, 0
+    for match in _DURATION.finditer(value):
+        if match.start() != pos:
+            break
+        seconds += int(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if not value or pos != len(value):
+        raise UsageError(f"{option}: {text!r} is not a duration (use e.g. 87600h, 30d, 1y, 1h30m)")
+    if seconds <= 0:
+        raise UsageError(f"{option}: the duration must be positive")
+    return dt.timedelta(seconds=seconds)
+
+
+def check_output(output: str, force: bool) -> None:
+    """Refuse an existing output file before doing any work (atomic_write checks again)."""
+    if output != "-" and not force and os.path.lexists(output):
+        raise OutputExistsError(f"{output}: file exists", hint="pass --force to overwrite it")
+
+
+def emit(data: dict[str, Any], output: str, *, force: bool, secret: bool) -> None:
+    """Dump ``data`` as YAML to ``output`` (``-`` is stdout); key-holding files are 0600."""
+    mode = fsutil.SECRET_MODE if secret else fsutil.PUBLIC_MODE
+    fsutil.write_output(output, yamlio.dump(data), mode=mode, force=force)
+
+
+def _b64_pem(value: str) -> bytes | None:
+    """Base64 of a PEM block, or None."""
+    try:
+        decoded = base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return decoded if b"-----BEGIN " in decoded else None
+
+
+_CA_KEYS = {"crt", "key"}
+BUNDLE_ENTRIES = {
+    "os": "talos_ca",
+    "k8s": "kubernetes_ca",
+    "etcd": "etcd_ca",
+    "k8saggregator": "aggregator_ca",
+}
+
+
+def load_cert_key(text: str, source: str, *, bundle_entry: str = "") -> CertKey:
+    """A certificate with its key from: PEM text holding both blocks, Talos's YAML shape
+    ``{crt: base64 PEM, key: base64 PEM}``, or a secrets bundle (``bundle_entry`` picks the CA:
+    os, k8s, etcd, k8saggregator)."""
+    if "-----BEGIN " in text:
+        data = text.encode()
+        return CertKey(data, data)  # pki takes the first CERTIFICATE and first key block
+    doc = yamlio.load_one(text, source)
+    if isinstance(doc.data, dict) and "certs" in doc.data:
+        from libtalos.secrets import load_bundle
+
+        bundle = load_bundle(text, source)
+        entry = bundle_entry or ""
+        attr = BUNDLE_ENTRIES.get(entry)
+        if attr is None:
+            raise UsageError(
+                f"{source}: is a secrets bundle; choose its CA with --bundle-ca "
+                f"({', '.join(BUNDLE_ENTRIES)})"
+            )
+        pair = getattr(bundle, attr)
+        if pair is None:
+            raise PKIError(f"{source}: the bundle has no certs.{entry}")
+        assert isinstance(pair, CertKey)  # noqa: S101 - the bundle's fields are typed
+        return pair
+    if not isinstance(doc.data, dict):
+        raise ValidationError([doc.problem((), "must be a mapping with crt and key")])
+    problems: list[Problem] = []
+    values: dict[str, bytes] = {}
+    for key, value in doc.data.items():
+        if key not in _CA_KEYS:
+            problems.append(doc.problem((key,), "unknown key (expected crt and key)"))
+            continue
+        pem = _b64_pem(value) if isinstance(value, str) else None
+        if pem is None:
+            problems.append(doc.problem((key,), "must be base64 of a PEM block"))
+            continue
+        values[key] = pem
+    problems += [doc.problem((k,), "is required") for k in sorted(_CA_KEYS - doc.data.keys())]
+    if problems:
+        raise ValidationError(problems)
+    return CertKey(values["crt"], values["key"])
+
+
+def find_certificates(text: str, source: str) -> list[tuple[str, bytes]]:
+    """Every certificate in an input, labelled: PEM text or base64 of PEM (label ``""``), or any
+    YAML document (a ``{crt, key}`` pair, a secrets bundle, a talosconfig, a machine config),
+    where each string value that is base64 of a PEM certificate is labelled by its key path."""
+    if "-----BEGIN " in text:
+        return [("", text.encode())]
+    pem = _b64_pem(text)
+    if pem is not None:
+        return [("", pem)]
+    found: list[tuple[str, bytes]] = []
+    for doc in yamlio.load_documents(text, source):
+        for path in yamlio.iter_paths(doc.data):
+            value: Any = doc.data
+            for part in path:
+                value = value[part]
+            pem = _b64_pem(value) if isinstance(value, str) else None
+            if pem is not None and b"-----BEGIN CERTIFICATE-----" in pem:
+                label = yamlio.format_path(path)
+                if doc.index > 1:
+                    label = f"document {doc.index}: {label}"
+                found.append((label, pem))
+    if not found:
+        raise PKIError(f"{source}: no certificate found (PEM, base64 of PEM, or YAML holding one)")
+    return found
+
+
+def load_one_certificate(text: str, source: str) -> bytes:
+    """The certificate of an input that holds one (a YAML ``{crt, key}`` pair counts as one)."""
+    found = find_certificates(text, source)
+    if len(found) > 1:
+        raise PKIError(
+            f"{source}: holds {len(found)} certificates "
+            f"({', '.join(label for label, _ in found)}); give a file with one"
+        )
+    return found[0][1]
