@@ -40,9 +40,9 @@ docs:
 docs-check:
     python -m libtalos.docgen --check docs/reference
 
-# Run the benchmarks and print figures next to their references
-bench:
-    python bench/run.py
+# Run the benchmarks (all, or by name: startup gen pki luks vip init) beside their references
+bench *names:
+    python bench/run.py {{names}}
 
 # Everything CI checks: lint, types, generated docs, tests
 ci: lint type docs-check test

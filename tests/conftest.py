@@ -1,0 +1,52 @@
+"""Shared fixtures: paths of the installed console scripts and capability probes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # the .venv's bin: where the console scripts live
+
+
+def script(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        pytest.fail(f"console script {name} is not installed in {BIN}: run bash scripts/setup")
+    return str(path)
+
+
+@pytest.fixture
+def run_script():
+    """Run an installed console script; returns CompletedProcess (text mode)."""
+
+    def _run(
+        name: str,
+        *args: str,
+        stdin: str | None = None,
+        cwd: Path | None = None,
+        check: bool = False,
+    ):
+        return subprocess.run(
+            [script(name), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            check=check,
+            timeout=120,
+        )
+
+    return _run
+
+
+@pytest.fixture(scope="session")
+def openssl() -> str:
+    path = shutil.which("openssl")
+    if path is None:
+        pytest.fail("openssl is required (Debian package openssl; scripts/setup installs it)")
+    return path
