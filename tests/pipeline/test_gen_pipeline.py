@@ -77,8 +77,7 @@ def test_gen_stream_through_patch_and_validate(run_script, tmp_path):
     one = patched.split("\n---\n")[1]
     res = run_script("talos-gen", "validate", "--mode", "container", "-", stdin=one)
     assert res.returncode == 0, res.stderr
-    assert res.stdout == "<stdin> is valid for container mode
-"
+    assert res.stdout == "<stdin> is valid for container mode\n"
 
 
 def test_talosctl_front_end(run_script, tmp_path):
