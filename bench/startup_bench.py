@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -22,8 +23,9 @@ def main() -> None:
     print("== start-up (median of 21, interleaved)")
     commands: dict[str, list[str]] = {"python -c pass": [PYTHON, "-c", "pass"]}
     for tool in TOOLS:
-        if (BIN / tool).exists():
-            commands[f"{tool} --version"] = [str(BIN / tool), "--version"]
+        argv = [str(BIN / tool), "--version"]
+        if (BIN / tool).exists() and subprocess.run(argv, capture_output=True).returncode == 0:
+            commands[f"{tool} --version"] = argv
     with tempfile.TemporaryDirectory() as tmp:
         from libtalos import pki
 
