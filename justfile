@@ -35,10 +35,12 @@ test *args:
 # Regenerate the generated docs (config reference)
 docs:
     python -m libtalos.docgen docs/reference
+    python -m talos_gen.helpdocs
 
 # Fail when the generated docs are stale
 docs-check:
     python -m libtalos.docgen --check docs/reference
+    python -m talos_gen.helpdocs --check
 
 # Run the benchmarks (all, or by name: startup gen pki luks vip init) beside their references
 bench *names:

@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 
+from talos_gen._flagdocs import FLAG_DOCS
 from talos_gen.app import app
 
 MACHINE_TYPES = ("init", "controlplane", "join")
@@ -168,25 +169,31 @@ def config_command(
     with_secrets: str | None = typer.Option(
         None, "--with-secrets", help="A secrets bundle (from 'talos-pki secrets'); '-' for stdin."
     ),
-    install_disk: str = typer.Option("/dev/sda", "--install-disk", help="The disk to install to."),
+    install_disk: str = typer.Option(
+        "/dev/sda", "--install-disk", help=FLAG_DOCS["machine.install.disk"]
+    ),
     install_image: str | None = typer.Option(
-        None, "--install-image", help="The installer image (default: Talos's for this release)."
+        None,
+        "--install-image",
+        help=FLAG_DOCS["machine.install.image"] + " Default: Talos's for this release.",
     ),
     additional_sans: list[str] | None = typer.Option(
         None,
         "--additional-sans",
-        help="Extra API server certificate SANs (repeatable, or comma-separated).",
+        help=FLAG_DOCS["cluster.apiServer.certSANs"] + " Repeatable, or comma-separated.",
     ),
-    dns_domain: str = typer.Option("cluster.local", "--dns-domain", help="The cluster DNS domain."),
+    dns_domain: str = typer.Option(
+        "cluster.local", "--dns-domain", help=FLAG_DOCS["cluster.network.dnsDomain"]
+    ),
     kubernetes_version: str | None = typer.Option(
         None, "--kubernetes-version", help="Pin the Kubernetes images to this version."
     ),
     registry_mirror: list[str] | None = typer.Option(
-        None, "--registry-mirror", help="A registry mirror, host=url (repeatable)."
+        None,
+        "--registry-mirror",
+        help=FLAG_DOCS["machine.registries.mirrors"] + " As host=url; repeatable.",
     ),
-    persist: bool = typer.Option(
-        True, "--persist/--no-persist", "-p", help="Persist the config to disk on the node."
-    ),
+    persist: bool = typer.Option(True, "--persist/--no-persist", "-p", help=FLAG_DOCS["persist"]),
     talos_version: str = typer.Option(
         "", "--talos-version", help="The Talos contract to generate for (v0.8 or v0.9)."
     ),
