@@ -1,0 +1,101 @@
+"""``talos-init``: run the node as PID 1.
+
+    talos-init --mode container --state-dir DIR [--services-dir DIR] [--config FILE|URL]
+               [--cmdline "talos.config=URL talos.hostname=NAME"]
+
+Exit codes: see :mod:`talos_init.shutdown` (0 shutdown, 1 fatal boot error, 2 usage,
+128+N stopped by signal N after an orderly stop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from libtalos.cli import fast_version, run
+from libtalos.errors import UsageError
+
+from talos_init import __version__
+from talos_init.modes import Mode
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    fast = fast_version(argv, "talos-init", __version__)
+    if fast is not None:
+        return fast
+    from talos_init.app import app
+
+    return run(app, argv, prog="talos-init")
+
+
+def console() -> None:
+    raise SystemExit(main())
+
+
+def boot_node(
+    *,
+    mode: Mode,
+    state_dir: Path,
+    services_dir: Path | None,
+    config: str | None,
+    cmdline: str | None,
+    isolate: bool,
+    echo_services: bool,
+    fetch_timeout: float,
+    reap_orphans: bool,
+) -> int:
+    # First thing, while the process has one thread: block the signals (sigloop's contract).
+    from talos_init import configsource, sigloop
+    from talos_init.logring import Console
+    from talos_init.node import Node, NodeOptions
+    from talos_init.services import load_services_dir
+
+    mask = sigloop.block_signals()
+    if fetch_timeout <= 0:
+        raise UsageError("--fetch-timeout: must be greater than zero")
+    state_dir = state_dir.absolute()
+    if mode == Mode.container and not state_dir.is_dir():
+        raise UsageError(f"--state-dir: {state_dir}: not a directory")
+    if cmdline is None and mode == Mode.metal:
+        try:
+            cmdline = Path("/proc/cmdline").read_text()
+        except OSError:
+            cmdline = ""
+    params = configsource.parse_cmdline(cmdline or "")
+    options = NodeOptions(
+        mode=str(mode),
+        state_dir=state_dir,
+        cmdline=params,
+        isolate=isolate,
+        reap_orphans=reap_orphans,
+        echo_services=echo_services,
+        fetch_timeout=fetch_timeout,
+    )
+    source = config or params.get("talos.config") or None
+    console = Console()
+    # Launcher inputs are read now: in container mode the node's root replaces the launcher's
+    # view of the filesystem (its /tmp included) during the boot sequence.
+    if source is not None:
+        path = _local_path(source)
+        if path is not None:
+            try:
+                options.config_text = (configsource.fetch(f"file://{path}"), str(path))
+            except configsource.ConfigFetchError as exc:
+                console.log(f"config: {exc.message}")
+        else:
+            options.config_source = source
+    if services_dir is not None:
+        options.services, options.service_problems = load_services_dir(services_dir)
+    node = Node(options, console, mask)
+    return asyncio.run(node.run())
+
+
+def _local_path(source: str) -> Path | None:
+    if source.startswith("file://"):
+        return Path(source[len("file://") :])
+    if "://" not in source:
+        return Path(os.path.abspath(source))
+    return None
+

@@ -1,0 +1,247 @@
+"""Where the machine config comes from, and how it is kept (the one module handling config).
+
+Order (TALOS-FACTS §7.2/§7.3): the ``talos.config=URL`` kernel parameter (or ``--config``), then
+the config persisted in STATE (``/system/state/config.yaml``), else maintenance mode, which waits
+for a config (the API issue delivers one; until then a file dropped into STATE as
+``apply-config.yaml`` is the documented way).
+
+The config is checked here for what talos-init itself applies (version, ``machine.type``,
+``machine.network.hostname``, ``machine.files``, ``machine.sysctls``); the full v1alpha1 model
+lives in ``libtalos.config`` (another issue) and is not duplicated here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import re
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from libtalos.errors import DocumentError, Problem, TalosError
+from libtalos.fsutil import SECRET_MODE, atomic_write
+from libtalos.yamlio import Document, load_one
+
+CONFIG_NAME = "config.yaml"
+DROP_NAME = "apply-config.yaml"
+FETCH_TIMEOUT = 70.0  # Talos's bound on fetching talos.config
+MACHINE_TYPES = ("init", "controlplane", "join", "worker")
+FILE_OPS = ("create", "append", "overwrite")
+_HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+class ConfigFetchError(TalosError):
+    """The config could not be fetched from its URL (the message names the URL, not the data)."""
+
+
+@dataclass(frozen=True)
+class MachineFile:
+    path: str
+    content: str
+    permissions: int
+    op: str
+
+
+@dataclass(frozen=True)
+class MachineConfig:
+    text: str
+    source: str
+    machine_type: str
+    hostname: str | None = None
+    files: tuple[MachineFile, ...] = ()
+    sysctls: dict[str, str] = field(default_factory=dict)
+    data: Any = None
+
+
+def parse(text: str, source: str) -> MachineConfig:
+    """Check the parts talos-init applies; raise :class:`DocumentError` naming key and line."""
+    doc = load_one(text, source)
+    problems: list[Problem] = []
+    data = doc.data
+    if not isinstance(data, dict):
+        raise DocumentError([doc.problem((), "the machine config must be a mapping")])
+    if data.get("version") != "v1alpha1":
+        problems.append(doc.problem(("version",), "must be v1alpha1"))
+    machine = data.get("machine")
+    if not isinstance(machine, dict):
+        problems.append(doc.problem(("machine",), "missing or not a mapping"))
+        raise DocumentError(problems)
+    mtype = machine.get("type")
+    if mtype not in MACHINE_TYPES:
+        problems.append(doc.problem(("machine", "type"), f"must be one of {', '.join(MACHINE_TYPES)}"))
+    hostname = _hostname(doc, machine, problems)
+    files = _files(doc, machine.get("files"), problems)
+    sysctls = _sysctls(doc, machine.get("sysctls"), problems)
+    if problems:
+        raise DocumentError(problems)
+    return MachineConfig(text, source, str(mtype), hostname, files, sysctls, data)
+
+
+def _hostname(doc: Document, machine: dict[str, Any], problems: list[Problem]) -> str | None:
+    network = machine.get("network")
+    if network is None:
+        return None
+    if not isinstance(network, dict):
+        problems.append(doc.problem(("machine", "network"), "must be a mapping"))
+        return None
+    name = network.get("hostname")
+    if name is None:
+        return None
+    if not isinstance(name, str) or not _HOSTNAME.match(name):
+        problems.append(doc.problem(("machine", "network", "hostname"), "not a valid hostname"))
+        return None
+    return name
+
+
+def _files(doc: Document, value: Any, problems: list[Problem]) -> tuple[MachineFile, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        problems.append(doc.problem(("machine", "files"), "must be a list"))
+        return ()
+    out = []
+    for i, item in enumerate(value):
+        where: tuple[str | int, ...] = ("machine", "files", i)
+        if not isinstance(item, dict):
+            problems.append(doc.problem(where, "must be a mapping"))
+            continue
+        before = len(problems)
+        for key in item:
+            if key not in ("content", "permissions", "path", "op"):
+                problems.append(doc.problem((*where, key), "unknown key"))
+        content, path, op = item.get("content"), item.get("path"), item.get("op", "create")
+        perms = item.get("permissions", 0o644)
+        if not isinstance(content, str):
+            problems.append(doc.problem((*where, "content"), "must be a string"))
+        if not isinstance(path, str) or not path.startswith("/"):
+            problems.append(doc.problem((*where, "path"), "must be an absolute path"))
+        if isinstance(perms, bool) or not isinstance(perms, int) or not 0 <= perms <= 0o7777:
+            problems.append(doc.problem((*where, "permissions"), "must be a file mode"))
+        if op not in FILE_OPS:
+            problems.append(doc.problem((*where, "op"), f"must be one of {', '.join(FILE_OPS)}"))
+        if len(problems) == before:
+            out.append(MachineFile(str(path), str(content), int(perms), str(op)))
+    return tuple(out)
+
+
+def _sysctls(doc: Document, value: Any, problems: list[Problem]) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(doc.problem(("machine", "sysctls"), "must be a mapping"))
+        return {}
+    out = {}
+    for key, val in value.items():
+        if isinstance(val, bool) or not isinstance(val, str | int):
+            problems.append(doc.problem(("machine", "sysctls", key), "must be a string"))
+        elif not re.match(r"^[a-z0-9_.]+$", key):
+            problems.append(doc.problem(("machine", "sysctls", key), "not a sysctl name"))
+        else:
+            out[key] = str(val)
+    return out
+
+
+# -- sources ------------------------------------------------------------------------------------
+
+
+def smbios_uuid() -> str | None:
+    try:
+        return Path("/sys/class/dmi/id/product_uuid").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def expand_url(url: str, uuid: str | None) -> str:
+    """Fill an empty ``uuid`` query parameter with the SMBIOS UUID, as Talos does."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if uuid and any(k == "uuid" and not v for k, v in query):
+        query = [(k, uuid if k == "uuid" and not v else v) for k, v in query]
+        return urlunsplit(parts._replace(query=urlencode(query)))
+    return url
+
+
+def fetch(url: str, timeout: float = FETCH_TIMEOUT) -> str:
+    """Read a config from ``file://``, ``http://`` or ``https://`` (gzip is detected)."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        try:
+            raw = Path(parts.path).read_bytes()
+        except OSError as exc:
+            raise ConfigFetchError(f"{url}: cannot read: {exc.strerror}") from None
+    elif parts.scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - scheme checked above
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            raise ConfigFetchError(f"{url}: HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise ConfigFetchError(f"{url}: cannot fetch: {reason}") from None
+    else:
+        raise ConfigFetchError(f"{url}: unsupported scheme (use file://, http:// or https://)")
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError):
+            raise ConfigFetchError(f"{url}: corrupt gzip data") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigFetchError(f"{url}: not UTF-8 text") from None
+
+
+def persist(state_dir: str | Path, config: MachineConfig) -> Path:
+    """Write the config into STATE atomically (temp file, fsync, rename), mode 0600."""
+    return atomic_write(Path(state_dir) / CONFIG_NAME, config.text, mode=SECRET_MODE)
+
+
+def load_persisted(state_dir: str | Path) -> MachineConfig | None:
+    """The config kept in STATE, or ``None`` when there is none. Bad content raises."""
+    path = Path(state_dir) / CONFIG_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeError) as exc:
+        raise ConfigFetchError(f"{path}: cannot read: {getattr(exc, 'strerror', exc)}") from None
+    return parse(text, str(path))
+
+
+def remove_stale_temp(state_dir: str | Path) -> int:
+    """Temp files left by a write that was killed midway (``.config.yaml.PID.tmp``)."""
+    count = 0
+    for stale in Path(state_dir).glob(f".{CONFIG_NAME}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+            count += 1
+    return count
+
+
+def parse_cmdline(text: str) -> dict[str, str]:
+    """Kernel command line ``key=value`` pairs (a bare ``key`` maps to ``""``); last one wins."""
+    out: dict[str, str] = {}
+    for word in text.split():
+        key, _, value = word.partition("=")
+        out[key] = value
+    return out
+
+
+def read_drop(state_dir: str | Path) -> tuple[str, str] | None:
+    """A config dropped into STATE for maintenance mode: ``(text, path)``, or ``None``."""
+    path = Path(state_dir) / DROP_NAME
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeError):
+        return "", str(path)
+
+
+def secure_mode(path: str | Path) -> int:
+    return os.stat(path).st_mode & 0o777

@@ -1,0 +1,421 @@
+"""The node: boot sequences, config, maintenance, and the way it ends.
+
+``Node`` is the object the machine API server (a later issue) holds: ``apply_configuration()``
+(maintenance and configured modes), ``shutdown()``, ``reboot()``, ``supervisor`` (services) and
+``console.ring`` (the node's own log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from libtalos.errors import DocumentError, Problem, TalosError
+
+from talos_init import configsource, mounts
+from talos_init.configsource import MachineConfig
+from talos_init.logring import Console
+from talos_init.reaper import Reaper
+from talos_init.sequencer import Phase, Sequencer, TaskFailed
+from talos_init.services import ServiceSpec
+from talos_init.shutdown import NodeExit, metal_fatal, signal_exit
+from talos_init.sigloop import SignalLoop
+from talos_init.supervisor import Supervisor
+
+MAINTENANCE_POLL = 0.2  # seconds between looks for a dropped config file
+BOOT_TIMEOUT = 15 * 60.0  # Talos's BootTimeout for startEverything
+
+# TALOS-FACTS §7.2: enforced kernel parameters and the KSPP sysctls written at boot.
+REQUIRED_KERNEL_PARAMS = {"slab_nomerge": "", "pti": "on"}
+KSPP_SYSCTLS = {
+    "kernel.kptr_restrict": "1",
+    "kernel.dmesg_restrict": "1",
+    "kernel.perf_event_paranoid": "3",
+    "kernel.yama.ptrace_scope": "1",
+    "user.max_user_namespaces": "0",
+    "kernel.unprivileged_bpf_disabled": "1",
+    "net.core.bpf_jit_harden": "2",
+}
+
+
+class BootError(TalosError):
+    """A boot task cannot complete (the message names what is missing)."""
+
+
+@dataclass
+class NodeOptions:
+    mode: str  # "container" or "metal"
+    state_dir: Path
+    cmdline: dict[str, str] = field(default_factory=dict)
+    config_source: str | None = None  # URL (talos.config= or --config)
+    config_text: tuple[str, str] | None = None  # (text, source) read before the root switch
+    services: list[ServiceSpec] = field(default_factory=list)
+    service_problems: list[Problem] = field(default_factory=list)
+    isolate: bool = True  # container mode: build the read-only root in a mount namespace
+    reap_orphans: bool = True
+    echo_services: bool = False
+    fetch_timeout: float = configsource.FETCH_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Request:
+    kind: str  # "shutdown", "reboot", "fatal"
+    code: int
+
+
+class Node:
+    def __init__(self, options: NodeOptions, console: Console, mask: frozenset[int]) -> None:
+        self.options = options
+        self.console = console
+        self.mask = mask
+        self.reaper = Reaper(reap_orphans=options.reap_orphans)
+        self.supervisor = Supervisor(self.reaper, console, echo_output=options.echo_services)
+        self.sequencer = Sequencer(console)
+        self.config: MachineConfig | None = None
+        self.config_from_url = False
+        self.state = options.state_dir / "state"
+        self.ephemeral = options.state_dir / "ephemeral"
+        self._signals: SignalLoop | None = None
+        self._request: asyncio.Future[Request] | None = None
+        self._applied: asyncio.Future[MachineConfig] | None = None
+        self._root_built = False
+
+    # -- API seam ---------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        self._ask(Request("shutdown", NodeExit.SHUTDOWN))
+
+    def reboot(self) -> None:
+        self._ask(Request("reboot", NodeExit.SHUTDOWN))
+
+    def apply_configuration(self, text: str, source: str = "<api>") -> MachineConfig:
+        """Validate and take a config (maintenance mode); raises DocumentError when bad."""
+        config = configsource.parse(text, source)
+        if self._applied is not None and not self._applied.done():
+            self._applied.set_result(config)
+        return config
+
+    def _ask(self, request: Request) -> None:
+        if self._request is not None and not self._request.done():
+            self._request.set_result(request)
+
+    # -- signals ----------------------------------------------------------------------------
+
+    def on_signal(self, signum: int) -> None:
+        if signum == signal.SIGCHLD:
+            self.reaper.reap()
+        elif signum in (signal.SIGTERM, signal.SIGINT):
+            self.console.log(f"received {signal.Signals(signum).name}: shutting down")
+            self._ask(Request("shutdown", signal_exit(signum)))
+        elif signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            self.supervisor.forward(signum)
+
+    def _start_signal_loop(self) -> None:
+        if self._signals is None:
+            self._signals = SignalLoop(asyncio.get_running_loop(), self.mask, self.on_signal)
+            self._signals.start()
+            self.reaper.reap()  # anything that exited before the loop started
+
+    # -- main -------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._request = loop.create_future()
+            boot = loop.create_task(self._boot(), name="boot")
+            boot.add_done_callback(self._boot_done)
+            request = await self._request
+            if not boot.done():
+                boot.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await boot
+            name = "reboot" if request.kind == "reboot" else "shutdown"
+            with contextlib.suppress(TaskFailed):
+                await self.sequencer.run(name, [Phase("stopEverything", [("stopAllServices", self._stop_all)])])
+            self.reaper.reap()
+            if request.kind == "reboot" and self.options.mode == "container":
+                self.config = None
+                self.supervisor = Supervisor(
+                    self.reaper, self.console, echo_output=self.options.echo_services
+                )
+                continue
+            self.console.log(
+                f"reaper: {self.reaper.orphans_reaped} orphans and "
+                f"{self.reaper.children_reaped} children reaped"
+            )
+            if self._signals is not None:
+                self._signals.stop()
+            if request.kind == "fatal" and self.options.mode == "metal":
+                metal_fatal(self.console, self.options.cmdline.get("panic"))
+            if request.kind == "reboot":  # metal
+                mounts.reboot()
+            return int(request.code)
+
+    def _boot_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        if isinstance(exc, TaskFailed):
+            self.console.log(f"fatal: {exc}")
+        else:
+            self.console.log(f"fatal: internal error ({type(exc).__name__})")
+        self._ask(Request("fatal", NodeExit.FATAL))
+
+    async def _boot(self) -> None:
+        first = not self._root_built
+        await self.sequencer.run("initialize", self._initialize_phases(first))
+        self._start_signal_loop()
+        if self.config is None:
+            self.config = await self._maintenance()
+        await self.sequencer.run("boot", self._boot_phases())
+
+    # -- initialize -------------------------------------------------------------------------
+
+    def _initialize_phases(self, first: bool) -> list[Phase]:
+        phases = [Phase("logger", [("setupLogger", self._setup_logger)])]
+        if first:
+            requirements = [("setupSystemDirectory", self._setup_system_directory)]
+            if self.options.mode == "metal":
+                requirements = [
+                    ("enforceKSPPRequirements", self._enforce_kspp),
+                    ("mountPseudoFilesystems", self._mount_pseudo),
+                    ("writeRequiredSysctls", self._write_kspp_sysctls),
+                    *requirements,
+                ]
+            phases.append(Phase("systemRequirements", requirements))
+        phases.append(Phase("config", [("loadConfig", self._load_config)]))
+        return phases
+
+    async def _setup_logger(self) -> None:
+        self.console.log(f"talos-init mode {self.options.mode}, pid {os.getpid()}")
+
+    async def _enforce_kspp(self) -> None:
+        params = self.options.cmdline
+        missing = [
+            f"{k}={v}" if v else k
+            for k, v in REQUIRED_KERNEL_PARAMS.items()
+            if params.get(k) != v
+        ]
+        if missing:
+            raise BootError(f"KSPP: missing kernel parameters: {' '.join(missing)}")
+
+    async def _mount_pseudo(self) -> None:
+        done = mounts.mount_pseudo_filesystems()
+        self.console.log(f"mounted {', '.join(done) or 'nothing (already mounted)'}")
+
+    async def _write_kspp_sysctls(self) -> None:
+        for key, value in KSPP_SYSCTLS.items():
+            path = Path("/proc/sys") / key.replace(".", "/")
+            try:
+                path.write_text(value)
+            except OSError as exc:
+                raise BootError(f"sysctl {key}: cannot write: {exc.strerror}") from None
+
+    async def _setup_system_directory(self) -> None:
+        if self.options.mode == "container" and self.options.isolate:
+            if os.getpid() != 1:
+                raise BootError("container mode builds its root only as PID 1 (or use --no-isolate)")
+            mounts.build_node_root(self.options.state_dir)
+            self.state = Path("/system/state")
+            self.ephemeral = Path("/var")
+            mounts.unshare_uts()
+        else:
+            self.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.ephemeral.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if os.getpid() != 1:
+            _become_subreaper()
+        self._root_built = True
+        self.console.log(f"STATE at {self.state}, EPHEMERAL at {self.ephemeral}")
+
+    async def _load_config(self) -> None:
+        removed = configsource.remove_stale_temp(self.state)
+        if removed:
+            self.console.log(f"removed {removed} unfinished config write(s) from STATE")
+        self.config = None
+        self.config_from_url = False
+        text_source = self.options.config_text
+        url = self.options.config_source
+        if text_source is None and url is not None:
+            uuid = configsource.smbios_uuid()
+            url = configsource.expand_url(url, uuid)
+            self.console.log(f"fetching config from {url}")
+            try:
+                text = await asyncio.to_thread(configsource.fetch, url, self.options.fetch_timeout)
+                text_source = (text, url)
+            except TalosError as exc:
+                self.console.log(f"config: {exc.message}")
+        if text_source is not None:
+            try:
+                self.config = configsource.parse(*text_source)
+                self.config_from_url = True
+                self.console.log(f"config loaded from {text_source[1]}")
+                return
+            except DocumentError as exc:
+                self._report_bad_config(exc)
+        try:
+            self.config = configsource.load_persisted(self.state)
+        except (DocumentError, TalosError) as exc:
+            if isinstance(exc, DocumentError):
+                self._report_bad_config(exc)
+            else:
+                self.console.log(f"config: {exc.message}")
+        if self.config is not None:
+            self.console.log(f"config loaded from STATE ({self.config.source})")
+        else:
+            self.console.log("no config: entering maintenance mode")
+
+    def _report_bad_config(self, exc: DocumentError) -> None:
+        self.console.log("config rejected:")
+        for problem in exc.problems:
+            self.console.log(f"  {problem.render()}")
+
+    async def _maintenance(self) -> MachineConfig:
+        """Wait for a config: through the API seam, or a file dropped into STATE."""
+        loop = asyncio.get_running_loop()
+        self._applied = loop.create_future()
+        drop = self.state / configsource.DROP_NAME
+        self.console.log("starting maintenance service")
+        self.console.log(f"waiting for a machine config: apply it, or write it to {drop}")
+        while not self._applied.done():
+            found = configsource.read_drop(self.state)
+            if found is not None:
+                text, source = found
+                try:
+                    config = configsource.parse(text, source)
+                except DocumentError as exc:
+                    self._report_bad_config(exc)
+                    rejected = drop.with_name(drop.name + ".rejected")
+                    with contextlib.suppress(OSError):
+                        drop.replace(rejected)
+                    self.console.log(f"moved it to {rejected}; still in maintenance mode")
+                else:
+                    configsource.persist(self.state, config)
+                    with contextlib.suppress(OSError):
+                        drop.unlink()
+                    self.console.log(f"config accepted from {source}")
+                    return config
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._applied), MAINTENANCE_POLL)
+        config = self._applied.result()
+        configsource.persist(self.state, config)
+        return config
+
+    # -- boot -------------------------------------------------------------------------------
+
+    def _boot_phases(self) -> list[Phase]:
+        return [
+            Phase("validateConfig", [("validateConfig", self._validate_config)]),
+            Phase("saveConfig", [("saveConfig", self._save_config)]),
+            Phase("userSetup", [
+                ("writeUserFiles", self._write_user_files),
+                ("setHostname", self._set_hostname),
+                ("writeUserSysctls", self._write_user_sysctls),
+            ]),
+            Phase("setupNetwork", [("setupNetwork", self._setup_network)]),
+            Phase("startEverything", [("startAllServices", self._start_all_services)]),
+        ]  # fmt: skip
+
+    async def _validate_config(self) -> None:
+        assert self.config is not None
+        self.console.log(f"machine type {self.config.machine_type}")
+
+    async def _save_config(self) -> None:
+        assert self.config is not None
+        if self.config_from_url:
+            path = configsource.persist(self.state, self.config)
+            self.console.log(f"config saved to {path}")
+
+    async def _write_user_files(self) -> None:
+        assert self.config is not None
+        for i, f in enumerate(self.config.files):
+            try:
+                if f.op == "append":
+                    with open(f.path, "a", encoding="utf-8") as fh:
+                        fh.write(f.content)
+                    os.chmod(f.path, f.permissions)
+                else:
+                    if f.op == "create" and os.path.exists(f.path):
+                        self.console.log(f"machine.files[{i}]: {f.path} exists, left as is")
+                        continue
+                    from libtalos.fsutil import atomic_write
+
+                    atomic_write(f.path, f.content, mode=f.permissions)
+            except (OSError, TalosError) as exc:
+                reason = exc.message if isinstance(exc, TalosError) else exc.strerror
+                self.console.log(f"machine.files[{i}]: {f.path}: {reason}")
+
+    async def _set_hostname(self) -> None:
+        assert self.config is not None
+        name = self.config.hostname or self.options.cmdline.get("talos.hostname")
+        if not name or self.options.mode == "container" and not self.options.isolate:
+            return  # without our own UTS namespace the host's name is not ours to change
+        socket.sethostname(name)
+        self.console.log(f"hostname set to {name}")
+
+    async def _write_user_sysctls(self) -> None:
+        assert self.config is not None
+        if self.options.mode != "metal":
+            if self.config.sysctls:
+                self.console.log("machine.sysctls: not applied in container mode")
+            return
+        for key, value in self.config.sysctls.items():
+            try:
+                (Path("/proc/sys") / key.replace(".", "/")).write_text(value)
+            except OSError as exc:
+                self.console.log(f"machine.sysctls.{key}: {exc.strerror}")
+
+    async def _setup_network(self) -> None:
+        if self.options.mode == "metal" or self.options.isolate:
+            try:
+                _loopback_up()
+            except OSError as exc:
+                self.console.log(f"setupNetwork: lo: {exc.strerror}")
+        self.supervisor.set_network_up()
+
+    async def _start_all_services(self) -> None:
+        for problem in self.options.service_problems:
+            self.console.log(f"extension service rejected: {problem.render()}")
+        for spec in self.options.services:
+            self.supervisor.add(spec)
+        self.supervisor.start_all()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BOOT_TIMEOUT
+        while not all(s.up or s.task is None or s.task.done() for s in self.supervisor.services.values()):
+            left = deadline - loop.time()
+            if left <= 0:
+                self.console.log("not every service is up after the boot timeout")
+                return
+            await self.supervisor.changed(left)
+        self.console.log(f"services running: {len(self.supervisor.services)}")
+
+    async def _stop_all(self) -> None:
+        await self.supervisor.stop_all()
+
+
+def _become_subreaper() -> None:
+    """When not PID 1 (tests, a launcher), orphans of our services still come back to us."""
+    import ctypes
+
+    pr_set_child_subreaper = 36
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+
+
+def _loopback_up() -> None:
+    """Bring ``lo`` up (a fresh network namespace starts with it down): two ioctls."""
+    import fcntl
+    import struct
+
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock, siocgifflags, req))[1]
+        if not flags & iff_up:
+            fcntl.ioctl(sock, siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))

@@ -1,0 +1,89 @@
+"""Signals in PID 1: block them all before any thread exists, then handle them in one loop.
+
+This follows tini's design. Every signal except the synchronous fault signals (which must stay
+deliverable so a real crash is not turned into a hang) is blocked with ``pthread_sigmask`` while
+the process still has one thread, so every thread created later inherits the blocked mask and no
+asynchronous handler ever runs. One thread then waits with a bounded ``sigtimedwait`` and hands each
+signal to the asyncio loop, where the reaper and the supervisor live.
+
+Children never inherit this mask: :mod:`talos_init.spawn` starts them with an empty mask and
+default dispositions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import Callable
+
+# Left alone, as tini does: a fault must kill us (and, in metal mode, panic the kernel).
+FAULT_SIGNALS = frozenset(
+    {
+        signal.SIGFPE,
+        signal.SIGILL,
+        signal.SIGSEGV,
+        signal.SIGBUS,
+        signal.SIGABRT,
+        signal.SIGTRAP,
+        signal.SIGSYS,
+    }
+)
+UNBLOCKABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
+# Ignored rather than blocked, as tini does: a background PID 1 touching a tty must not stop.
+IGNORED = (signal.SIGTTIN, signal.SIGTTOU)
+
+WAIT_BOUND = 1.0  # seconds; sigtimedwait returns at least this often so the loop can be stopped
+
+
+class ThreadsAlreadyRunning(RuntimeError):
+    """The signal mask must be set while the process has one thread."""
+
+
+def handled_signals() -> frozenset[int]:
+    return frozenset(signal.valid_signals()) - FAULT_SIGNALS - UNBLOCKABLE - set(IGNORED)
+
+
+def block_signals() -> frozenset[int]:
+    """Block every handled signal in the (single) current thread; return the blocked set."""
+    if threading.active_count() != 1:
+        raise ThreadsAlreadyRunning(
+            "signals must be blocked before any thread starts (threads would keep an open mask)"
+        )
+    mask = handled_signals()
+    signal.pthread_sigmask(signal.SIG_BLOCK, mask)
+    for sig in IGNORED:
+        signal.signal(sig, signal.SIG_IGN)
+    return mask
+
+
+class SignalLoop:
+    """The one place signals are received: a bounded ``sigtimedwait`` loop feeding asyncio."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        mask: frozenset[int],
+        handler: Callable[[int], None],
+    ) -> None:
+        self._loop = loop
+        self._mask = mask
+        self._handler = handler
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="signals", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            info = signal.sigtimedwait(self._mask, WAIT_BOUND)
+            if info is None:
+                continue
+            try:
+                self._loop.call_soon_threadsafe(self._handler, info.si_signo)
+            except RuntimeError:  # the loop is closed: we are exiting
+                return
