@@ -66,11 +66,21 @@ def _app() -> Any:
     return app
 
 
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is now (in-process callers may swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - logging must never raise into the command
+            self.handleError(record)
+
+
 def _setup_logging(verbose: bool, debug: bool) -> None:
     """Our progress at INFO on stderr; libcryptsetup's messages only with -v/--debug."""
     root = logging.getLogger("talos_luks")
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
         root.addHandler(handler)
         root.propagate = False
