@@ -139,3 +139,26 @@ def test_gen_config_help_and_version(run_script):
     assert res.returncode == 0
     assert "--with-secrets" in res.stdout and "--config-patch-worker" in res.stdout
     assert run_script("talos-gen", "--version").stdout.startswith("talos-gen ")
+
+
+def test_full_disk_leaves_nothing_partial(tmp_path):
+    """A 16 KiB tmpfs fills up during gen config: exit 1, a clear message, no file at all."""
+    out = tmp_path / "full"
+    out.mkdir()
+    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a mount namespace: {probe.stderr.decode().strip()}")
+    cmd = (
+        f"mount -t tmpfs -o size=16k tmpfs {out} && "
+        f"{BIN / 'talos-gen'} config demo {ENDPOINT} -o {out}; rc=$?; "
+        f"ls -A {out}; exit $rc"
+    )
+    res = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", cmd],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 1, res.stderr
+    assert "No space left on device" in res.stderr
+    assert res.stdout.split() == []  # all or nothing: no config, no temp file left behind

@@ -28,11 +28,47 @@ def atomic_write(
     With ``force=False`` an existing ``path`` is an :class:`OutputExistsError`. The file is
     created with ``mode`` from the start (no window where a key file is world-readable).
     """
-    target = Path(path)
-    if isinstance(data, str):
-        data = data.encode()
-    if not force and target.exists():
-        raise OutputExistsError(f"{target}: file exists", hint="pass --force to overwrite it")
+    return atomic_write_many([(path, data, mode)], force=force)[0]
+
+
+def atomic_write_many(
+    files: list[tuple[str | os.PathLike[str], bytes | str, int]], *, force: bool = True
+) -> list[Path]:
+    """Write several files as one step: all of them or none.
+
+    Every file is first written in full to a temp file beside its target and fsynced; only when
+    all are on disk are they renamed into place. A failure before that (a full disk, a read-only
+    directory) removes the temp files and leaves every target as it was. Existing targets are
+    refused up front without ``force``.
+    """
+    targets = [Path(p) for p, _, _ in files]
+    if not force:
+        for target in targets:
+            if target.exists():
+                raise OutputExistsError(
+                    f"{target}: file exists", hint="pass --force to overwrite it"
+                )
+    staged: list[Path] = []
+    try:
+        for target, (_, data, mode) in zip(targets, files, strict=True):
+            staged.append(_stage(target, data.encode() if isinstance(data, str) else data, mode))
+        for tmp, target in zip(staged, targets, strict=True):
+            try:
+                tmp.replace(target)
+            except OSError as exc:
+                raise TalosIOError(f"{target}: cannot write: {exc.strerror}") from None
+    except BaseException:
+        for tmp in staged:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise
+    for directory in {t.parent for t in targets}:
+        _fsync_dir(directory)
+    return targets
+
+
+def _stage(target: Path, data: bytes, mode: int) -> Path:
+    """Write ``data`` to a fsynced temp file beside ``target``; returns its path."""
     directory = target.parent if str(target.parent) else Path()
     tmp = directory / f".{target.name}.{os.getpid()}.tmp"
     try:
@@ -44,8 +80,7 @@ def atomic_write(
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, mode)  # O_CREAT honours the umask; the caller's mode is what we promise
-        os.replace(tmp, target)
+        tmp.chmod(mode)  # O_CREAT honours the umask; the caller's mode is what we promise
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -54,8 +89,7 @@ def atomic_write(
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(directory)
-    return target
+    return tmp
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -128,28 +128,22 @@ def build(
 
 
 def write(outputs: list[Output], output_dir: str, *, force: bool) -> None:
-    """Write every output, or none: existing files are refused (without --force) up front."""
+    """Write every output or none: a full disk or an existing file changes nothing."""
     from libtalos import yamlio
-    from libtalos.errors import OutputExistsError, TalosIOError
-    from libtalos.fsutil import SECRET_MODE, atomic_write
+    from libtalos.errors import TalosIOError
+    from libtalos.fsutil import SECRET_MODE, atomic_write_many
 
     if output_dir == "-":
         sys.stdout.write(yamlio.join_documents([o.text for o in outputs]))
         sys.stdout.flush()
         return
     directory = Path(output_dir)
-    if not force:
-        for out in outputs:
-            if (directory / out.name).exists():
-                raise OutputExistsError(
-                    f"{directory / out.name}: file exists", hint="pass --force to overwrite it"
-                )
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise TalosIOError(f"{directory}: cannot create directory: {exc.strerror}") from None
-    for out in outputs:
-        path = atomic_write(directory / out.name, out.text, mode=SECRET_MODE, force=True)
+    files = [(directory / o.name, o.text, SECRET_MODE) for o in outputs]
+    for path in atomic_write_many(files, force=force):
         sys.stderr.write(f"created {path}\n")
 
 
