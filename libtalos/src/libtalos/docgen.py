@@ -65,14 +65,16 @@ def field_doc(path: str) -> schema.FieldDoc | None:
     Under mapping fields (registry mirrors ...) any key matches the ``*`` of the documented path.
     """
     wanted = _normalise(path)
+    best: tuple[int, schema.FieldDoc] | None = None
     for documented, mf in iter_fields():
         if documented == wanted:
             return mf.doc
         if _PARTS_KEY in documented:  # a mapping key may itself contain dots (docker.io)
             pattern = re.escape(documented).replace(re.escape(_PARTS_KEY), "[^\\[\\]]+")
-            if re.fullmatch(pattern, wanted):
-                return mf.doc
-    return None
+            # the longest documented path that matches leaves the least to the wildcard
+            if re.fullmatch(pattern, wanted) and (best is None or len(documented) > best[0]):
+                best = (len(documented), mf.doc)
+    return best[1] if best is not None else None
 
 
 def describe(path: str) -> str:

@@ -279,8 +279,8 @@ def decode(cls: type[T], document: Document, path: Path = ()) -> T:
     for part in path:
         data = data[part]
     result = decoder.model(cls, data, path)
-    if decoder.problems:
-        raise ValidationError(decoder.problems)
+    if decoder.problems:  # in document order (a missing key is found after its children)
+        raise ValidationError(sorted(decoder.problems, key=lambda p: p.line or 0))
     assert not isinstance(result, _Invalid)  # noqa: S101 - a problem was recorded otherwise
     return result
 

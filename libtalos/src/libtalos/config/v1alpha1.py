@@ -355,7 +355,7 @@ class InstallConfig:
 class MachineFile:
     content: str = field("content", "The file's contents.", default="")
     permissions: int = field(
-        "permissions", "The file's mode (e.g. `0o644`).", default=0, omitempty=False
+        "permissions", "The file's mode, e.g. `0644` (octal).", default=0, omitempty=False
     )
     path: str = field("path", "The file's path.", default="", required=True)
     op: str = field(
@@ -980,7 +980,6 @@ class Config:
         default=VERSION,
         values=(VERSION,),
         omitempty=False,
-        required=True,
     )
     debug: bool = field("debug", "Verbose logging to the console.", default=False, omitempty=False)
     persist: bool = field(

@@ -179,6 +179,9 @@ def validate(
     _disks(c)
     _encryption(c)
     _warnings(c)
+    # In document order when the config came from text (stable: code order otherwise).
+    c.result.errors.sort(key=lambda p: p.line or 0)
+    c.result.warnings.sort(key=lambda p: p.line or 0)
     return c.result
 
 
