@@ -1,14 +1,16 @@
 """The config reference, generated from the field docs of :mod:`libtalos.config.v1alpha1`.
 
-``python -m libtalos.docgen DIR`` writes ``DIR/v1alpha1.md``: every key path with its type,
-description, allowed values, default and examples. ``python -m libtalos.docgen --check DIR``
-exits 1 when that file differs from what the models say (CI runs it: ``just docs-check``).
+``python -m libtalos.docgen DIR`` writes ``DIR/v1alpha1.md`` (every key path with its type,
+description, allowed values, default and examples) and ``DIR/v1alpha1.schema.json`` (a JSON
+schema for editors). ``python -m libtalos.docgen --check DIR`` exits 1 when either file differs
+from what the models say (CI runs it: ``just docs-check``).
 
 :func:`describe` returns one field's description by key path, for ``--help`` texts.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import typing
@@ -20,6 +22,7 @@ from libtalos.config import schema
 from libtalos.config.v1alpha1 import Config
 
 REFERENCE_FILE = "v1alpha1.md"
+SCHEMA_FILE = "v1alpha1.schema.json"
 _PARTS_INDEX = "[]"  # list items in a documented key path: machine.network.interfaces[].cidr
 _PARTS_KEY = "*"  # mapping entries: machine.registries.mirrors.*.endpoints
 
@@ -140,6 +143,58 @@ def render() -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
+def _json_type(tp: Any) -> dict[str, Any]:
+    tp, _ = schema.unwrap_optional(tp)
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return {"type": "array", "items": _json_type(typing.get_args(tp)[0])}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": _json_type(typing.get_args(tp)[1])}
+    if schema.is_model(tp):
+        return json_schema(tp)
+    names = {str: "string", int: "integer", bool: "boolean", float: "number"}
+    return {"type": names[tp]} if tp in names else {}
+
+
+def json_schema(cls: type = Config) -> dict[str, Any]:
+    """A JSON schema (draft 2020-12) of a model, from the same field docs."""
+    properties: dict[str, Any] = {}
+    required = []
+    for mf in schema.model_fields(cls):
+        prop = {"description": mf.doc.description.strip(), **_json_type(mf.type)}
+        if mf.doc.values:
+            prop["enum"] = list(mf.doc.values)
+        if mf.doc.default is not None:
+            prop["default"] = mf.doc.default
+        if mf.doc.examples:
+            prop["examples"] = [e.value for e in mf.doc.examples]
+        properties[mf.doc.key] = prop
+        if mf.doc.required:
+            required.append(mf.doc.key)
+    out: dict[str, Any] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": properties,
+    }
+    if required:
+        out["required"] = required
+    if cls is Config:
+        out = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "Talos v1alpha1 machine config",
+            **out,
+        }
+    return out
+
+
+def render_all() -> dict[str, str]:
+    """Every generated file: name -> text."""
+    return {
+        REFERENCE_FILE: render(),
+        SCHEMA_FILE: json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n",
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     check = "--check" in args
@@ -147,31 +202,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(rest) != 1 or rest[0].startswith("-"):
         sys.stderr.write("usage: python -m libtalos.docgen [--check] DIR\n")
         return 2
-    target = Path(rest[0]) / REFERENCE_FILE
-    text = render()
+    directory = Path(rest[0])
+    files = render_all()
     if check:
-        try:
-            current = target.read_text(encoding="utf-8")
-        except OSError:
-            current = None
-        if current != text:
+        stale = []
+        for name, text in files.items():
+            try:
+                current = (directory / name).read_text(encoding="utf-8")
+            except OSError:
+                current = None
+            if current != text:
+                stale.append(str(directory / name))
+        if stale:
             sys.stderr.write(
-                f"error: {target} is stale (it does not match the field docs);"
+                f"error: {', '.join(stale)} stale (not what the field docs say);"
                 " run `just docs` and commit the result\n"
             )
             return 1
-        sys.stderr.write(f"{target} is up to date\n")
+        sys.stderr.write(f"{directory}: generated docs are up to date\n")
         return 0
     from libtalos.errors import TalosError
     from libtalos.fsutil import atomic_write
 
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, text)
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            atomic_write(directory / name, text)
     except (OSError, TalosError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
-    sys.stderr.write(f"wrote {target}\n")
+    sys.stderr.write(f"wrote {', '.join(str(directory / n) for n in files)}\n")
     return 0
 
 

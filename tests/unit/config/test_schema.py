@@ -185,7 +185,7 @@ def test_docgen_check_detects_stale(tmp_path: Path, capsys: pytest.CaptureFixtur
     ref = tmp_path / "v1alpha1.md"
     ref.write_text(ref.read_text().replace("cluster.local", "cluster.example"))
     assert docgen.main(["--check", str(tmp_path)]) == 1
-    assert "is stale" in capsys.readouterr().err
+    assert "v1alpha1.md stale" in capsys.readouterr().err
     assert docgen.main([]) == 2
 
 
@@ -208,3 +208,17 @@ def test_describe() -> None:
 
 def test_cert_and_key_always_written() -> None:
     assert schema.to_data(CertAndKey(crt="x")) == {"crt": "x", "key": ""}
+
+
+def test_json_schema_accepts_what_load_accepts() -> None:
+    js = docgen.json_schema()
+    assert js["properties"]["machine"]["properties"]["type"]["enum"] == [
+        "init",
+        "controlplane",
+        "join",
+        "worker",
+    ]
+    iface = js["properties"]["machine"]["properties"]["network"]["properties"]["interfaces"]
+    assert iface["items"]["additionalProperties"] is False
+    assert iface["items"]["properties"]["vip"]["properties"]["ip"]["type"] == "string"
+    assert js["required"] == ["machine", "cluster"]
