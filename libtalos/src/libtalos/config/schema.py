@@ -485,18 +485,21 @@ def _example_block(mf: ModelField, indent: int) -> list[str]:
     return out
 
 
-def commented_lines(obj: Any, indent: int = 0) -> list[str]:
-    """A model as YAML lines with Talos-style doc comments and commented examples."""
+def commented_lines(obj: Any, indent: int = 0, *, examples: bool = True) -> list[str]:
+    """A model as YAML lines with Talos-style doc comments and commented examples.
+
+    Inside list items (user data, possibly many) unset fields get no example blocks.
+    """
     pad = " " * indent
     out: list[str] = []
     for mf, value, emitted in present_fields(obj):
         if not emitted:
-            if mf.doc.examples:  # unset (None or an omitted zero value) with an example
+            if examples and mf.doc.examples:  # unset (None or an omitted zero value)
                 out += _example_block(mf, indent)
             continue
         key = mf.doc.key
         if is_model(type(value)):
-            children = commented_lines(value, indent + INDENT)
+            children = commented_lines(value, indent + INDENT, examples=examples)
             has_data = any(line.strip() and not line.lstrip().startswith("#") for line in children)
             out += _comment_lines(mf.doc.description, indent)
             out.append(f"{pad}{key}:" if has_data else f"{pad}{key}: {{}}")
@@ -505,12 +508,13 @@ def commented_lines(obj: Any, indent: int = 0) -> list[str]:
             out += _comment_lines(mf.doc.description, indent)
             out.append(f"{pad}{key}:")
             for item in value:
-                out += _item(commented_lines(item, indent + INDENT + 2), indent + INDENT)
+                lines = commented_lines(item, indent + INDENT + 2, examples=False)
+                out += _item(lines, indent + INDENT)
         elif isinstance(value, dict) and value and is_model(type(next(iter(value.values())))):
             out += _comment_lines(mf.doc.description, indent)
             out.append(f"{pad}{key}:")
             for k, item in value.items():
-                sub = commented_lines(item, indent + 2 * INDENT)
+                sub = commented_lines(item, indent + 2 * INDENT, examples=examples)
                 has_data = any(ln.strip() and not ln.lstrip().startswith("#") for ln in sub)
                 head = f"{pad}{' ' * INDENT}{scalar(str(k))}:"
                 out += [head, *sub] if has_data else [head + " {}", *sub]
