@@ -6,6 +6,7 @@ value (or 1) as the guest's exit status; PID 1 must never just return, so this n
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -21,10 +22,8 @@ DEBUG_EXIT_PORT = 0xF4
 def exit(status: int) -> NoReturn:  # noqa: A001 - the guest's exit, by design named like it
     """Report ``status`` through the isa-debug-exit port; QEMU exits immediately."""
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError):
             stream.flush()
-        except OSError:
-            pass
     os.sync()
     fd = os.open("/dev/port", os.O_WRONLY)
     os.lseek(fd, DEBUG_EXIT_PORT, os.SEEK_SET)
