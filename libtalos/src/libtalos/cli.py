@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,6 +39,8 @@ def handle(exc: BaseException) -> int:
             pass
         return int(ExitCode.FAILURE)
     if os.environ.get("TALOS_DEBUG"):
+        import traceback  # imported on use: it costs start-up time on every fast path
+
         traceback.print_exception(exc)
     # Only the type: the message of an unexpected exception might quote input (keys included).
     error(f"internal error ({type(exc).__name__}); rerun with TALOS_DEBUG=1 for a traceback")

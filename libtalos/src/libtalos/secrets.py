@@ -17,7 +17,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from libtalos import yamlio
 from libtalos.errors import Problem, ValidationError
 
 TOKEN_RE = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
@@ -71,6 +70,8 @@ class SecretsBundle:
         }
 
     def to_yaml(self) -> str:
+        from libtalos import yamlio  # imported on use: `talos-pki secrets` starts without PyYAML
+
         return yamlio.dump(self.to_yaml_data())
 
 
@@ -115,6 +116,8 @@ _REQUIRED = [
 
 def load_bundle(text: str, source: str = "<stdin>") -> SecretsBundle:
     """Strictly load a secrets bundle; raises :class:`ValidationError` listing every problem."""
+    from libtalos import yamlio
+
     doc = yamlio.load_one(text, source)
     problems: list[Problem] = []
     values: dict[tuple[str, ...], Any] = {}

@@ -363,3 +363,86 @@ def test_unwritable_output_leaves_nothing(cli: Any, tmp_path: Path) -> None:
     code, _, err = cli("secrets", "-o", str(target), "--force")
     assert code == 1 and "cannot write" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ro", "target"]
+
+
+# --------------------------------------------------------------------------- secrets fast path
+
+SECRETS_ARGVS = [
+    ["secrets"],
+    ["secrets", "-o", "-"],
+    ["secrets", "-o", "out.yaml"],
+    ["secrets", "--output", "out.yaml", "--force"],
+    ["secrets", "--output=out.yaml"],
+    ["secrets", "--force", "--talos-version", "v0.8", "-o", "x"],
+    ["secrets", "--talos-version=v0.9.3"],
+]
+NOT_SIMPLE = [
+    ["secrets", "--help"],
+    ["secrets", "-o"],
+    ["secrets", "-o", "a", "-o", "b"],
+    ["secrets", "--forc"],
+    ["secrets", "-oX"],
+    ["secrets", "extra"],
+    ["ca"],
+]
+
+
+@pytest.mark.parametrize("argv", SECRETS_ARGVS)
+def test_secrets_fast_argv_parsing_equals_click(argv: list[str]) -> None:
+    import typer.main
+
+    from talos_pki.cli import _simple_secrets_args
+
+    group = typer.main.get_command(app)
+    command = group.get_command(group.make_context("talos-pki", list(argv)), "secrets")  # type: ignore[attr-defined]
+    assert command is not None
+    expected = command.make_context("secrets", list(argv[1:])).params
+    assert _simple_secrets_args(argv) == expected
+
+
+@pytest.mark.parametrize("argv", NOT_SIMPLE)
+def test_secrets_fast_path_leaves_the_rest_to_typer(argv: list[str]) -> None:
+    from talos_pki.cli import _simple_secrets_args
+
+    assert _simple_secrets_args(argv) is None
+
+
+def test_secrets_fast_path_imports_no_typer_or_yaml(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "s.yaml"
+    real = __import__
+
+    def guarded(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name.split(".", maxsplit=1)[0] in {"typer", "click", "yaml"}:
+            raise AssertionError(f"the secrets fast path imported {name}")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.__import__", guarded)
+    fast = cli("secrets", "-o", str(target))
+    refused = cli("secrets", "-o", str(target))
+    bad_version = cli("secrets", "--talos-version", "v0.7")
+    monkeypatch.undo()
+    assert fast == (0, "", "")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    load_bundle(target.read_text())
+    # The Typer path answers the same failures the same way.
+    assert refused[0] == 1 and "file exists" in refused[2]
+    assert run(app, ["secrets", "-o", str(target)], prog="talos-pki") == 1
+    assert bad_version[0] == 2 and "unsupported Talos version 'v0.7'" in bad_version[2]
+    assert run(app, ["secrets", "--talos-version", "v0.7"], prog="talos-pki") == 2
+
+
+def test_plain_emitter_equals_yamlio() -> None:
+    from libtalos import yamlio
+    from talos_pki import outputs
+
+    for seed in range(40):
+        data = pki.generate_secrets(rng=pki.DeterministicRandom(bytes([seed]))).to_yaml_data()
+        assert outputs.dump(data) == yamlio.dump(data)
+    # Values YAML would read as something else go through PyYAML (which quotes them).
+    tricky = ["123456.1234567890123456", "0x12ab", "yes", "NULL", "+12", "1e5", "", "a b", "é"]
+    for value in tricky:
+        data = {"secrets": {"bootstraptoken": value}}
+        assert outputs.dump(data) == yamlio.dump(data), value
+        assert yamlio.load_one(outputs.dump(data)).data == data, value

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from libtalos.cli import fast_version, handle
 from libtalos.errors import TalosError
@@ -32,10 +33,50 @@ def main(argv: Sequence[str] | None = None) -> int:
             return handle(exc)
         return 0
 
+    secrets_args = _simple_secrets_args(args)
+    if secrets_args is not None:
+        from talos_pki.outputs import write_secrets
+
+        try:
+            write_secrets(**secrets_args)
+        except (TalosError, BrokenPipeError) as exc:
+            return handle(exc)
+        return 0
+
     from libtalos.cli import run
     from talos_pki.app import app
 
     return run(app, args, prog=PROG)
+
+
+def _simple_secrets_args(args: list[str]) -> dict[str, Any] | None:
+    """``secrets`` with only -o/--output, --talos-version and --force, each at most once, parsed
+    as Click would; ``None`` for anything else (help, typos, repeats), which Typer then handles."""
+    if not args or args[0] != "secrets":
+        return None
+    values: dict[str, Any] = {"talos_version": "", "output": "-", "force": False}
+    seen: set[str] = set()
+    rest = args[1:]
+    while rest:
+        arg = rest.pop(0)
+        name, eq, value = arg.partition("=")
+        setting: str | bool
+        if arg == "--force":
+            key, setting = "force", True
+        elif name in ("-o", "--output", "--talos-version") and not (eq and name == "-o"):
+            if not eq:
+                if not rest or (rest[0].startswith("-") and rest[0] != "-"):
+                    return None
+                value = rest.pop(0)
+            key = "talos_version" if name == "--talos-version" else "output"
+            setting = value
+        else:
+            return None
+        if key in seen:
+            return None
+        seen.add(key)
+        values[key] = setting
+    return values
 
 
 def console() -> None:

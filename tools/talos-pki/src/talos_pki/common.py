@@ -6,13 +6,15 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import os
 import re
 from typing import Any
 
 from libtalos import fsutil, yamlio
-from libtalos.errors import OutputExistsError, PKIError, Problem, UsageError, ValidationError
+from libtalos.errors import PKIError, Problem, UsageError, ValidationError
 from libtalos.secrets import CertKey
+from talos_pki.outputs import check_output
+
+__all__ = ["check_output", "emit", "find_certificates", "load_cert_key", "parse_duration"]
 
 _DURATION = re.compile(r"(\d+)(y|d|h|m|s)")
 _UNITS = {"y": 365 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -32,12 +34,6 @@ def parse_duration(text: str, option: str) -> dt.timedelta:
     if seconds <= 0:
         raise UsageError(f"{option}: the duration must be positive")
     return dt.timedelta(seconds=seconds)
-
-
-def check_output(output: str, force: bool) -> None:
-    """Refuse an existing output file before doing any work (atomic_write checks again)."""
-    if output != "-" and not force and os.path.lexists(output):
-        raise OutputExistsError(f"{output}: file exists", hint="pass --force to overwrite it")
 
 
 def emit(data: dict[str, Any], output: str, *, force: bool, secret: bool) -> None:

@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 
-from libtalos.errors import PKIError, UsageError
-from talos_pki.common import check_output
 from talos_pki.options import Force, Output
+from talos_pki.outputs import write_secrets
 
 
 def secrets(
@@ -19,12 +18,4 @@ def secrets(
     force: Force = False,
 ) -> None:
     """Generate every CA, key and token of a new cluster as one YAML bundle."""
-    from libtalos import fsutil, pki
-
-    try:
-        contract = pki.parse_contract(talos_version)
-    except PKIError as exc:
-        raise UsageError(f"--talos-version: {exc}") from None
-    check_output(output, force)
-    bundle = pki.generate_secrets(contract)
-    fsutil.write_output(output, bundle.to_yaml(), mode=fsutil.SECRET_MODE, force=force)
+    write_secrets(talos_version, output, force)
