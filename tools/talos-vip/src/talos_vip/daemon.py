@@ -141,7 +141,7 @@ class Daemon:
                 log.warning("%s", exc)
             self._etcd_ok = False
             if self.holding and self.clock() >= self.election.fence_at:
-                self._release("etcd unreachable and the lease is about to expire")
+                self._release("lease not renewed in time (fenced by our clock)")
             # The lease is kept: once etcd answers, a keep-alive either renews it (nobody else
             # can have been elected meanwhile) or reports it gone and a new campaign starts.
             return
@@ -183,6 +183,8 @@ class Daemon:
                 ",".join(map(str, self.s.endpoints)),
                 self.s.lease_ttl,
             )
+            if self.applier.remove():
+                log.info("removed %s left on %s by an earlier run", self.s.vip, self.s.interface)
             while signals.received is None:
                 self.tick()
                 signals.wait(self._sleep_time())

@@ -220,23 +220,30 @@ class Observer:
 class Sampler:
     """Samples, over and over, which nodes hold an address; counts rounds with two holders."""
 
-    def __init__(self, namespaces: dict[str, str], address: str, ifname: str = "eth0") -> None:
-        from pyroute2 import IPRoute
+    def __init__(self, namespaces: dict[str, str], address: str) -> None:
+        from pyroute2 import NetNS
 
         self.address = address
         self.rounds = 0
         self.overlaps: list[tuple[float, list[str]]] = []
         self.history: list[tuple[float, tuple[str, ...]]] = []  # changes only
-        self._ipr = {node: in_netns(ns, IPRoute) for node, ns in namespaces.items()}
-        self._ifname = ifname
+        self._ipr = {node: NetNS(ns) for node, ns in namespaces.items()}
+        self._dead: set[str] = set()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
+    def mark_dead(self, node: str) -> None:
+        """``node`` crashed and is off the LAN: whatever its kernel still has is no holder."""
+        with self._lock:
+            self._dead.add(node)
+
     def holders_now(self) -> list[str]:
         out = []
-        for node, ipr in self._ipr.items():
+        with self._lock:
+            live = {n: i for n, i in self._ipr.items() if n not in self._dead}
+        for node, ipr in live.items():
             for msg in ipr.get_addr():
                 if msg.get_attr("IFA_ADDRESS") == self.address:
                     out.append(node)
