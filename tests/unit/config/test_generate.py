@@ -108,7 +108,7 @@ def test_talos_v09_shape_of_each_kind(bundle: SecretsBundle) -> None:
     assert (jc.aggregator_ca, jc.service_account, jc.api_server, jc.etcd) == (None,) * 4
     assert (jc.controller_manager, jc.proxy, jc.scheduler) == (None,) * 3
     text = encode(join, comments=False)
-    assert "    ca:\n        crt: " in text and "\n        key: ''\n" in text
+    assert "    ca:\n        crt: " in text and '\n        key: ""\n' in text
     assert "clusterName" not in text and "aescbcEncryptionSecret" not in text
     assert "\n    network: {}\n" in text and "\n    kubelet: {}\n" in text
 

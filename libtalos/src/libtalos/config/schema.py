@@ -373,8 +373,10 @@ def scalar(value: Any) -> str:
         return repr(value)
     text: str = yaml.safe_dump(value, default_flow_style=True, width=1_000_000, allow_unicode=True)
     text = text.removesuffix("\n").removesuffix("\n...")
-    if "\n" in text:  # PyYAML folded a long quoted string: use a JSON string (valid YAML)
-        return json.dumps(value)
+    if "\n" in text or text.startswith("'"):
+        # Quoting needed: double quotes as yaml.v3 (Talos) writes them. A JSON string is a
+        # valid YAML double-quoted scalar.
+        return json.dumps(value, ensure_ascii=False)
     return text
 
 
