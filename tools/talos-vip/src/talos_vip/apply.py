@@ -11,7 +11,7 @@ import errno
 import ipaddress
 from typing import Any
 
-from libtalos.errors import TalosError
+from libtalos.errors import TalosError, UsageError
 from talos_vip.arp import IPAddress, parse_mac
 
 IFA_F_NODAD = 0x02
@@ -28,18 +28,23 @@ class AddressError(TalosError):
 
 
 def parse_vip(text: str, *, what: str = "--vip") -> IPAddress:
-    """A VIP literal: one IPv4 or IPv6 host address (no prefix, not multicast/unspecified)."""
+    """A VIP literal: one IPv4 or IPv6 host address (no prefix, not multicast/unspecified).
+
+    A bad ``--vip`` flag is a usage error (exit 2); a bad value read from a file is reported by
+    the caller as bad input data (exit 1).
+    """
+    error = UsageError if what.startswith("--") else TalosError
     try:
         ip = ipaddress.ip_address(text.strip())
     except ValueError:
-        raise TalosError(
+        raise error(
             f"{what}: {text!r} is not an IPv4 or IPv6 address",
             hint="give a single address such as 172.16.199.55 or fd00::55 (no prefix length)",
         ) from None
     if ip.is_multicast or ip.is_unspecified or ip.is_loopback:
-        raise TalosError(f"{what}: {ip} cannot be a shared IP (multicast, unspecified or loopback)")
+        raise error(f"{what}: {ip} cannot be a shared IP (multicast, unspecified or loopback)")
     if isinstance(ip, ipaddress.IPv6Address) and ip.is_link_local:
-        raise TalosError(f"{what}: {ip} is link-local; a shared IP must be a global address")
+        raise error(f"{what}: {ip} is link-local; a shared IP must be a global address")
     return ip
 
 

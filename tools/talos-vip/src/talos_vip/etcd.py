@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from libtalos.errors import NetworkError, TalosError
+from libtalos.errors import NetworkError, TalosError, UsageError
 
 
 class EtcdError(NetworkError):
@@ -65,13 +65,13 @@ def parse_endpoints(text: str | Sequence[str], *, what: str = "--etcd-endpoints"
             or not url.hostname
             or url.path not in ("", "/")
         ):
-            raise TalosError(
+            raise UsageError(
                 f"{what}: {raw!r} is not an etcd endpoint",
                 hint="use http://HOST:PORT or https://HOST:PORT, comma-separated",
             )
         out.append(Endpoint(url.scheme, url.hostname, port or 2379))
     if not out:
-        raise TalosError(f"{what}: no endpoint given")
+        raise UsageError(f"{what}: no endpoint given")
     return out
 
 
