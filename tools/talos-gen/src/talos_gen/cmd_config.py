@@ -85,14 +85,13 @@ def build(
     from libtalos import config as cfgmod
     from libtalos import pki, talosconfig
     from libtalos.errors import UsageError
+    from libtalos.config.validate import endpoint_problem
     from libtalos.patch import read_patch
     from libtalos.secrets import load_bundle
 
-    problem = cfgmod.check_endpoint(endpoint)
+    problem = endpoint_problem(endpoint)
     if problem is not None:
         raise UsageError(f"endpoint {endpoint!r}: {problem}", hint="try: https://host:6443")
-    if talos_version not in ("", "v0.8", "v0.9"):
-        raise UsageError(f"--talos-version {talos_version!r}: supported contracts are v0.8, v0.9")
 
     if secrets_text is not None:
         bundle = load_bundle(*secrets_text)
