@@ -84,8 +84,8 @@ def build(
     """Generate every output in memory (nothing is written here)."""
     from libtalos import config as cfgmod
     from libtalos import pki, talosconfig
-    from libtalos.errors import UsageError
     from libtalos.config.validate import endpoint_problem
+    from libtalos.errors import UsageError
     from libtalos.patch import read_patch
     from libtalos.secrets import load_bundle
 
