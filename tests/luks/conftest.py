@@ -8,11 +8,17 @@ about the PBKDF itself.
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+# tests/ itself, so that the shared VM library imports as ``vmlib`` (pytest does not put it there)
+_TESTS = str(Path(__file__).resolve().parent.parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
 
 FAST = ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"]
 HEADER_BYTES = 16 << 20  # LUKS2 header + key-slot area with the default layout
