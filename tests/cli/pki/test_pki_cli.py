@@ -112,6 +112,8 @@ def test_usage_errors_exit_2(cli: Any) -> None:
     assert code == 2 and "--talos-version: unsupported Talos version 'v0.7'" in err
     code, _, err = cli("issue")
     assert code == 2 and "--ca" in err
+    code, _, err = cli("issue", "--ca", "-", "--ip", "10.0.0.300")
+    assert code == 2 and "--ip: '10.0.0.300' is not an IP address" in err
     code, _, _ = cli("no-such-command")
     assert code == 2
 

@@ -26,8 +26,7 @@ def inspect(
     ] = False,
     within: Annotated[str, typer.Option(help="Window for --check, e.g. 30d, 720h.")] = "30d",
 ) -> None:
-    """Describe each certificate. One certificate gives one mapping; a YAML input gives a
-    mapping from each certificate's key path to its description."""
+    """Describe certificates as YAML (a YAML input: one entry per certificate's key path)."""
     from libtalos import pki
 
     window = parse_duration(within, "--within")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated
 
 import typer
 
+from libtalos.errors import UsageError
 from libtalos.fsutil import read_input
 from talos_pki.common import check_output, emit, load_cert_key, parse_duration
 from talos_pki.options import Algorithm, Force, Kind, Output
@@ -41,6 +43,11 @@ def issue(
     """Issue a leaf certificate and key, printed as {crt, key} (base64 of PEM)."""
     from libtalos import pki
 
+    for value in ip or []:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise UsageError(f"--ip: {value!r} is not an IP address") from None
     check_output(output, force)
     text, source = read_input(ca)
     pair = load_cert_key(text, source, bundle_entry=bundle_ca)
