@@ -1,0 +1,39 @@
+"""The node's machine API server (TALOS-FACTS §4): a library the boot sequence wires in.
+
+The seam for talos-init (see :mod:`talos_init.api.server`)::
+
+    from talos_init.api import ApiServer, maintenance_banner, MaintenanceCert
+
+    # no config yet: maintenance mode
+    cert = MaintenanceCert.create(addresses, hostname)
+    for line in maintenance_banner(addresses, cert.fingerprint):
+        console.log(line)
+    server = ApiServer.maintenance(node, cert)          # node implements api.node.Node
+    await server.start(host="", port=50000)
+    text = await node.accepted.get()    # the Node's apply_configuration hands the text over
+    await server.stop()
+
+    # configured: mutual TLS with the machine CA
+    server = ApiServer.configured(node, server_cert, machine_ca_crt)
+    await server.start(host="", port=50000)
+
+Everything the API needs from the node goes through the :class:`~talos_init.api.node.Node`
+protocol; :class:`~talos_init.api.memory.MemoryNode` is a complete in-memory implementation
+(tests, benchmarks, and a reference for the sequencer's implementation).
+"""
+
+from __future__ import annotations
+
+from talos_init.api.certs import MaintenanceCert, maintenance_banner, node_server_cert
+from talos_init.api.node import ApplyMode, Node, NodeCallError
+from talos_init.api.server import ApiServer
+
+__all__ = [
+    "ApiServer",
+    "ApplyMode",
+    "MaintenanceCert",
+    "Node",
+    "NodeCallError",
+    "maintenance_banner",
+    "node_server_cert",
+]

@@ -1,0 +1,134 @@
+"""What the API server needs from a node: the :class:`Node` protocol and its value types.
+
+The talos-init sequencer/supervisor implements :class:`Node`; the API server translates gRPC
+calls into these calls and their results (and :class:`NodeCallError`) back into replies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from libtalos.errors import TalosError
+
+
+class ApplyMode(enum.IntEnum):
+    """``ApplyConfigurationRequest.Mode`` (v1.x numbering)."""
+
+    REBOOT = 0
+    AUTO = 1
+    NO_REBOOT = 2
+    STAGED = 3
+    TRY = 4
+
+
+class Status(enum.IntEnum):
+    """The gRPC status codes the node may fail with (google.rpc.Code numbering)."""
+
+    INVALID_ARGUMENT = 3
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    FAILED_PRECONDITION = 9
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+
+
+class NodeCallError(TalosError):
+    """A call the node refuses or cannot complete; ``status`` becomes the gRPC status."""
+
+    def __init__(self, status: Status, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    tag: str
+    sha: str = ""
+    built: str = ""
+    runtime: str = ""  # Talos: go_version; ours: the Python version
+    os: str = "linux"
+    arch: str = ""
+    platform: str = "container"
+    platform_mode: str = "container"
+
+
+@dataclass(frozen=True)
+class ServiceEvent:
+    message: str
+    state: str
+    ts: dt.datetime
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    id: str
+    state: str
+    healthy: bool | None = None  # None: unknown
+    last_message: str = ""
+    last_change: dt.datetime | None = None
+    events: list[ServiceEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EtcdMember:
+    id: int
+    hostname: str
+    peer_urls: list[str]
+    client_urls: list[str]
+    is_learner: bool = False
+
+
+@dataclass(frozen=True)
+class AppliedConfig:
+    """What the node did with an accepted config (the reply's ``mode``/``mode_details``)."""
+
+    mode: ApplyMode
+    details: str
+
+
+class Node(Protocol):
+    """The node as the API sees it. Methods raise :class:`NodeCallError` to refuse."""
+
+    hostname: str
+    machine_type: str  # "" (no config yet), "init", "controlplane" or "join"/"worker"
+    platform_mode: str  # validation mode: "container", "metal" or "cloud"
+
+    def version(self) -> VersionInfo: ...
+
+    def config_text(self) -> str | None:
+        """The active machine config (``None`` in maintenance mode)."""
+        ...
+
+    async def apply_configuration(
+        self, text: str, mode: ApplyMode, try_timeout: dt.timedelta | None
+    ) -> AppliedConfig:
+        """Take a config the server has already parsed and validated; ``mode`` is resolved
+        (never AUTO). Called one at a time (the server serializes applies)."""
+        ...
+
+    def etcd_data_exists(self) -> bool: ...
+
+    async def bootstrap(self) -> None: ...
+
+    async def reboot(self, powercycle: bool) -> None: ...
+
+    async def shutdown(self, force: bool) -> None: ...
+
+    async def reset(self, graceful: bool, reboot: bool, wipe_labels: list[str]) -> None: ...
+
+    def services(self) -> list[ServiceStatus]: ...
+
+    async def service_action(self, service_id: str, action: str) -> str:
+        """``action`` is start, stop or restart; returns the reply text (``resp``)."""
+        ...
+
+    def logs(self, service_id: str, follow: bool, tail: int | None) -> AsyncIterator[bytes]:
+        """Log lines (each ending in a newline); unknown service: NodeCallError NOT_FOUND."""
+        ...
+
+    async def etcd_members(self) -> list[EtcdMember]: ...

@@ -1,0 +1,212 @@
+"""Proxying as apid does (TALOS-FACTS §4.4): ``nodes`` fans out, ``node`` forwards to one.
+
+Every MachineService handler is wrapped: a call with no ``nodes``/``node`` metadata, or with
+``proxyfrom`` (it was already forwarded once: never again, which stops loops), runs locally.
+Otherwise the request goes to each target over mutual TLS with this node's own certificate,
+with ``nodes``/``node`` removed and ``proxyfrom`` set. Unary replies are merged into one reply
+whose messages carry ``metadata.hostname`` = the target string as given; a target that fails
+contributes one message with ``metadata.error`` (and ``metadata.status``) instead of failing
+the call. Streamed frames are tagged the same way; a failing target adds one error frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from grpclib import GRPCError
+from grpclib.client import Channel
+from grpclib.const import Cardinality, Handler
+from grpclib.const import Status as GrpcStatus
+from grpclib.server import Stream
+
+from libtalos.api import API_PORT
+from libtalos.api.wire import NODE_KEY, NODES_KEY, PROXYFROM_KEY, error_message, tag
+
+FORWARD_TIMEOUT = 60.0  # seconds, when the caller set no deadline
+_SKIP_KEYS = {NODES_KEY, NODE_KEY, ":authority", "te", "content-type", "user-agent"}
+
+
+def split_target(target: str, default_port: int = API_PORT) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address -> (host, port)."""
+    if target.startswith("["):
+        host, _, rest = target[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else default_port
+    if target.count(":") == 1:
+        host, _, port = target.partition(":")
+        if port.isdigit():
+            return host, int(port)
+    return target, default_port
+
+
+def _values(metadata: Any, key: str) -> list[str]:
+    out: list[str] = []
+    for value in metadata.getall(key, []):
+        out += [v.strip() for v in str(value).split(",") if v.strip()]
+    return out
+
+
+class Forwarder:
+    """Channels to other nodes (cached per target) and the forwarding of one call."""
+
+    def __init__(self, client_ssl: ssl.SSLContext, proxy_from: str) -> None:
+        self.client_ssl = client_ssl
+        self.proxy_from = proxy_from
+        self._channels: dict[str, Channel] = {}
+
+    def channel(self, target: str) -> Channel:
+        if target not in self._channels:
+            host, port = split_target(target)
+            self._channels[target] = Channel(host, port, ssl=self.client_ssl)
+        return self._channels[target]
+
+    def close(self) -> None:
+        for ch in self._channels.values():
+            ch.close()
+        self._channels.clear()
+
+    def _metadata(self, incoming: Any) -> list[tuple[str, str]]:
+        md = [
+            (k, str(v)) for k, v in incoming.items() if k not in _SKIP_KEYS and k != PROXYFROM_KEY
+        ]
+        return [*md, (PROXYFROM_KEY, self.proxy_from)]
+
+    def wrap(self, name: str, handler: Handler) -> Handler:
+        local = handler.func
+
+        async def func(stream: Stream[Any, Any]) -> None:
+            md = stream.metadata
+            if md is None or PROXYFROM_KEY in md:
+                await local(stream)
+                return None
+            nodes = _values(md, NODES_KEY)
+            one = _values(md, NODE_KEY)
+            if not nodes and not one:
+                await local(stream)
+                return None
+            if nodes and one:
+                raise GRPCError(GrpcStatus.INVALID_ARGUMENT, "use either nodes or node, not both")
+            request = await stream.recv_message()
+            timeout = stream.deadline.time_remaining() if stream.deadline else FORWARD_TIMEOUT
+            forward = self._metadata(md)
+            call = _Call(self, name, handler, request, forward, timeout)
+            if one:
+                return await call.one_to_one(stream, one[0])
+            if handler.cardinality is Cardinality.UNARY_UNARY:
+                return await call.unary(stream, nodes)
+            return await call.streaming(stream, nodes)
+
+        return Handler(func, handler.cardinality, handler.request_type, handler.reply_type)
+
+
+def _describe(exc: BaseException) -> tuple[str, int]:
+    if isinstance(exc, GRPCError):
+        return f"rpc error: code = {exc.status.name} desc = {exc.message or ''}", exc.status.value
+    if isinstance(exc, asyncio.TimeoutError):
+        return "rpc error: code = DEADLINE_EXCEEDED", GrpcStatus.DEADLINE_EXCEEDED.value
+    if isinstance(exc, ssl.SSLError | ConnectionError | OSError):
+        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        return f"connection error: {text}", GrpcStatus.UNAVAILABLE.value
+    return f"proxy error: {type(exc).__name__}", GrpcStatus.UNKNOWN.value
+
+
+class _Call:
+    def __init__(
+        self,
+        fwd: Forwarder,
+        name: str,
+        handler: Handler,
+        request: Any,
+        metadata: list[tuple[str, str]],
+        timeout: float,
+    ) -> None:
+        self.fwd, self.name, self.handler = fwd, name, handler
+        self.request, self.metadata, self.timeout = request, metadata, timeout
+
+    def _open(self, target: str) -> Any:
+        return self.fwd.channel(target).request(
+            self.name,
+            self.handler.cardinality,
+            self.handler.request_type,
+            self.handler.reply_type,
+            timeout=self.timeout,
+            metadata=self.metadata,
+        )
+
+    async def _unary(self, target: str) -> Any:
+        async with self._open(target) as s:
+            await s.send_message(self.request, end=True)
+            return await s.recv_message()
+
+    async def one_to_one(self, stream: Stream[Any, Any], target: str) -> None:
+        async with self._open(target) as s:
+            await s.send_message(self.request, end=True)
+            async for reply in s:
+                await stream.send_message(reply)
+
+    async def unary(self, stream: Stream[Any, Any], targets: list[str]) -> None:
+        results = await asyncio.gather(*(self._unary(t) for t in targets), return_exceptions=True)
+        merged = self.handler.reply_type()
+        for target, result in zip(targets, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                text, code = _describe(result)
+                merged.MergeFrom(error_message(self.handler.reply_type, target, text, code))
+                continue
+            tag(result.messages, target)
+            merged.messages.extend(result.messages)
+        await stream.send_message(merged)
+
+    async def streaming(self, stream: Stream[Any, Any], targets: list[str]) -> None:
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=64)
+        reply_type = self.handler.reply_type
+
+        async def pump(target: str) -> None:
+            try:
+                async with self._open(target) as s:
+                    await s.send_message(self.request, end=True)
+                    async for frame in s:
+                        frame.metadata.hostname = target
+                        await queue.put(frame)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes that node's error frame
+                text, code = _describe(exc)
+                frame = reply_type()
+                frame.metadata.hostname = target
+                frame.metadata.error = text
+                frame.metadata.status.code = code
+                frame.metadata.status.message = text
+                await queue.put(frame)
+
+        tasks = [asyncio.create_task(pump(t)) for t in targets]
+        done = asyncio.create_task(asyncio.wait(tasks))
+        try:
+            while True:
+                getter = asyncio.create_task(queue.get())
+                finished, _ = await asyncio.wait(
+                    {getter, done}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter in finished:
+                    await stream.send_message(getter.result())
+                    continue
+                getter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await getter
+                while not queue.empty():
+                    await stream.send_message(queue.get_nowait())
+                return
+        finally:
+            for t in tasks:
+                t.cancel()
+            done.cancel()
+
+
+def proxied_mapping(mapping: dict[str, Handler], forwarder: Forwarder) -> dict[str, Handler]:
+    """``mapping`` with every handler wrapped by :meth:`Forwarder.wrap`."""
+    return {name: forwarder.wrap(name, h) for name, h in mapping.items()}
+
+
+Wrap = Callable[[dict[str, Handler]], dict[str, Handler]]

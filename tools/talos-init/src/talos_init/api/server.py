@@ -1,0 +1,83 @@
+"""The API server: grpclib over asyncio with Python's ``ssl``.
+
+:meth:`ApiServer.maintenance` serves server-only TLS with the ephemeral certificate;
+:meth:`ApiServer.configured` serves mutual TLS against ``machine.ca`` and proxies calls that
+carry ``nodes``/``node`` metadata to other nodes (:mod:`talos_init.api.proxy`).
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from grpclib.server import Server
+
+from libtalos.api import API_PORT, tls
+from libtalos.secrets import CertKey
+from talos_init.api.certs import MaintenanceCert
+from talos_init.api.node import Node
+from talos_init.api.proxy import Forwarder, proxied_mapping
+from talos_init.api.service import MachineService
+
+
+class _Servable:
+    """What grpclib's Server takes: an object with ``__mapping__``."""
+
+    def __init__(self, mapping: dict[str, Any]) -> None:
+        self._mapping = mapping
+
+    def __mapping__(self) -> dict[str, Any]:
+        return self._mapping
+
+
+class ApiServer:
+    def __init__(
+        self,
+        service: MachineService,
+        server_ssl: ssl.SSLContext,
+        forwarder: Forwarder | None = None,
+    ) -> None:
+        self.service = service
+        self.ssl = server_ssl
+        self.forwarder = forwarder
+        mapping = service.__mapping__()
+        if forwarder is not None:
+            mapping = proxied_mapping(mapping, forwarder)
+        self._server = Server([_Servable(mapping)])
+        self.port: int | None = None
+
+    @classmethod
+    def maintenance(cls, node: Node, cert: MaintenanceCert) -> ApiServer:
+        ctx = tls.server_context(cert.server.crt, cert.server.key)
+        return cls(MachineService(node, maintenance=True), ctx)
+
+    @classmethod
+    def configured(
+        cls, node: Node, server_cert: CertKey, machine_ca_crt: bytes, *, proxy: bool = True
+    ) -> ApiServer:
+        """Mutual TLS: clients need a certificate from ``machine_ca_crt``. ``server_cert`` is
+        also this node's client certificate when it forwards calls to other nodes."""
+        ctx = tls.server_context(server_cert.crt, server_cert.key, client_ca=machine_ca_crt)
+        forwarder = None
+        if proxy:
+            client = tls.client_context(machine_ca_crt, server_cert.crt, server_cert.key)
+            forwarder = Forwarder(client, node.hostname or "talos")
+        return cls(MachineService(node, maintenance=False), ctx, forwarder)
+
+    async def start(self, host: str | None = None, port: int = API_PORT) -> int:
+        """Listen (``host`` None: every address); returns the bound port (``port`` 0: any)."""
+        await self._server.start(host, port, ssl=self.ssl, reuse_address=True)
+        inner: Any = self._server._server  # grpclib keeps the asyncio server here
+        sockets = inner.sockets if inner is not None else ()
+        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+        return self.port
+
+    def renew(self, server_cert: CertKey) -> None:
+        """Use a new certificate for new connections (renewal at half-life)."""
+        tls.load_chain(self.ssl, server_cert.crt, server_cert.key, "server")
+
+    async def stop(self) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+        if self.forwarder is not None:
+            self.forwarder.close()
