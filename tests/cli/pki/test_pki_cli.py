@@ -448,3 +448,29 @@ def test_plain_emitter_equals_yamlio() -> None:
         data = {"secrets": {"bootstraptoken": value}}
         assert outputs.dump(data) == yamlio.dump(data), value
         assert yamlio.load_one(outputs.dump(data)).data == data, value
+
+
+def test_inspect_checks_crt_against_its_key(cli: Any, ca_file: Path, tmp_path: Path) -> None:
+    code, out, err = cli("inspect", str(ca_file), "--check")
+    assert code == 0, err
+    assert yaml.safe_load(out)["crt"]["keyMatches"] is True
+    good = yaml.safe_load(ca_file.read_text())
+    other = pki.new_ca(organizations=["other"]).to_yaml()
+    # A talosconfig-like context: the CA has no key beside it; crt/key are a pair.
+    context = tmp_path / "talosconfig"
+    context.write_text(
+        yaml.safe_dump(
+            {
+                "context": "a",
+                "contexts": {"a": {"ca": good["crt"], "crt": other["crt"], "key": good["key"]}},
+            }
+        )
+    )
+    code, out, err = cli("inspect", str(context), "--check")
+    assert code == 1
+    data = yaml.safe_load(out)
+    assert "keyMatches" not in data["contexts.a.ca"]
+    assert data["contexts.a.crt"]["keyMatches"] is False
+    assert f"{context} contexts.a.crt: the certificate and its key do not match" in err
+    for line in pki.CertKey(b"", b64pem(good["key"])).key.decode().splitlines()[1:-1]:
+        assert line not in err + out  # the key is never printed

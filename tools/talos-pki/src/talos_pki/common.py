@@ -7,6 +7,7 @@ import base64
 import binascii
 import datetime as dt
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from libtalos import fsutil, yamlio
@@ -14,7 +15,14 @@ from libtalos.errors import PKIError, Problem, UsageError, ValidationError
 from libtalos.secrets import CertKey
 from talos_pki.outputs import check_output
 
-__all__ = ["check_output", "emit", "find_certificates", "load_cert_key", "parse_duration"]
+__all__ = [
+    "Found",
+    "check_output",
+    "emit",
+    "find_certificates",
+    "load_cert_key",
+    "parse_duration",
+]
 
 _DURATION = re.compile(r"(\d+)(y|d|h|m|s)")
 _UNITS = {"y": 365 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -103,27 +111,42 @@ def load_cert_key(text: str, source: str, *, bundle_entry: str = "") -> CertKey:
     return CertKey(values["crt"], values["key"])
 
 
-def find_certificates(text: str, source: str) -> list[tuple[str, bytes]]:
-    """Every certificate in an input, labelled: PEM text or base64 of PEM (label ``""``), or any
-    YAML document (a ``{crt, key}`` pair, a secrets bundle, a talosconfig, a machine config),
-    where each string value that is base64 of a PEM certificate is labelled by its key path."""
+@dataclass(frozen=True)
+class Found:
+    """A certificate found in an input, and the private key stored beside it, if any."""
+
+    label: str  # "" for a bare PEM / base64 input, else the YAML key path
+    crt: bytes
+    key: bytes | None = None
+
+
+def find_certificates(text: str, source: str) -> list[Found]:
+    """Every certificate in an input: PEM text or base64 of PEM (label ``""``), or any YAML
+    document (a ``{crt, key}`` pair, a secrets bundle, a talosconfig, a machine config), where
+    each string value that is base64 of a PEM certificate is labelled by its key path; a ``crt``
+    is paired with its sibling ``key`` (base64 of a PEM private key) when there is one."""
     if "-----BEGIN " in text:
-        return [("", text.encode())]
+        return [Found("", text.encode())]
     pem = _b64_pem(text)
     if pem is not None:
-        return [("", pem)]
-    found: list[tuple[str, bytes]] = []
+        return [Found("", pem)]
+    found: list[Found] = []
     for doc in yamlio.load_documents(text, source):
         for path in yamlio.iter_paths(doc.data):
+            parent: Any = None
             value: Any = doc.data
             for part in path:
-                value = value[part]
+                parent, value = value, value[part]
             pem = _b64_pem(value) if isinstance(value, str) else None
-            if pem is not None and b"-----BEGIN CERTIFICATE-----" in pem:
-                label = yamlio.format_path(path)
-                if doc.index > 1:
-                    label = f"document {doc.index}: {label}"
-                found.append((label, pem))
+            if pem is None or b"-----BEGIN CERTIFICATE-----" not in pem:
+                continue
+            label = yamlio.format_path(path)
+            if doc.index > 1:
+                label = f"document {doc.index}: {label}"
+            # Talos pairs `crt` with `key` (bundle, talosconfig); a talosconfig's `ca` has no key.
+            sibling = parent.get("key") if isinstance(parent, dict) and path[-1] == "crt" else None
+            key = _b64_pem(sibling) if isinstance(sibling, str) else None
+            found.append(Found(label, pem, key if key and b"PRIVATE KEY-----" in key else None))
     if not found:
         raise PKIError(f"{source}: no certificate found (PEM, base64 of PEM, or YAML holding one)")
     return found
@@ -135,6 +158,6 @@ def load_one_certificate(text: str, source: str) -> bytes:
     if len(found) > 1:
         raise PKIError(
             f"{source}: holds {len(found)} certificates "
-            f"({', '.join(label for label, _ in found)}); give a file with one"
+            f"({', '.join(f.label for f in found)}); give a file with one"
         )
-    return found[0][1]
+    return found[0].crt

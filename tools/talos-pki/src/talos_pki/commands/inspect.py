@@ -32,18 +32,33 @@ def inspect(
     window = parse_duration(within, "--within")
     text, source = read_input(file)
     found = find_certificates(text, source)
-    infos = [(label, pki.inspect(pem, what=f"{source} {label}".strip())) for label, pem in found]
-    data: dict[str, Any]
-    if len(infos) == 1 and not infos[0][0]:
-        data = infos[0][1].to_yaml_data()
+    entries: list[tuple[str, pki.CertInfo, dict[str, Any]]] = []
+    mismatched: list[str] = []
+    for item in found:
+        name = f"{source} {item.label}".strip()
+        info = pki.inspect(item.crt, what=name)
+        data = info.to_yaml_data()
+        if item.key is not None:
+            try:
+                pki.check_key_matches(item.crt, item.key, name)
+                data["keyMatches"] = True
+            except PKIError:
+                data["keyMatches"] = False
+                mismatched.append(name)
+        entries.append((name, info, data))
+    if len(found) == 1 and not found[0].label:
+        sys.stdout.write(yamlio.dump(entries[0][2]))
     else:
-        data = {label: info.to_yaml_data() for label, info in infos}
-    sys.stdout.write(yamlio.dump(data))
+        labels = [item.label for item in found]
+        sys.stdout.write(
+            yamlio.dump({lb: d for lb, (_, _, d) in zip(labels, entries, strict=True)})
+        )
     if check:
-        expiring = [(label, info) for label, info in infos if info.expires_within(window)]
-        if expiring:
-            names = ", ".join(
-                f"{(source + ' ' + label).strip()} (notAfter {info.to_yaml_data()['notAfter']})"
-                for label, info in expiring
-            )
-            raise PKIError(f"expires within {within}: {names}")
+        problems = [f"{name}: the certificate and its key do not match" for name in mismatched]
+        problems += [
+            f"{name}: expires within {within} (notAfter {data['notAfter']})"
+            for name, info, data in entries
+            if info.expires_within(window)
+        ]
+        if problems:
+            raise PKIError("; ".join(problems))

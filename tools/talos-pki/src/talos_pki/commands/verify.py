@@ -27,7 +27,7 @@ def verify(
 
         raise UsageError("only one of --ca and CERT can be '-' (stdin)")
     ca_text, ca_source = read_input(ca)
-    ca_pems = [pem for _label, pem in find_certificates(ca_text, ca_source)]
+    ca_pems = [found.crt for found in find_certificates(ca_text, ca_source)]
     cert_text, cert_source = read_input(cert)
     pki.verify_chain(
         b"".join(ca_pems),
