@@ -380,7 +380,7 @@ class Lab:
             "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
             "--initial-cluster", "lab=http://127.0.0.1:2380",
         ]  # fmt: skip
-        self.etcd = subprocess.Popen(argv, stdout=log, stderr=log)
+        self.etcd = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
         self.procs.append(self.etcd)
         log.close()
         self.wait_etcd()
@@ -433,11 +433,20 @@ class Lab:
         node.log = self.tmp / f"{log_name}.log"
         with node.log.open("ab") as log:
             proc = subprocess.Popen(
-                ["ip", "netns", "exec", node.netns, *argv], stdout=log, stderr=log
+                ["ip", "netns", "exec", node.netns, *argv],
+                stdout=log,
+                stderr=log,
+                start_new_session=True,  # its own process group: signal() reaches its children
             )
         node.proc = proc
         self.procs.append(proc)
         return proc
+
+    def signal(self, node: Node, sig: int) -> None:
+        """Send ``sig`` to the process group started on ``node`` (daemon and its children)."""
+        if node.proc is not None and node.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.proc.pid, sig)
 
     def cut_lan(self, node: Node, up: bool = False) -> None:
         port = f"n{self.nodes.index(node) + 1}"
@@ -454,7 +463,7 @@ class Lab:
         for proc in self.procs:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
+                    os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
         for ns in reversed(self.namespaces):
