@@ -136,7 +136,7 @@ class SystemRandom:
 class DeterministicRandom:
     """SHA-256 in counter mode over a seed: reproducible bytes for tests. Not for real secrets."""
 
-    seed: bytes
+    seed: bytes = field(repr=False)
     _counter: int = field(default=0, repr=False)
 
     def token_bytes(self, n: int) -> bytes:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from libtalos.errors import Problem, ValidationError
@@ -27,7 +27,7 @@ class CertKey:
     """A certificate and its private key, both PEM; ``key`` is ``b""`` when unknown."""
 
     crt: bytes
-    key: bytes = b""
+    key: bytes = field(default=b"", repr=False)  # secret: kept out of repr() and tracebacks
 
     def to_yaml(self) -> dict[str, str]:
         return {"crt": b64(self.crt), "key": b64(self.key)}
@@ -45,10 +45,11 @@ class SecretsBundle:
     kubernetes_ca: CertKey  # cluster.ca
     etcd_ca: CertKey  # cluster.etcd.ca
     aggregator_ca: CertKey | None  # cluster.aggregatorCA
-    service_account_key: bytes | None  # cluster.serviceAccount.key (PEM)
-    trustd_token: str  # machine.token
-    bootstrap_token: str  # cluster.token
-    aescbc_encryption_secret: str  # cluster.aescbcEncryptionSecret (base64 of 32 bytes)
+    # The secrets below are kept out of repr() (and so out of logs and assertion messages).
+    service_account_key: bytes | None = field(repr=False)  # cluster.serviceAccount.key (PEM)
+    trustd_token: str = field(repr=False)  # machine.token
+    bootstrap_token: str = field(repr=False)  # cluster.token
+    aescbc_encryption_secret: str = field(repr=False)  # cluster.aescbcEncryptionSecret (base64)
 
     def to_yaml_data(self) -> dict[str, Any]:
         certs: dict[str, Any] = {

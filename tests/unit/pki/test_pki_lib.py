@@ -556,3 +556,18 @@ def test_verify_chain_time_and_intermediates(bundle_v09: SecretsBundle) -> None:
     pki.verify_chain(root.crt, inter_leaf.crt + inter.crt, clock)
     with pytest.raises(PKIError, match="not signed by"):  # without the intermediate: no chain
         pki.verify_chain(root.crt, inter_leaf.crt, clock)
+
+
+def test_repr_hides_secrets(bundle_v09: SecretsBundle) -> None:
+    text = repr(bundle_v09) + repr(bundle_v09.talos_ca) + repr(pki.DeterministicRandom(b"seed"))
+    secrets_ = [
+        bundle_v09.trustd_token,
+        bundle_v09.bootstrap_token,
+        bundle_v09.aescbc_encryption_secret,
+        "seed",
+    ]
+    secrets_ += [line.decode() for line in _body_lines(bundle_v09.talos_ca.key)]
+    secrets_ += [line.decode() for line in _body_lines(bundle_v09.service_account_key or b"")]
+    for secret in secrets_:
+        assert secret not in text
+    assert "talos_ca=CertKey(crt=" in text  # control: the public parts are still shown
