@@ -52,6 +52,7 @@ def vm_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     work = tmp_path_factory.mktemp("disks")
     marker = b"TALOS-LUKS-PLAINTEXT-" + secrets.token_hex(8).encode()
     (share / "key").write_bytes(b"vm test passphrase")
+    (share / "wrong").write_bytes(b"not the passphrase")
     (share / "job.json").write_text(json.dumps({"fast": FAST, "marker": marker.hex()}))
     (share / "machine.yaml").write_text(
         "machine:\n    systemDiskEncryption:\n        ephemeral:\n            provider: luks2\n"
@@ -83,6 +84,8 @@ def vm_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     assert made.returncode == 0, made.stderr
     g = vmlib.boot([sys.executable, str(GUEST)], disks=disks, share=share, smbios_uuid=UUID)
+    print(f"guest ran {g.seconds:.1f} s")
+    print("\n".join(line for line in g.console.splitlines() if line.startswith("vm_guest:")))
     result_file = share / "result.json"
     assert g.ok, f"guest status {g.status}\n{g.console[-6000:]}"
     return {
