@@ -25,7 +25,7 @@ HELPERS = Path(__file__).parent / "helpers"
 PYTHON = sys.executable
 TALOS_INIT = str(Path(sys.executable).parent / "talos-init")
 UNSHARE_NODE = ("unshare", "--pid", "--fork", "--mount-proc", "--uts", "--net")
-WAIT = 90.0  # bound on any one handshake, so a broken node fails the test instead of hanging it
+WAIT = 60.0  # bound on any one handshake, so a broken node fails the test instead of hanging it
 
 CONFIG = """\
 version: v1alpha1

@@ -23,7 +23,7 @@ async def run_check(check: HealthCheck, reaper: Reaper) -> tuple[bool, str]:
     except TimeoutError:
         return False, f"timed out after {check.timeout:g}s"
     except OSError as exc:
-        return False, exc.strerror or type(exc).__name__
+        return False, os.strerror(exc.errno) if exc.errno else type(exc).__name__
 
 
 async def _tcp(target: str) -> tuple[bool, str]:

@@ -72,10 +72,16 @@ class Service:
 
     @property
     def up(self) -> bool:
-        """What a dependent waits for: running and healthy, or a one-shot that succeeded."""
+        """What a dependent waits for.
+
+        An until-success service is a one-shot job: it is up once it has succeeded. Any other
+        service is up while running (and healthy, when it has a health check).
+        """
+        if self.spec.restart == "until-success":
+            return self.state == State.FINISHED and self.succeeded
         if self.state == State.RUNNING:
             return self.spec.health is None or self.healthy is True
-        return self.state == State.FINISHED and self.succeeded and self.spec.restart != "always"
+        return False
 
 
 class Supervisor:

@@ -23,23 +23,17 @@ from grpclib.const import Cardinality, Handler
 from grpclib.const import Status as GrpcStatus
 from grpclib.server import Stream
 
-from libtalos.api import API_PORT
-from libtalos.api.wire import NODE_KEY, NODES_KEY, PROXYFROM_KEY, error_message, tag
+from libtalos.api.wire import (
+    NODE_KEY,
+    NODES_KEY,
+    PROXYFROM_KEY,
+    error_message,
+    split_target,
+    tag,
+)
 
 FORWARD_TIMEOUT = 60.0  # seconds, when the caller set no deadline
 _SKIP_KEYS = {NODES_KEY, NODE_KEY, ":authority", "te", "content-type", "user-agent"}
-
-
-def split_target(target: str, default_port: int = API_PORT) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address -> (host, port)."""
-    if target.startswith("["):
-        host, _, rest = target[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else default_port
-    if target.count(":") == 1:
-        host, _, port = target.partition(":")
-        if port.isdigit():
-            return host, int(port)
-    return target, default_port
 
 
 def _values(metadata: Any, key: str) -> list[str]:

@@ -107,11 +107,15 @@ class MachineService(machine_grpc.MachineServiceBase):
         if len(legacy) > 1:
             raise _fail(GrpcStatus.INVALID_ARGUMENT, "on_reboot and immediate exclude each other")
         if legacy:
-            if mode is not ApplyMode.REBOOT:
+            # A client may send the v0.9 flag and its v1.x mode together (so that servers of
+            # either generation understand it); any other mode contradicts the flag.
+            same = ApplyMode.STAGED if legacy[0] == "on_reboot" else ApplyMode.NO_REBOOT
+            if mode not in (ApplyMode.REBOOT, same):
                 raise _fail(
-                    GrpcStatus.INVALID_ARGUMENT, f"{legacy[0]} (v0.9) and mode exclude each other"
+                    GrpcStatus.INVALID_ARGUMENT,
+                    f"{legacy[0]} (v0.9) contradicts mode {mode.name.lower()}",
                 )
-            mode = ApplyMode.STAGED if legacy[0] == "on_reboot" else ApplyMode.NO_REBOOT
+            mode = same
         if self.maintenance and mode not in (ApplyMode.REBOOT, ApplyMode.AUTO, ApplyMode.TRY):
             what = "on_reboot" if req.on_reboot else f"mode {mode.name.lower()}"
             raise _fail(GrpcStatus.INVALID_ARGUMENT, f"{what} is not supported in maintenance mode")
