@@ -1,0 +1,44 @@
+"""The Typer app: one module per command under :mod:`talos_apply.commands`."""
+
+from __future__ import annotations
+
+import typer
+
+from talos_apply.commands import apply_config, config, etcd, kubeconfig, lifecycle, logs
+from talos_apply.commands import services as services_cmd
+from talos_apply.commands import version as version_cmd
+from talos_apply.options import ContextOpt, EndpointsOpt, Globals, NodesOpt, TalosconfigOpt
+
+app = typer.Typer(
+    name="talos-apply",
+    help="The Talos machine API client. Exit codes: 0 ok, 1 failure (a node refused or failed, "
+    "unreachable, bad TLS material, bad file), 2 usage. Data on stdout; errors on stderr.",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    no_args_is_help=True,
+)
+
+
+@app.callback()
+def _globals(
+    ctx: typer.Context,
+    talosconfig: TalosconfigOpt = None,
+    context: ContextOpt = None,
+    endpoints: EndpointsOpt = None,
+    nodes: NodesOpt = None,
+) -> None:
+    ctx.obj = Globals().merged(talosconfig, context, endpoints, nodes)
+
+
+app.command("apply-config")(apply_config.apply_config)
+app.command("version")(version_cmd.version)
+app.command("bootstrap")(lifecycle.bootstrap)
+app.command("kubeconfig")(kubeconfig.kubeconfig)
+app.command("services")(services_cmd.services)
+app.command("service")(services_cmd.service)
+app.command("logs")(logs.logs)
+app.command("reboot")(lifecycle.reboot)
+app.command("shutdown")(lifecycle.shutdown)
+app.command("reset")(lifecycle.reset)
+app.add_typer(etcd.app, name="etcd")
+app.add_typer(config.app, name="config")

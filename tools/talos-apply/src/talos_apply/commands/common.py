@@ -1,0 +1,26 @@
+"""What the API commands share: the target from options, one call, printing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from talos_apply import client
+from talos_apply.options import Globals, globals_of
+
+
+def resolve(
+    ctx: typer.Context,
+    talosconfig: str | None,
+    context: str | None,
+    endpoints: list[str] | None,
+    nodes: list[str] | None,
+) -> Globals:
+    return globals_of(ctx).merged(talosconfig, context, endpoints, nodes)
+
+
+def unary(g: Globals, method: str, request: Any) -> tuple[list[Any], list[Any]]:
+    c = client.Client(client.secure_target(g))
+    result: tuple[list[Any], list[Any]] = client.run(c.unary(method, request))
+    return result

@@ -1,0 +1,133 @@
+"""``config endpoint|node|merge|contexts|context|add``: editing the talosconfig."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from libtalos import talosconfig
+from libtalos.errors import TalosIOError, UsageError
+from talos_apply.options import ContextOpt, TalosconfigOpt, globals_of
+
+app = typer.Typer(
+    help="Edit the client config (talosconfig): endpoints, nodes, contexts.",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    no_args_is_help=True,
+)
+
+
+def _open(ctx: typer.Context, explicit: str | None) -> tuple[Path, talosconfig.TalosConfig]:
+    path = talosconfig.default_path(explicit or globals_of(ctx).talosconfig)
+    return path, talosconfig.load(path)
+
+
+def _context_name(ctx: typer.Context, explicit: str | None, cfg: talosconfig.TalosConfig) -> str:
+    name = explicit or globals_of(ctx).context or cfg.context
+    cfg.current(name)  # raises a clear error when it does not exist
+    return name
+
+
+@app.command("endpoint")
+def endpoint(
+    ctx: typer.Context,
+    endpoints: Annotated[list[str], typer.Argument(help="Endpoints (IPs or host names).")],
+    talosconfig_path: TalosconfigOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """Replace the endpoints of the current context."""
+    path, cfg = _open(ctx, talosconfig_path)
+    name = _context_name(ctx, context, cfg)
+    cfg.contexts[name].endpoints = list(endpoints)
+    talosconfig.save(cfg, path)
+
+
+@app.command("node")
+def node(
+    ctx: typer.Context,
+    nodes: Annotated[list[str] | None, typer.Argument(help="Nodes; none clears them.")] = None,
+    talosconfig_path: TalosconfigOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """Replace the default target nodes of the current context."""
+    path, cfg = _open(ctx, talosconfig_path)
+    name = _context_name(ctx, context, cfg)
+    cfg.contexts[name].nodes = list(nodes or [])
+    talosconfig.save(cfg, path)
+
+
+@app.command("context")
+def use_context(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The context to make current.")],
+    talosconfig_path: TalosconfigOpt = None,
+) -> None:
+    """Switch the current context."""
+    path, cfg = _open(ctx, talosconfig_path)
+    cfg.use(name)
+    talosconfig.save(cfg, path)
+
+
+@app.command("contexts")
+def contexts(ctx: typer.Context, talosconfig_path: TalosconfigOpt = None) -> None:
+    """List the contexts: CURRENT, NAME, ENDPOINTS, NODES."""
+    from talos_apply.output import table
+
+    _path, cfg = _open(ctx, talosconfig_path)
+    rows = []
+    for name, c in cfg.contexts.items():
+        nodes = ",".join(c.nodes[:3]) + (",..." if len(c.nodes) > 3 else "")
+        rows.append(["*" if name == cfg.context else "", name, ",".join(c.endpoints), nodes])
+    sys.stdout.write(table(["CURRENT", "NAME", "ENDPOINTS", "NODES"], rows))
+
+
+@app.command("merge")
+def merge(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(help="The talosconfig to merge in.")],
+    talosconfig_path: TalosconfigOpt = None,
+) -> None:
+    """Copy every context of FILE into the talosconfig (clashes are renamed NAME-1 …)."""
+    path, cfg = _open(ctx, talosconfig_path)
+    other_path = Path(file)
+    if not other_path.exists():
+        raise TalosIOError(f"{file}: no such file")
+    other = talosconfig.load(other_path)
+    for note in cfg.merge(other):
+        sys.stderr.write(f"{note}\n")
+    talosconfig.save(cfg, path)
+
+
+def _read_pem(option: str, file: str) -> str:
+    try:
+        data = Path(file).read_bytes()
+    except OSError as exc:
+        raise TalosIOError(f"{option} {file}: cannot read: {exc.strerror}") from None
+    if b"-----BEGIN " not in data:
+        raise UsageError(f"{option} {file}: not a PEM file")
+    return base64.b64encode(data).decode()
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The new context's name.")],
+    ca: Annotated[str, typer.Option("--ca", help="CA certificate file (PEM).")],
+    crt: Annotated[str, typer.Option("--crt", help="Client certificate file (PEM).")],
+    key: Annotated[str, typer.Option("--key", help="Client key file (PEM).")],
+    talosconfig_path: TalosconfigOpt = None,
+) -> None:
+    """Add a context from PEM files (stored as base64)."""
+    path, cfg = _open(ctx, talosconfig_path)
+    if name in cfg.contexts:
+        raise UsageError(f"context {name!r} already exists")
+    cfg.contexts[name] = talosconfig.Context(
+        ca=_read_pem("--ca", ca), crt=_read_pem("--crt", crt), key=_read_pem("--key", key)
+    )
+    if not cfg.context:
+        cfg.context = name
+    talosconfig.save(cfg, path)

@@ -1,0 +1,80 @@
+"""``kubeconfig [PATH]``: fetch the admin kubeconfig from one control-plane node.
+
+By default it is merged into ``~/.kube/config`` (as talosctl does); a clash is renamed unless
+``--force``. ``--merge=false`` writes the file (an existing one only with ``--force``). A PATH
+that is a directory receives ``PATH/kubeconfig``. Files are written atomically, 0600 (they hold
+a private key; talosctl writes 0640).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from talos_apply.commands.common import resolve
+from talos_apply.options import ContextOpt, EndpointsOpt, NodesOpt, TalosconfigOpt
+
+
+def kubeconfig(
+    ctx: typer.Context,
+    path: Annotated[
+        str | None, typer.Argument(help="Where to write it (default ~/.kube/config); - stdout.")
+    ] = None,
+    merge: Annotated[
+        bool, typer.Option("--merge/--no-merge", "-m", help="Merge into an existing file.")
+    ] = True,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Replace clashing entries / an existing file.")
+    ] = False,
+    talosconfig: TalosconfigOpt = None,
+    context: ContextOpt = None,
+    endpoints: EndpointsOpt = None,
+    nodes: NodesOpt = None,
+) -> None:
+    """Download the admin kubeconfig from a control-plane node."""
+    from google.protobuf import empty_pb2
+
+    from libtalos import yamlio
+    from libtalos.api.wire import ArchiveError, kubeconfig_from_archive
+    from libtalos.errors import NetworkError, OutputExistsError, TalosError, UsageError
+    from libtalos.fsutil import SECRET_MODE, atomic_write
+    from talos_apply import client, kubemerge
+
+    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    if len(g.nodes) > 1:
+        raise UsageError("kubeconfig takes exactly one node (--nodes IP)")
+    c = client.Client(client.secure_target(g))
+
+    async def fetch() -> bytes:
+        chunks: list[bytes] = []
+        async for frame in c.stream("Kubeconfig", empty_pb2.Empty()):
+            if frame.metadata.error:
+                raise NetworkError(f"{frame.metadata.hostname}: {frame.metadata.error}")
+            chunks.append(frame.bytes)
+        return b"".join(chunks)
+
+    archive: bytes = client.run(fetch())
+    try:
+        data = kubeconfig_from_archive(archive)
+    except ArchiveError as exc:
+        raise TalosError(f"kubeconfig reply: {exc}") from None
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        return
+    target = Path(path) if path else Path.home() / ".kube" / "config"
+    if target.is_dir():
+        target = target / "kubeconfig"
+    if target.exists() and merge:
+        existing = kubemerge.parse(target.read_text(encoding="utf-8"), str(target))
+        new = kubemerge.parse(data.decode("utf-8"), "kubeconfig reply")
+        for note in kubemerge.merge(existing, new, force=force):
+            sys.stderr.write(f"{note}\n")
+        atomic_write(target, yamlio.dump(existing), mode=SECRET_MODE)
+        return
+    if target.exists() and not force:
+        raise OutputExistsError(f"{target}: file exists", hint="pass --force to overwrite it")
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    atomic_write(target, data, mode=SECRET_MODE)

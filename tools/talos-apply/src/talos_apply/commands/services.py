@@ -1,0 +1,133 @@
+"""``services`` (table of every service) and ``service ID [start|stop|restart]``."""
+
+from __future__ import annotations
+
+import enum
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from talos_apply.commands.common import resolve, unary
+from talos_apply.options import (
+    ContextOpt,
+    EndpointsOpt,
+    NodesOpt,
+    OutputFormat,
+    OutputOpt,
+    TalosconfigOpt,
+)
+from talos_apply.output import emit_structured, node_of, report_errors, table
+
+
+def _health(info: Any) -> str:
+    if info.health.unknown:
+        return "?"
+    return "OK" if info.health.healthy else "Fail"
+
+
+def _when(ts: Any) -> str:
+    if not ts.seconds and not ts.nanos:
+        return ""
+    return str(ts.ToDatetime().replace(microsecond=0).isoformat()) + "Z"
+
+
+def _list(g: Any) -> tuple[list[Any], list[Any]]:
+    from google.protobuf import empty_pb2
+
+    return unary(g, "ServiceList", empty_pb2.Empty())
+
+
+def services(
+    ctx: typer.Context,
+    output: OutputOpt = OutputFormat.table,
+    talosconfig: TalosconfigOpt = None,
+    context: ContextOpt = None,
+    endpoints: EndpointsOpt = None,
+    nodes: NodesOpt = None,
+) -> None:
+    """List the services of each node: state, health, last event."""
+    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    messages, errors = _list(g)
+    if not emit_structured(messages, output):
+        rows = []
+        for m in messages:
+            for s in m.services:
+                last = s.events.events[-1] if s.events.events else None
+                rows.append(
+                    [
+                        node_of(m),
+                        s.id,
+                        s.state,
+                        _health(s),
+                        _when(s.health.last_change),
+                        last.msg if last else "",
+                    ]
+                )
+        headers = ["NODE", "SERVICE", "STATE", "HEALTH", "LAST CHANGE", "LAST EVENT"]
+        sys.stdout.write(table(headers, rows))
+    report_errors(errors)
+
+
+class Action(enum.StrEnum):
+    start = "start"
+    stop = "stop"
+    restart = "restart"
+
+
+def service(
+    ctx: typer.Context,
+    service_id: Annotated[str, typer.Argument(metavar="ID", help="The service, e.g. etcd.")],
+    action: Annotated[
+        Action | None, typer.Argument(help="start, stop or restart; none: show its status.")
+    ] = None,
+    output: OutputOpt = OutputFormat.table,
+    talosconfig: TalosconfigOpt = None,
+    context: ContextOpt = None,
+    endpoints: EndpointsOpt = None,
+    nodes: NodesOpt = None,
+) -> None:
+    """Show one service, or start, stop or restart it."""
+    from libtalos.api import machine_pb2
+
+    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    if action is not None:
+        method, request_type = {
+            Action.start: ("ServiceStart", machine_pb2.ServiceStartRequest),
+            Action.stop: ("ServiceStop", machine_pb2.ServiceStopRequest),
+            Action.restart: ("ServiceRestart", machine_pb2.ServiceRestartRequest),
+        }[action]
+        messages, errors = unary(g, method, request_type(id=service_id))
+        if not emit_structured(messages, output):
+            for m in messages:
+                node = node_of(m)
+                sys.stdout.write(f"{node + ': ' if node else ''}{m.resp}\n")
+        report_errors(errors)
+        return
+    messages, errors = _list(g)
+    found = []
+    for m in messages:
+        for s in m.services:
+            if s.id == service_id:
+                found.append((m, s))
+    missing = [node_of(m) for m in messages if all(s.id != service_id for s in m.services)]
+    if output is not OutputFormat.table:
+        emit_structured([s for _, s in found], output)
+    else:
+        for m, s in found:
+            lines = [
+                f"NODE     {node_of(m)}",
+                f"ID       {s.id}",
+                f"STATE    {s.state}",
+                f"HEALTH   {_health(s)}",
+            ]
+            if s.health.last_message:
+                lines.append(f"LAST HEALTH MESSAGE   {s.health.last_message}")
+            for i, e in enumerate(s.events.events):
+                head = "EVENTS   " if i == 0 else "         "
+                lines.append(f"{head}[{e.state}]: {e.msg} ({_when(e.ts)})")
+            sys.stdout.write("\n".join(lines) + "\n")
+    from libtalos.api.wire import NodeError
+
+    errs = list(errors) + [NodeError(n, f"service {service_id!r} not found", 5) for n in missing]
+    report_errors(errs)

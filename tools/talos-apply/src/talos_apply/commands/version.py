@@ -1,0 +1,70 @@
+"""``version``: the client's version and each node's (Talos's layout)."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from typing import Annotated
+
+import typer
+
+from talos_apply import __version__
+from talos_apply.commands.common import resolve
+from talos_apply.options import (
+    ContextOpt,
+    EndpointsOpt,
+    NodesOpt,
+    OutputFormat,
+    OutputOpt,
+    TalosconfigOpt,
+)
+from talos_apply.output import emit_structured, report_errors
+
+
+def version(
+    ctx: typer.Context,
+    client_only: Annotated[bool, typer.Option("--client", help="Print the client only.")] = False,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", "-i", help="Maintenance mode: no client certificate.")
+    ] = False,
+    output: OutputOpt = OutputFormat.table,
+    talosconfig: TalosconfigOpt = None,
+    context: ContextOpt = None,
+    endpoints: EndpointsOpt = None,
+    nodes: NodesOpt = None,
+) -> None:
+    """Print the client version and the version of each node."""
+    arch = platform.machine()
+    runtime = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    if client_only:
+        sys.stdout.write(
+            f"Client:\n\tTag:         {__version__}\n\tRuntime:     {runtime}\n"
+            f"\tOS/Arch:     linux/{arch}\n"
+        )
+        return
+    from google.protobuf import empty_pb2
+
+    from talos_apply import client
+
+    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    target = client.insecure_target(g, []) if insecure else client.secure_target(g)
+    messages, errors = client.run(client.Client(target).unary("Version", empty_pb2.Empty()))
+    if insecure:
+        for m in messages:
+            m.metadata.hostname = m.metadata.hostname or target.nodes[0]
+    if not emit_structured(messages, output):
+        out = [
+            f"Client:\n\tTag:         {__version__}\n\tRuntime:     {runtime}\n"
+            f"\tOS/Arch:     linux/{arch}\nServer:\n"
+        ]
+        for m in messages:
+            v = m.version
+            if m.metadata.hostname:
+                out.append(f"\tNODE:        {m.metadata.hostname}\n")
+            out.append(
+                f"\tTag:         {v.tag}\n\tSHA:         {v.sha}\n\tBuilt:       {v.built}\n"
+                f"\tRuntime:     {v.go_version}\n\tOS/Arch:     {v.os}/{v.arch}\n"
+                f"\tPlatform:    {m.platform.name} ({m.platform.mode})\n"
+            )
+        sys.stdout.write("".join(out))
+    report_errors(errors)
