@@ -1,0 +1,35 @@
+"""Rendering of a control-plane node's Kubernetes and etcd assets (TALOS-FACTS §3, §8).
+
+Pure functions: certificates and keys are issued from the CAs a machine config carries, and
+documents (static pod manifests, kubeconfigs, the etcd command line) are returned as text or
+lists; nothing here writes a file, starts a process or opens a socket. The node (talos-init)
+decides where the results go and when.
+
+- :mod:`libtalos.k8s.etcd`: the etcd server/peer/client certificates and the etcd 3.4 command
+  line for a new cluster or for joining an existing one;
+- :mod:`libtalos.k8s.controlplane`: the kube-apiserver, kube-controller-manager and
+  kube-scheduler static pods with their certificates, keys and kubeconfigs;
+- :mod:`libtalos.k8s.kubeconfig`: kubeconfig documents, including the admin kubeconfig.
+"""
+
+from __future__ import annotations
+
+from libtalos.k8s.controlplane import (
+    ControlPlaneAssets,
+    ControlPlaneInput,
+    render_control_plane,
+)
+from libtalos.k8s.etcd import EtcdArgs, EtcdCerts, etcd_command, issue_etcd_certs
+from libtalos.k8s.kubeconfig import admin_kubeconfig, kubeconfig
+
+__all__ = [
+    "ControlPlaneAssets",
+    "ControlPlaneInput",
+    "EtcdArgs",
+    "EtcdCerts",
+    "admin_kubeconfig",
+    "etcd_command",
+    "issue_etcd_certs",
+    "kubeconfig",
+    "render_control_plane",
+]
