@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from libtalos.errors import OutputExistsError, TalosIOError
@@ -32,7 +33,7 @@ def atomic_write(
 
 
 def atomic_write_many(
-    files: list[tuple[str | os.PathLike[str], bytes | str, int]], *, force: bool = True
+    files: Sequence[tuple[str | os.PathLike[str], bytes | str, int]], *, force: bool = True
 ) -> list[Path]:
     """Write several files as one step: all of them or none.
 
