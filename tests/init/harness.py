@@ -124,13 +124,12 @@ class NodeRun:
 
     @property
     def pid1(self) -> int:
-        """Host pid of the node's PID 1 (unshare's child)."""
+        """Host pid of the node's PID 1: the talos-init below us that is pid 1 in its namespace."""
         if self._pid1 is None:
             if not self.wrapped:
                 self._pid1 = self.proc.pid
             else:
-                children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
-                self._pid1 = int(children.split()[0])
+                self._pid1 = _find_pid1(self.proc.pid)
         return self._pid1
 
     def signal(self, signum: int) -> None:
@@ -149,6 +148,22 @@ class NodeRun:
                 self.proc.kill()
             self.proc.wait(timeout=WAIT)
         self.drain(5)
+
+
+def _find_pid1(root: int) -> int:
+    todo = [root]
+    while todo:
+        pid = todo.pop(0)
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except FileNotFoundError:
+            continue
+        nspid = next(line for line in status.splitlines() if line.startswith("NSpid:"))
+        if pid != root and nspid.split()[-1] == "1":
+            return pid
+        todo += [int(c) for c in children]
+    raise AssertionError(f"no PID 1 below {root}")
 
 
 def write_service(directory: Path, name: str, **fields: Any) -> Path:

@@ -46,18 +46,18 @@ def boot_node(
     fetch_timeout: float,
     reap_orphans: bool,
 ) -> int:
-    # First thing, while the process has one thread: block the signals (sigloop's contract).
     from talos_init import configsource, sigloop
     from talos_init.logring import Console
     from talos_init.node import Node, NodeOptions
     from talos_init.services import load_services_dir
 
-    mask = sigloop.block_signals()
     if fetch_timeout <= 0:
         raise UsageError("--fetch-timeout: must be greater than zero")
     state_dir = state_dir.absolute()
     if mode == Mode.container and not state_dir.is_dir():
         raise UsageError(f"--state-dir: {state_dir}: not a directory")
+    # Before anything can start a thread: block the signals (sigloop's contract).
+    mask = sigloop.block_signals()
     if cmdline is None and mode == Mode.metal:
         try:
             cmdline = Path("/proc/cmdline").read_text()

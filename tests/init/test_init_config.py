@@ -1,0 +1,166 @@
+"""Config sources, persistence, maintenance mode and bad input, with the node as PID 1."""
+
+from __future__ import annotations
+
+import random
+import signal
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from talos_init import configsource
+
+from .harness import HELPERS, PYTHON, NodeRun, helper, write_config, write_service
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
+
+
+def _persisted(state: Path) -> Path:
+    return state / "state" / configsource.CONFIG_NAME
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_config_from_file_url_is_persisted_then_read_from_state(run_node, tmp_path):
+    config = write_config(tmp_path / "machine.yaml", hostname="from-file")
+    state = tmp_path / "node"
+    node = run_node("--cmdline", f"talos.config=file://{config}", state_dir=state)
+    node.expect(rf"config loaded from {config}")
+    node.expect(r"hostname set to from-file")
+    node.expect(r"boot sequence: done")
+    node.signal(signal.SIGTERM)
+    assert node.wait() == 143
+    saved = _persisted(state)
+    assert saved.read_text() == config.read_text()
+    assert _mode(saved) == 0o600
+
+    again = run_node(state_dir=state)  # no talos.config: STATE is the next source
+    again.expect(r"config loaded from STATE \(/system/state/config.yaml\)")
+    again.expect(r"hostname set to from-file")
+    again.signal(signal.SIGTERM)
+    assert again.wait() == 143
+    assert not again.matching("maintenance")
+
+
+def test_config_from_http_on_the_nodes_loopback(run_node, tmp_path):
+    config = write_config(tmp_path / "machine.yaml", hostname="from-http")
+    state = tmp_path / "node"
+    # A private network namespace holds both the HTTP server and the node: 127.0.0.1 only.
+    wrap = ("unshare", "--net", "--", PYTHON, helper("serve_then_exec.py"), str(config), "--",
+            "unshare", "--pid", "--fork", "--mount-proc", "--uts")  # fmt: skip
+    node = run_node(
+        "--cmdline", "talos.config=http://127.0.0.1:{PORT}/config.yaml?uuid=",
+        state_dir=state, wrap=wrap,
+    )  # fmt: skip
+    node.expect(r"config loaded from http://127\.0\.0\.1:\d+/config\.yaml\?uuid=")
+    node.expect(r"hostname set to from-http")
+    node.signal(signal.SIGTERM)
+    assert node.wait() == 143
+    assert _persisted(state).read_text() == config.read_text()
+
+
+def test_unreachable_url_then_maintenance_then_dropped_config(run_node, tmp_path, services_dir):
+    write_service(services_dir, "hello", command=PYTHON, args=[helper("print_signals.py")])
+    state = tmp_path / "node"
+    node = run_node(
+        "--cmdline", "talos.config=http://127.0.0.1:9/config.yaml", "--fetch-timeout", "5",
+        state_dir=state, services=services_dir,
+    )  # fmt: skip
+    node.expect(r"config: http://127\.0\.0\.1:9/config\.yaml: cannot fetch")
+    node.expect(r"no config: entering maintenance mode")
+    node.expect(r"waiting for a machine config")
+    assert not node.matching(r"^hello: ready")
+    drop = state / "state" / configsource.DROP_NAME
+    write_config(drop.with_suffix(".tmp"), hostname="dropped").rename(drop)
+    node.expect(r"config accepted from /system/state/apply-config.yaml")
+    node.expect(r"hostname set to dropped")
+    node.seen(r"^hello: ready pid")
+    node.signal(signal.SIGTERM)
+    assert node.wait() == 143
+    assert _mode(_persisted(state)) == 0o600
+    assert not drop.exists()
+
+
+def test_malformed_config_names_file_key_and_line_and_node_stays_up(run_node, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: v1alpha1\nmachine:\n    type: banana\n")
+    state = tmp_path / "node"
+    node = run_node(state_dir=state, config=str(bad))
+    node.expect(r"config rejected:")
+    node.expect(rf"{bad}:3 document 1: machine\.type: must be one of init")
+    node.expect(r"no config: entering maintenance mode")
+    # Still up: a bad dropped config is rejected the same way, then a good one boots.
+    drop = state / "state" / configsource.DROP_NAME
+    tmp = drop.with_suffix(".tmp")
+    tmp.write_text("version: v1alpha1\nmachine:\n    type: init\n    network: [1]\n")
+    tmp.rename(drop)
+    node.expect(r"/system/state/apply-config.yaml:4 document 1: machine\.network: must be a mapping")
+    node.expect(r"still in maintenance mode")
+    write_config(tmp).rename(drop)
+    node.expect(r"config accepted")
+    node.expect(r"boot sequence: done")
+    node.signal(signal.SIGTERM)
+    assert node.wait() == 143
+
+
+def test_bad_extension_service_is_reported_and_others_run(run_node, tmp_path, services_dir):
+    (services_dir / "broken.yaml").write_text(
+        "name: broken\ncommand: /bin/true\nrestart: sometimes\ncolour: blue\n"
+    )
+    (services_dir / "unparsable.yaml").write_text("name: x\n  command: [\n")
+    write_service(services_dir, "good", command=PYTHON, args=[helper("print_signals.py")])
+    node = run_node(services=services_dir, config=str(write_config(tmp_path / "c.yaml")))
+    node.seen(rf"extension service rejected: {services_dir}/broken.yaml:4 document 1: colour: unknown key")
+    node.seen(rf"extension service rejected: {services_dir}/broken.yaml:3 document 1: restart: must be one of always")
+    node.seen(rf"extension service rejected: {services_dir}/unparsable.yaml:2: malformed YAML")
+    node.seen(r"^good: ready pid")
+    node.signal(signal.SIGTERM)
+    assert node.wait() == 143
+    assert not node.matching(r"service\[broken\]")
+
+
+def test_persistence_survives_kill_at_random_points(run_node, tmp_path):
+    """kill -9 the writer at many points: config.yaml is always the old or the new one."""
+    first = write_config(tmp_path / "a.yaml", hostname="first")
+    second = write_config(tmp_path / "b.yaml", hostname="second-with-a-longer-name")
+    state = tmp_path / "node"
+    store = state / "state"
+    store.mkdir(parents=True)
+    rng = random.Random(1234)
+    wanted = {first.read_text(), second.read_text()}
+    for _ in range(40):
+        writer = NodeRun([PYTHON, str(HELPERS / "persist_loop.py"), str(store), str(first), str(second)], wrap=())
+        writer.expect(rf"wrote {rng.randint(1, 25)}$")
+        writer.signal(signal.SIGKILL)
+        writer.wait()
+        saved = _persisted(state)
+        assert saved.read_text() in wanted
+        assert _mode(saved) == 0o600
+    leftovers = list(store.glob(".config.yaml.*.tmp"))
+    node = run_node(state_dir=state)
+    node.expect(r"config loaded from STATE")
+    if leftovers:
+        node.seen(rf"removed {len(leftovers)} unfinished config write")
+    node.signal(signal.SIGTERM)
+    assert node.wait() == 143
+    assert not list(store.glob(".config.yaml.*.tmp"))
+
+
+def test_usage_errors_exit_2(tmp_path):
+    from .harness import TALOS_INIT
+
+    cases = [
+        ["--mode", "bogus", "--state-dir", str(tmp_path)],
+        ["--mode", "container"],
+        ["--mode", "container", "--state-dir", str(tmp_path / "missing")],
+    ]
+    for argv in cases:
+        out = subprocess.run([TALOS_INIT, *argv], capture_output=True, text=True, check=False)
+        assert out.returncode == 2, (argv, out.stderr)
+        assert out.stderr.strip()
+    version = subprocess.run([TALOS_INIT, "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.startswith("talos-init ")
