@@ -1,0 +1,129 @@
+"""``talos-cluster destroy`` (``talosctl cluster destroy``): remove exactly what create made.
+
+From the cluster's record: the nodes' processes (SIGTERM to each PID 1 for an orderly stop,
+SIGKILL after a grace period; then any process still inside one of the cluster's network
+namespaces), the cgroups, the network namespaces (which takes the bridge and veth pairs with
+them), and the state directory. A node that crashed or was never started is skipped; a record
+left by an interrupted create is handled the same way. Running it again finds no record and
+does nothing (exit 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from libtalos.errors import TalosError
+from talos_cluster import plan as planmod
+from talos_cluster.state import ClusterRecord
+
+KILL_WAIT = 10.0
+
+
+def progress(message: str) -> None:
+    sys.stderr.write(f"{message}\n")
+    sys.stderr.flush()
+
+
+def destroy(
+    name: Annotated[str, typer.Option(help="the cluster's name")] = planmod.DEFAULT_NAME,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="where clusters keep their state (default ~/.talos/clusters)"),
+    ] = None,
+    grace: Annotated[
+        float, typer.Option(help="seconds between SIGTERM and SIGKILL for each node")
+    ] = 15.0,
+) -> int:
+    """Destroy a local cluster: its nodes, namespaces, links, cgroups and state."""
+    from talos_cluster import state
+
+    planmod.check_name(name)
+    cdir = planmod.cluster_dir((state_dir or state.default_state_dir()).absolute(), name)
+    record = state.load(cdir)
+    if record is None:
+        progress(f"cluster {name}: nothing to destroy (no record in {cdir})")
+        return 0
+    started = time.monotonic()
+    destroy_record(record, grace=grace)
+    progress(f"cluster {name} destroyed in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def destroy_record(record: ClusterRecord, *, grace: float = 15.0) -> None:
+    from talos_cluster import cgroups, netlab, nodes
+
+    problems: list[str] = []
+    # 1. the nodes: orderly stop of every PID 1 at once, then SIGKILL what is left
+    running = [n for n in record.nodes if n.pid and nodes.alive(n.pid, n.start_time)]
+    for n in running:
+        progress(f"stopping node {n.name}")
+        target = nodes.node_pid1(n.pid) or n.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(target, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while running and time.monotonic() < deadline:
+        running = [n for n in running if nodes.alive(n.pid, n.start_time)]
+        if running:
+            time.sleep(0.05)
+    for n in running:
+        progress(f"node {n.name} did not stop within {grace:g}s: killing it")
+        pid1 = nodes.node_pid1(n.pid)
+        nodes.kill_all([p for p in (n.pid, pid1) if p])
+    # 2. anything still living in the cluster's namespaces (e.g. a node that lost its launcher)
+    deadline = time.monotonic() + KILL_WAIT
+    while True:
+        left = netlab.processes_in(record.namespaces)
+        left = [p for p in left if p != os.getpid()]
+        if not left:
+            break
+        if time.monotonic() > deadline:
+            problems.append(f"processes {left} survive SIGKILL in the cluster's namespaces")
+            break
+        nodes.kill_all(left)
+        time.sleep(0.05)
+    for n in record.nodes:
+        if n.pid:
+            nodes.reap(n.pid)
+    # 3. cgroups: the nodes' groups must go; shared parents only when empty
+    node_groups = {g for n in record.nodes for g in n.cgroups}
+    for path in cgroups.remove([*record.cgroup_roots, *node_groups]):
+        if path in node_groups:
+            problems.append(f"cgroup {path}: cannot remove")
+    # 4. namespaces (links go with them), nodes first, the cluster's (bridge) last
+    for ns in reversed(record.namespaces):
+        try:
+            if netlab.remove_netns(ns):
+                progress(f"removed network namespace {ns}")
+        except TalosError as exc:
+            problems.append(exc.message)
+    if problems:
+        raise TalosError(
+            f"cluster {record.name}: not everything could be removed: " + "; ".join(problems),
+            hint=f"the record in {record.path()} is kept: run destroy again",
+        )
+    # 5. the state directory, record last
+    cdir = Path(record.dir)
+    for entry in list(cdir.iterdir()) if cdir.is_dir() else []:
+        if entry.name != record.path().name:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        record.path().unlink()
+    try:
+        cdir.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise TalosError(f"{cdir}: cannot remove: {exc.strerror}") from None

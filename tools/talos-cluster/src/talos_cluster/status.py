@@ -1,0 +1,74 @@
+"""What a node is doing, read without sending a packet: its processes, console log and sockets."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from talos_cluster import nodes
+from talos_cluster.state import ClusterRecord, NodeRecord
+
+_SERVICES = re.compile(r"services running: (\d+)")
+
+
+def _tail(path: Path, limit: int = 65536) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - limit))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def node_state(node: NodeRecord, *, stand_in: bool = False) -> str:
+    """``running``, ``maintenance``, ``booting``, ``exited`` or ``not started``."""
+    if node.pid == 0:
+        return "not started"
+    if not nodes.alive(node.pid, node.start_time):
+        return "exited"
+    if stand_in:
+        return "running"
+    log = _tail(Path(node.console))
+    boot = log.rfind("boot sequence: done")
+    maint = log.rfind("waiting for a machine config")
+    start = log.rfind("talos-init mode")
+    if boot > start and boot > maint:
+        return "running"
+    if maint > start:
+        return "maintenance"
+    return "booting"
+
+
+def services(node: NodeRecord) -> str:
+    found = _SERVICES.findall(_tail(Path(node.console)))
+    return found[-1] if found else "-"
+
+
+def api(node: NodeRecord) -> str:
+    pid1 = nodes.node_pid1(node.pid) if node.pid else None
+    if pid1 is None:
+        return "-"
+    return "listening" if nodes.listening(pid1, nodes.API_PORT) else "-"
+
+
+def table(record: ClusterRecord, etcd: dict[str, str] | None = None) -> str:
+    stand_in = record.node_command_stand_in
+    rows = [("NODE", "ROLE", "ADDRESS", "STATE", "SERVICES", "API", "ETCD")]
+    for n in record.nodes:
+        rows.append(
+            (
+                n.name,
+                n.role,
+                n.ip,
+                node_state(n, stand_in=stand_in),
+                services(n),
+                api(n),
+                (etcd or {}).get(n.name, "-" if n.role == "controlplane" else "n/a"),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows
+    )
