@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
+
 from .harness import PYTHON, TALOS_INIT, NodeRun, helper, write_config, write_service
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(240)]

@@ -9,7 +9,7 @@ from talos_init import configsource
 
 state, first, second = sys.argv[1], sys.argv[2], sys.argv[3]
 configs = [
-    configsource.parse(open(p, encoding="utf-8").read(), p)  # noqa: SIM115, PTH123 - helper
+    configsource.parse(open(p, encoding="utf-8").read(), p)  # noqa: SIM115 - helper
     for p in (first, second)
 ]
 n = 0

@@ -28,7 +28,7 @@ def main() -> int:
     loopback_up()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server hook name
+        def do_GET(self) -> None:
             if self.path.split("?")[0] != "/config.yaml":
                 self.send_error(404)
                 return

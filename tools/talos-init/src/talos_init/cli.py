@@ -16,7 +16,6 @@ from pathlib import Path
 
 from libtalos.cli import fast_version, run
 from libtalos.errors import UsageError
-
 from talos_init import __version__
 from talos_init.modes import Mode
 

@@ -32,7 +32,8 @@ DROP_NAME = "apply-config.yaml"
 FETCH_TIMEOUT = 70.0  # Talos's bound on fetching talos.config
 MACHINE_TYPES = ("init", "controlplane", "join", "worker")
 FILE_OPS = ("create", "append", "overwrite")
-_HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
 
 
 class ConfigFetchError(TalosError):
@@ -73,7 +74,8 @@ def parse(text: str, source: str) -> MachineConfig:
         raise DocumentError(problems)
     mtype = machine.get("type")
     if mtype not in MACHINE_TYPES:
-        problems.append(doc.problem(("machine", "type"), f"must be one of {', '.join(MACHINE_TYPES)}"))
+        allowed = ", ".join(MACHINE_TYPES)
+        problems.append(doc.problem(("machine", "type"), f"must be one of {allowed}"))
     hostname = _hostname(doc, machine, problems)
     files = _files(doc, machine.get("files"), problems)
     sysctls = _sysctls(doc, machine.get("sysctls"), problems)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from urllib.parse import urlsplit
@@ -65,14 +66,12 @@ async def _command(check: HealthCheck, reaper: Reaper) -> tuple[bool, str]:
         return False, exc.message
     finally:
         os.close(devnull)
-    reaper.watch(pid, lambda _pid, status: done.done() or done.set_result(status))
+    reaper.watch(pid, lambda _pid, status: done.set_result(status))
     try:
         status = await asyncio.wait_for(asyncio.shield(done), check.timeout)
     except TimeoutError:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         await done
         return False, f"timed out after {check.timeout:g}s"
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:

@@ -53,7 +53,7 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True
 
 
 class _MountAttr(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012 - ctypes' own declaration style
+    _fields_ = [
         ("attr_set", ctypes.c_uint64),
         ("attr_clr", ctypes.c_uint64),
         ("propagation", ctypes.c_uint64),
@@ -71,7 +71,9 @@ def _b(value: str | None) -> bytes | None:
     return None if value is None else os.fsencode(value)
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str = "") -> None:
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int = 0, data: str = ""
+) -> None:
     rc = _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data or None))
     _check(rc, f"mount {fstype or 'bind'} on {target}")
 

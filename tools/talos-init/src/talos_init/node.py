@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from libtalos.errors import DocumentError, Problem, TalosError
-
 from talos_init import configsource, mounts
 from talos_init.configsource import MachineConfig
 from talos_init.logring import Console
 from talos_init.reaper import Reaper
-from talos_init.sequencer import Phase, Sequencer, TaskFailed
+from talos_init.sequencer import Phase, Sequencer, TaskFailedError
 from talos_init.services import ServiceSpec
 from talos_init.shutdown import NodeExit, metal_fatal, signal_exit
 from talos_init.sigloop import SignalLoop
@@ -135,8 +134,9 @@ class Node:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await boot
             name = "reboot" if request.kind == "reboot" else "shutdown"
-            with contextlib.suppress(TaskFailed):
-                await self.sequencer.run(name, [Phase("stopEverything", [("stopAllServices", self._stop_all)])])
+            with contextlib.suppress(TaskFailedError):
+                stop = Phase("stopEverything", [("stopAllServices", self._stop_all)])
+                await self.sequencer.run(name, [stop])
             self.reaper.reap()
             if request.kind == "reboot" and self.options.mode == "container":
                 self.config = None
@@ -162,7 +162,7 @@ class Node:
         exc = task.exception()
         if exc is None:
             return
-        if isinstance(exc, TaskFailed):
+        if isinstance(exc, TaskFailedError):
             self.console.log(f"fatal: {exc}")
         else:
             self.console.log(f"fatal: internal error ({type(exc).__name__})")
@@ -221,7 +221,9 @@ class Node:
     async def _setup_system_directory(self) -> None:
         if self.options.mode == "container" and self.options.isolate:
             if os.getpid() != 1:
-                raise BootError("container mode builds its root only as PID 1 (or use --no-isolate)")
+                raise BootError(
+                    "container mode builds its root only as PID 1 (or use --no-isolate)"
+                )
             mounts.build_node_root(self.options.state_dir)
             self.state = Path("/system/state")
             self.ephemeral = Path("/var")
@@ -322,19 +324,24 @@ class Node:
             Phase("startEverything", [("startAllServices", self._start_all_services)]),
         ]  # fmt: skip
 
+    def _config(self) -> MachineConfig:
+        if self.config is None:  # boot phases run only after a config was loaded
+            raise BootError("no machine config")
+        return self.config
+
     async def _validate_config(self) -> None:
-        assert self.config is not None
-        self.console.log(f"machine type {self.config.machine_type}")
+        config = self._config()
+        self.console.log(f"machine type {config.machine_type}")
 
     async def _save_config(self) -> None:
-        assert self.config is not None
+        config = self._config()
         if self.config_from_url:
-            path = configsource.persist(self.state, self.config)
+            path = configsource.persist(self.state, config)
             self.console.log(f"config saved to {path}")
 
     async def _write_user_files(self) -> None:
-        assert self.config is not None
-        for i, f in enumerate(self.config.files):
+        config = self._config()
+        for i, f in enumerate(config.files):
             try:
                 if f.op == "append":
                     with open(f.path, "a", encoding="utf-8") as fh:
@@ -352,20 +359,20 @@ class Node:
                 self.console.log(f"machine.files[{i}]: {f.path}: {reason}")
 
     async def _set_hostname(self) -> None:
-        assert self.config is not None
-        name = self.config.hostname or self.options.cmdline.get("talos.hostname")
-        if not name or self.options.mode == "container" and not self.options.isolate:
+        config = self._config()
+        name = config.hostname or self.options.cmdline.get("talos.hostname")
+        if not name or (self.options.mode == "container" and not self.options.isolate):
             return  # without our own UTS namespace the host's name is not ours to change
         socket.sethostname(name)
         self.console.log(f"hostname set to {name}")
 
     async def _write_user_sysctls(self) -> None:
-        assert self.config is not None
+        config = self._config()
         if self.options.mode != "metal":
-            if self.config.sysctls:
+            if config.sysctls:
                 self.console.log("machine.sysctls: not applied in container mode")
             return
-        for key, value in self.config.sysctls.items():
+        for key, value in config.sysctls.items():
             try:
                 (Path("/proc/sys") / key.replace(".", "/")).write_text(value)
             except OSError as exc:
@@ -387,7 +394,8 @@ class Node:
         self.supervisor.start_all()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + BOOT_TIMEOUT
-        while not all(s.up or s.task is None or s.task.done() for s in self.supervisor.services.values()):
+        services = self.supervisor.services.values()
+        while not all(s.up or s.task is None or s.task.done() for s in services):
             left = deadline - loop.time()
             if left <= 0:
                 self.console.log("not every service is up after the boot timeout")

@@ -22,7 +22,7 @@ class Phase:
     tasks: Sequence[Task]
 
 
-class TaskFailed(Exception):
+class TaskFailedError(Exception):
     """A task of a sequence failed; carries the sequence, phase and task names."""
 
     def __init__(self, sequence: str, phase: str, task: str, cause: BaseException) -> None:
@@ -71,7 +71,7 @@ class Sequencer:
                         await func()
                     except Exception as exc:
                         log(f"{where}: failed, {_reason(exc)}")
-                        raise TaskFailed(name, phase.name, task_name, exc) from exc
+                        raise TaskFailedError(name, phase.name, task_name, exc) from exc
                     log(f"{where}: done, {duration(time.monotonic() - t_start)}")
                 log(f"phase {phase.name} ({i}/{len(phases)}): done, "
                     f"{duration(time.monotonic() - p_start)}")

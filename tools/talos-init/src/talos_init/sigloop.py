@@ -36,7 +36,7 @@ IGNORED = (signal.SIGTTIN, signal.SIGTTOU)
 WAIT_BOUND = 1.0  # seconds; sigtimedwait returns at least this often so the loop can be stopped
 
 
-class ThreadsAlreadyRunning(RuntimeError):
+class ThreadsRunningError(RuntimeError):
     """The signal mask must be set while the process has one thread."""
 
 
@@ -47,7 +47,7 @@ def handled_signals() -> frozenset[int]:
 def block_signals() -> frozenset[int]:
     """Block every handled signal in the (single) current thread; return the blocked set."""
     if threading.active_count() != 1:
-        raise ThreadsAlreadyRunning(
+        raise ThreadsRunningError(
             "signals must be blocked before any thread starts (threads would keep an open mask)"
         )
     mask = handled_signals()

@@ -48,7 +48,7 @@ class Event:
     message: str
 
 
-class UnknownService(KeyError):
+class UnknownServiceError(KeyError):
     """No service with that id."""
 
 
@@ -92,6 +92,7 @@ class Supervisor:
         self.services: dict[str, Service] = {}
         self.network_up = False
         self._changed = asyncio.Event()
+        self._pending: set[asyncio.Task[object]] = set()
 
     # -- registration and queries (the API seam) ---------------------------------------------
 
@@ -104,7 +105,7 @@ class Supervisor:
         try:
             return self.services[sid]
         except KeyError:
-            raise UnknownService(sid) from None
+            raise UnknownServiceError(sid) from None
 
     def status(self) -> list[dict[str, object]]:
         return [
@@ -203,7 +204,6 @@ class Supervisor:
                 self._event(svc, State.PREPARING, "Running pre-start command")
                 code = await self._run_once(svc, spec.pre_start)
                 if code != 0:
-                    ok = False
                     message = f"Pre-start command failed with code {code}"
                     if await self._after_failure(svc, message):
                         continue
@@ -245,7 +245,9 @@ class Supervisor:
         done: asyncio.Future[None] = loop.create_future()
         reader = LineReader(svc.log, self.console if self.echo_output else None, svc.spec.id, done)
         pipe = os.fdopen(r, "rb", buffering=0)
-        loop.create_task(loop.connect_read_pipe(lambda: reader, pipe))
+        task = loop.create_task(loop.connect_read_pipe(lambda: reader, pipe))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
         return w, done
 
     async def _run_once(self, svc: Service, argv: Iterable[str]) -> int:
@@ -304,7 +306,8 @@ class Supervisor:
 
     async def _health_loop(self, svc: Service) -> None:
         check = svc.spec.health
-        assert check is not None
+        if check is None:
+            return
         await asyncio.sleep(check.initial_delay)
         while True:
             ok, message = await run_check(check, self.reaper)
