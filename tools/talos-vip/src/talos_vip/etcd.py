@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import ssl
 import urllib.parse
 from collections.abc import Sequence
@@ -117,14 +118,17 @@ class Client:
     def _tls_context(ca: str | None, cert: str | None, key: str | None) -> ssl.SSLContext:
         if (cert is None) != (key is None):
             raise TalosError("--etcd-cert and --etcd-key go together: give both or neither")
+        for flag, path in (("--etcd-ca", ca), ("--etcd-cert", cert), ("--etcd-key", key)):
+            if path is not None and not os.path.isfile(path):
+                raise TalosError(f"{flag}: {path}: no such file")
+            if path is not None and not os.access(path, os.R_OK):
+                raise TalosError(f"{flag}: {path}: permission denied")
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         try:
             if ca:
                 ctx.load_verify_locations(cafile=ca)
             if cert and key:
                 ctx.load_cert_chain(cert, key)
-        except FileNotFoundError as exc:
-            raise TalosError(f"etcd TLS file not found: {exc.filename}") from None
         except (ssl.SSLError, OSError):
             # Only the file names: never what was read from them.
             raise TalosError(

@@ -296,7 +296,16 @@ class Node:
 class Lab:
     """N nodes, an observer, a bridge and (optionally) an etcd, all in fresh namespaces."""
 
-    def __init__(self, nodes: int = 3, *, with_etcd: bool = True) -> None:
+    def __init__(
+        self,
+        nodes: int = 3,
+        *,
+        with_etcd: bool = True,
+        etcd_tls: dict[str, str] | None = None,
+    ) -> None:
+        """``etcd_tls`` (keys ca, cert, key, client_cert, client_key: PEM file paths) serves
+        etcd over HTTPS and requires client certificates."""
+        self.etcd_tls = etcd_tls
         self.prefix = f"tv{secrets.token_hex(3)}"
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
         self.namespaces: list[str] = []
@@ -366,7 +375,11 @@ class Lab:
 
     @property
     def etcd_endpoint(self) -> str:
-        return f"http://{ETCD_IP}:2379"
+        return f"{'https' if self.etcd_tls else 'http'}://{ETCD_IP}:2379"
+
+    def client_tls(self) -> dict[str, str | None]:
+        t = self.etcd_tls or {}
+        return {"ca": t.get("ca"), "cert": t.get("client_cert"), "key": t.get("client_key")}
 
     def start_etcd(self) -> None:
         data = self.tmp / "etcd"
@@ -380,6 +393,11 @@ class Lab:
             "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
             "--initial-cluster", "lab=http://127.0.0.1:2380",
         ]  # fmt: skip
+        if self.etcd_tls:
+            argv += [
+                "--cert-file", self.etcd_tls["cert"], "--key-file", self.etcd_tls["key"],
+                "--trusted-ca-file", self.etcd_tls["ca"], "--client-cert-auth",
+            ]  # fmt: skip
         self.etcd = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
         self.procs.append(self.etcd)
         log.close()
@@ -389,7 +407,7 @@ class Lab:
         from talos_vip.etcd import Client, EtcdError, parse_endpoints
 
         def ask() -> bool:
-            c = Client(parse_endpoints(self.etcd_endpoint), timeout=0.5)
+            c = Client(parse_endpoints(self.etcd_endpoint), timeout=0.5, **self.client_tls())
             try:
                 c.range_prefix("lab-probe")
                 return True
@@ -418,7 +436,7 @@ class Lab:
         from talos_vip.etcd import Client, parse_endpoints
 
         def body() -> T:
-            c = Client(parse_endpoints(self.etcd_endpoint), timeout=2.0)
+            c = Client(parse_endpoints(self.etcd_endpoint), timeout=2.0, **self.client_tls())
             try:
                 return fn(c)
             finally:
@@ -478,7 +496,7 @@ class Lab:
         self.close()
 
 
-def wait_for(pred: Callable[[], T], timeout: float, what: str, step: float = 0.02) -> T:
+def wait_for(pred: Callable[[], T | None], timeout: float, what: str, step: float = 0.02) -> T:
     """Poll ``pred`` until it returns something truthy; raise naming ``what`` after ``timeout``.
 
     The timeout is a bound against hanging, not a measurement: tests never assert durations.
