@@ -306,3 +306,57 @@ def test_keys_never_reach_logs_or_stderr(
     for s in (secret, wrong):
         assert s.decode() not in text
         assert s.hex() not in text
+
+
+def test_no_option_takes_a_key_on_the_command_line() -> None:
+    """Keys come from files, descriptors or the config: no option or argument carries one."""
+    import typer.main
+
+    from talos_luks.cli import _app
+
+    def walk(cmd: object, path: str) -> list[tuple[str, str]]:
+        found = [(path, p.name or "") for p in getattr(cmd, "params", [])]
+        for name, sub in (getattr(cmd, "commands", None) or {}).items():
+            found += walk(sub, f"{path} {name}")
+        return found
+
+    params = walk(typer.main.get_command(_app()), "talos-luks")
+    assert len(params) > 40  # negative control: the walk does see every command's options
+    for where, name in params:
+        lowered = name.lower()
+        if any(word in lowered for word in ("key", "pass", "secret")):
+            assert lowered.endswith(("_file", "_fd", "_slot", "_size")), (where, name)
+
+
+def test_static_passphrases_from_the_config_stay_out_of_logs(
+    run: Run, image: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    new, old = "Config-Static-Secret-42", "Old-Static-Secret-17"
+    with Volume.handle(str(image)) as vol:
+        from talos_luks.volume import FormatOptions, Pbkdf
+
+        vol.format(old.encode(), 1, FormatOptions(pbkdf=Pbkdf(type="pbkdf2", iterations=1000)))
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(
+        "machine:\n    systemDiskEncryption:\n        state:\n            provider: luks2\n"
+        f"            keys:\n                - static: {{passphrase: {new}}}\n                  slot: 0\n"
+        f"                - static: {{passphrase: {old}}}\n                  slot: 1\n"
+    )
+    caplog.set_level(logging.DEBUG)
+    r = run(
+        "--debug",
+        "apply",
+        "--partition",
+        "STATE",
+        "--device",
+        str(image),
+        "--config",
+        str(cfg),
+        "--no-activate",
+        *FAST,
+    )
+    assert r.code == 0, r.err
+    assert "added key slot 0" in r.err  # negative control: the log was captured
+    text = r.err + r.out + "\n".join(rec.getMessage() for rec in caplog.records)
+    assert new not in text
+    assert old not in text
