@@ -108,6 +108,7 @@ def create(
         timeout=timeout,
         kubernetes_version=kubernetes_version,
         inject=not skip_injecting_config and not with_apply_config,
+        apply=with_apply_config,
         kubeconfig=not skip_kubeconfig,
         talosconfig=talosconfig,
         stand_in=stand_in,
@@ -131,6 +132,7 @@ def run_create(
     kubeconfig: bool,
     talosconfig: str | None,
     stand_in: list[str] | None,
+    apply: bool = False,
 ) -> int:
     from talos_cluster import netlab, nodes, state
 
@@ -167,9 +169,17 @@ def run_create(
     )
     record.save()
     try:
-        _build(p, record, cdir, command, inject, kubernetes_version, kubeconfig, talosconfig)
-        if wait:
+        configs = _build(
+            p, record, cdir, command, inject, kubernetes_version, kubeconfig, talosconfig
+        )
+        if wait or apply:
             _wait(record, timeout, stand_in is not None, inject)
+        if apply:
+            from talos_cluster.bootstrap import apply_configs
+
+            apply_configs(record, configs, timeout)
+            if wait:
+                _wait(record, timeout, False, True)
     except KeyboardInterrupt:
         progress(
             f"interrupted: what was made is recorded in {record.path()}; "
@@ -185,12 +195,18 @@ def run_create(
         except TalosError as exc:
             progress(f"cleanup incomplete: {exc.message}")
         raise
-    _bootstrap(record)
+    etcd: dict[str, str] = {}
+    if (inject or apply) and not record.node_command_stand_in:
+        from libtalos import talosconfig as tc
+        from talos_cluster.bootstrap import bootstrap
+
+        path = tc.default_path(talosconfig)
+        etcd = bootstrap(record, path, tc.load(path).context, timeout)
     from talos_cluster.status import table
 
     progress(f"cluster {p.name} created in {time.monotonic() - started:.1f}s")
     progress(f"the nodes are reachable inside its network namespace: ip netns exec {p.netns} ...")
-    sys.stdout.write(table(record))
+    sys.stdout.write(table(record, etcd))
     return 0
 
 
@@ -203,7 +219,7 @@ def _build(
     kubernetes_version: str | None,
     kubeconfig: bool,
     talosconfig: str | None,
-) -> None:
+) -> dict[str, Path]:
     from talos_cluster import cgroups, netlab, nodes
 
     configs = _configs(p, cdir, kubernetes_version, kubeconfig, talosconfig)
@@ -249,6 +265,7 @@ def _build(
         record.save()
     record.complete = True
     record.save()
+    return configs
 
 
 def _configs(
@@ -321,14 +338,3 @@ def _wait(record: ClusterRecord, timeout: float, stand_in: bool, inject: bool) -
             )
         if pending:
             time.sleep(WAIT_POLL)
-
-
-def _bootstrap(record: ClusterRecord) -> None:
-    """Seam for bootstrap + etcd health: needs the API client and the nodes' etcd service."""
-    if importlib.util.find_spec("talos_apply") is None:
-        progress(
-            "bootstrap: skipped: talos-apply (the machine API client) is not installed; "
-            "etcd is not started"
-        )
-        return
-    progress("bootstrap: the API client is installed, but bootstrap is not wired yet: skipped")

@@ -40,6 +40,24 @@ ROUTES: tuple[Route, ...] = (
         defaults={"-o": ("-o", "secrets.yaml")},
     ),
     Route(
+        ("cluster", "create"),
+        "talos_cluster.cli",
+        ("create",),
+        "Create a local cluster of talos-init nodes in namespaces (talos-cluster create)",
+    ),
+    Route(
+        ("cluster", "destroy"),
+        "talos_cluster.cli",
+        ("destroy",),
+        "Destroy a local cluster (talos-cluster destroy)",
+    ),
+    Route(
+        ("cluster", "show"),
+        "talos_cluster.cli",
+        ("show",),
+        "Show a local cluster's nodes (talos-cluster show)",
+    ),
+    Route(
         ("validate",),
         "talos_gen.cli",
         ("validate",),

@@ -1,0 +1,157 @@
+"""Bootstrap the first control-plane node and wait for etcd on every control-plane node.
+
+Both go through the machine API client (talos-apply) run inside the cluster's network
+namespace, so that its packets reach only the cluster's bridge. This step needs two things from
+the other parts: talos-apply installed, and the nodes serving the machine API on port 50000
+(talos-init's API server in container mode). When either is missing the step is skipped with
+the reason, and the status table shows etcd as ``-``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from libtalos.errors import TalosError
+from talos_cluster import nodes
+from talos_cluster.state import ClusterRecord
+
+API_WAIT = 30.0
+
+
+def _progress(message: str) -> None:
+    sys.stderr.write(f"{message}\n")
+    sys.stderr.flush()
+
+
+def _talos_apply() -> list[str] | None:
+    if importlib.util.find_spec("talos_apply") is None:
+        return None
+    beside = Path(sys.executable).parent / "talos-apply"
+    return [str(beside)] if beside.exists() else [sys.executable, "-m", "talos_apply"]
+
+
+def _serving(record: ClusterRecord, bound: float) -> list[str]:
+    """Control-plane nodes not yet listening on the API port after ``bound`` seconds."""
+    cps = [n for n in record.nodes if n.role == "controlplane"]
+    deadline = time.monotonic() + bound
+    while True:
+        missing = []
+        for n in cps:
+            pid1 = nodes.node_pid1(n.pid) if n.pid else None
+            if pid1 is None or not nodes.listening(pid1, nodes.API_PORT):
+                missing.append(n.name)
+        if not missing or time.monotonic() > deadline:
+            return missing
+        time.sleep(0.1)
+
+
+def bootstrap(
+    record: ClusterRecord, talosconfig: Path, context: str, timeout: float
+) -> dict[str, str]:
+    """Returns node name -> etcd column for the status table (empty when skipped)."""
+    tool = _talos_apply()
+    if tool is None:
+        _progress("bootstrap: skipped: talos-apply (the machine API client) is not installed")
+        return {}
+    missing = _serving(record, min(API_WAIT, timeout))
+    if missing:
+        _progress(
+            f"bootstrap: skipped: {', '.join(missing)} do(es) not serve the machine API on "
+            f":{nodes.API_PORT} (talos-init's API server is not running in container mode)"
+        )
+        return {}
+    first = next(n for n in record.nodes if n.role == "controlplane")
+    base = [
+        "nsenter",
+        f"--net=/run/netns/{record.netns}",
+        "--",
+        *tool,
+    ]
+    common = ["--talosconfig", str(talosconfig), "--context", context]
+    _progress(f"bootstrap: {first.name} ({first.ip})")
+    done = subprocess.run(
+        [*base, "bootstrap", *common, "--nodes", first.ip],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise TalosError(f"bootstrap of {first.name} failed: {done.stderr.strip()[-500:]}")
+    cps = [n for n in record.nodes if n.role == "controlplane"]
+    deadline = time.monotonic() + timeout
+    result: dict[str, str] = {}
+    while True:
+        for n in cps:
+            if n.name in result:
+                continue
+            q = subprocess.run(
+                [*base, "etcd", "members", *common, "--nodes", n.ip, "-o", "json"],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=60,
+            )
+            if q.returncode == 0 and n.name in q.stdout:
+                result[n.name] = "member"
+                _progress(f"  etcd on {n.name}: member")
+        if len(result) == len(cps):
+            return result
+        if time.monotonic() > deadline:
+            waiting = sorted({n.name for n in cps} - set(result))
+            raise TalosError(f"etcd is not healthy after {timeout:g}s on: {', '.join(waiting)}")
+        time.sleep(0.5)
+
+
+def apply_configs(record: ClusterRecord, configs: dict[str, Path], timeout: float) -> None:
+    """``--with-apply-config``: send each node its config with ``apply-config --insecure``."""
+    tool = _talos_apply()
+    if tool is None:
+        raise TalosError("--with-apply-config: talos-apply (the API client) is not installed")
+    missing = _serving_all(record, min(API_WAIT, timeout))
+    if missing:
+        raise TalosError(
+            f"--with-apply-config: {', '.join(missing)} do(es) not serve the machine API on "
+            f":{nodes.API_PORT} (talos-init's API server is not running in container mode)",
+            hint="leave the flag out: configs are then injected with --config",
+        )
+    for n in record.nodes:
+        kind = "controlplane" if n.role == "controlplane" else "worker"
+        _progress(f"apply-config --insecure to {n.name} ({n.ip})")
+        done = subprocess.run(
+            [
+                "nsenter",
+                f"--net=/run/netns/{record.netns}",
+                "--",
+                *tool,
+                "apply-config",
+                "--insecure",
+                "--nodes",
+                n.ip,
+                "--file",
+                str(configs[kind]),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise TalosError(f"apply-config to {n.name} failed: {done.stderr.strip()[-500:]}")
+
+
+def _serving_all(record: ClusterRecord, bound: float) -> list[str]:
+    deadline = time.monotonic() + bound
+    while True:
+        missing = []
+        for n in record.nodes:
+            pid1 = nodes.node_pid1(n.pid) if n.pid else None
+            if pid1 is None or not nodes.listening(pid1, nodes.API_PORT):
+                missing.append(n.name)
+        if not missing or time.monotonic() > deadline:
+            return missing
+        time.sleep(0.1)
