@@ -360,3 +360,56 @@ def test_static_passphrases_from_the_config_stay_out_of_logs(
     text = r.err + r.out + "\n".join(rec.getMessage() for rec in caplog.records)
     assert new not in text
     assert old not in text
+
+
+def test_out_of_memory_exits_3_and_leaves_no_header(image: Path, key: Key) -> None:
+    """argon2 asks for more memory than the process may have: exit 3, the device stays empty."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    exe = str(Path(sys.executable).parent / "talos-luks")
+    proc = subprocess.run(
+        [
+            exe,
+            "format",
+            str(image),
+            "--key-file",
+            key(b"pw"),
+            "--pbkdf",
+            "argon2id",
+            "--pbkdf-force-iterations",
+            "4",
+            "--pbkdf-memory",
+            "2097152",
+            "--pbkdf-parallel",
+            "1",
+        ],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "out of memory" in proc.stderr
+    assert not image.read_bytes().strip(b"\0")  # the half-made header was taken back
+
+
+def test_key_on_stdin_through_the_console_script(
+    image: Path, key: Key, run_script: Callable[..., object]
+) -> None:
+    from talos_luks.volume import FormatOptions, Pbkdf
+
+    with Volume.handle(str(image)) as vol:
+        vol.format(b"piped", 0, FormatOptions(pbkdf=Pbkdf(type="pbkdf2", iterations=1000)))
+    ok = run_script("talos-luks", "test-key", str(image), "--key-file", "-", stdin="piped")
+    bad = run_script("talos-luks", "test-key", str(image), "--key-file", "-", stdin="piped\n")
+    assert (ok.returncode, bad.returncode) == (0, 2)  # type: ignore[attr-defined]
+    both = run_script(
+        "talos-luks", "add-key", str(image), "--key-file", "-", "--new-key-file", "-", stdin="x"
+    )
+    assert both.returncode == 1  # type: ignore[attr-defined]
+    assert "cannot both read stdin" in both.stderr  # type: ignore[attr-defined]

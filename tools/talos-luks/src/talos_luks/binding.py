@@ -81,6 +81,10 @@ def check(rc: int, what: str) -> int:
     cls = _BY_ERRNO.get(code, LuksError)
     if cls is BadPassphraseError:
         message = f"{what}: no key slot opens with this key"
+    elif cls is LuksOutOfMemoryError:
+        message = f"{what}: out of memory (is the PBKDF memory cost larger than this machine has?)"
+    elif code == _errno.ENOENT:
+        message = f"{what}: no usable key slot"
     else:
         reason = detail or _errno.errorcode.get(code, f"error {code}")
         message = f"{what}: {reason}"

@@ -22,6 +22,7 @@ PBKDFS = ("argon2id", "argon2i", "pbkdf2")
 SECTOR_SIZES = (512, 1024, 2048, 4096)
 MAX_SLOTS = 32
 HEADER_PROBE = 1 << 20  # bytes read to decide whether a device is empty
+HEADER_BACKUP = 16 << 20  # the default LUKS2 header + key-slot area, restored if format fails
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ class Volume:
             label = ffi.new("char[]", opts.label.encode())
             keep.append(label)
             params.label = label
+        backup = self._read_head(HEADER_BACKUP)
         check(
             lib.crypt_format(
                 self._cd,
@@ -166,10 +168,33 @@ class Volume:
             ),
             f"format {self.path}",
         )
-        return check(
-            lib.crypt_keyslot_add_by_volume_key(self._cd, slot, ffi.NULL, 0, key, len(key)),
-            f"add key slot {slot} on {self.path}",
-        )
+        try:
+            return check(
+                lib.crypt_keyslot_add_by_volume_key(self._cd, slot, ffi.NULL, 0, key, len(key)),
+                f"add key slot {slot} on {self.path}",
+            )
+        except LuksError:
+            # a header without a key slot is worse than none: put back what was there
+            self._write_head(backup)
+            raise
+
+    def _read_head(self, size: int) -> bytes:
+        try:
+            with open(self.path, "rb") as fh:
+                return fh.read(size)
+        except OSError as exc:
+            raise WrongDeviceError(f"{self.path}: cannot read: {exc.strerror}") from None
+
+    def _write_head(self, data: bytes) -> None:
+        try:
+            with open(self.path, "r+b") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise LuksError(
+                f"{self.path}: cannot restore the old header area: {exc.strerror}"
+            ) from None
 
     def set_pbkdf(self, pbkdf: Pbkdf) -> None:
         """Use ``pbkdf`` for key slots added from now on."""
