@@ -24,6 +24,16 @@ API (all that other suites need):
     (wall time), ``ok`` (status == 0).
 
 Guest side: :mod:`vmlib.guest` (``main(fn)``, ``exit(status)``, ``disk(serial)``, ``modprobe``).
+The guest sees the host's root read-only (so the repository and the .venv), tmpfs on ``/tmp``,
+``/run`` and ``/dev/shm``; put the guest program in the repository or in ``share``, not in the
+host's ``/tmp``. Import this package with ``tests/`` on ``sys.path`` (tests/luks/conftest.py
+adds it; pytest does so by itself for modules inside tests/vmlib).
+
+Example (what tests/vmlib/test_vmlib.py does)::
+
+    g = vmlib.boot([sys.executable, f"{vmlib.GUEST_SHARE}/prog.py"], share=share,
+                   disks={"probe": image}, smbios_uuid=uuid)
+    assert g.ok, g.console
 
 The kernel, its extracted ``vmlinux`` and the initramfs are cached under
 ``$VMLIB_CACHE`` (default ``/var/tmp/vmlib``), keyed by kernel version and init script.
