@@ -46,6 +46,7 @@ class PinnedChannel(Channel):
     def __init__(self, host: str, port: int, *, ssl: ssl.SSLContext, pins: list[bytes]) -> None:
         super().__init__(host, port, ssl=ssl)
         self._pins = pins
+        self._transport: asyncio.BaseTransport | None = None
 
     async def _create_connection(self) -> H2Protocol:
         transport, protocol = await self._loop.create_connection(
@@ -59,7 +60,16 @@ class PinnedChannel(Channel):
             except PKIError:
                 transport.abort()
                 raise
+        self._transport = transport
         return protocol
+
+    def close(self) -> None:
+        """Close the connection now: the call is over (a graceful TLS shutdown could outlive
+        the command's event loop and leave the socket to the garbage collector)."""
+        super().close()
+        if self._transport is not None:
+            self._transport.abort()
+            self._transport = None
 
 
 @dataclass

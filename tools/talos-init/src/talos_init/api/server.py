@@ -7,7 +7,9 @@ carry ``nodes``/``node`` metadata to other nodes (:mod:`talos_init.api.proxy`).
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import weakref
 from typing import Any
 
 from grpclib.server import Server
@@ -18,6 +20,26 @@ from talos_init.api.certs import MaintenanceCert
 from talos_init.api.node import Node
 from talos_init.api.proxy import Forwarder, proxied_mapping
 from talos_init.api.service import MachineService
+
+
+class _Server(Server):
+    """grpclib's Server, keeping its connections so that stopping closes them too (asyncio's
+    server close, before Python 3.12, leaves accepted connections open)."""
+
+    def __init__(self, handlers: list[Any]) -> None:
+        super().__init__(handlers)
+        self.transports: weakref.WeakSet[asyncio.Transport] = weakref.WeakSet()
+
+    def _protocol_factory(self) -> Any:
+        protocol = super()._protocol_factory()
+        made = protocol.connection_made
+
+        def connection_made(transport: Any) -> None:
+            self.transports.add(transport)
+            made(transport)
+
+        protocol.connection_made = connection_made  # type: ignore[method-assign]
+        return protocol
 
 
 class _Servable:
@@ -43,7 +65,7 @@ class ApiServer:
         mapping = service.__mapping__()
         if forwarder is not None:
             mapping = proxied_mapping(mapping, forwarder)
-        self._server = Server([_Servable(mapping)])
+        self._server = _Server([_Servable(mapping)])
         self.port: int | None = None
 
     @classmethod
@@ -78,6 +100,9 @@ class ApiServer:
 
     async def stop(self) -> None:
         self._server.close()
+        for transport in list(self._server.transports):
+            transport.abort()
         await self._server.wait_closed()
+        await asyncio.sleep(0)  # let the aborted transports close their sockets
         if self.forwarder is not None:
             self.forwarder.close()
