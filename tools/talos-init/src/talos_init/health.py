@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from talos_init.reaper import Reaper, describe
 from talos_init.services import HealthCheck
-from talos_init.spawn import SpawnError, spawn
+from talos_init.spawn import SpawnError
 
 
 async def run_check(check: HealthCheck, reaper: Reaper) -> tuple[bool, str]:
@@ -61,12 +61,16 @@ async def _command(check: HealthCheck, reaper: Reaper) -> tuple[bool, str]:
     done: asyncio.Future[int] = loop.create_future()
     devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     try:
-        pid = spawn(check.command, stdout=devnull, stderr=devnull)
+        pid = reaper.spawn(
+            check.command,
+            lambda _pid, status: done.set_result(status),
+            stdout=devnull,
+            stderr=devnull,
+        )
     except SpawnError as exc:
         return False, exc.message
     finally:
         os.close(devnull)
-    reaper.watch(pid, lambda _pid, status: done.set_result(status))
     try:
         status = await asyncio.wait_for(asyncio.shield(done), check.timeout)
     except TimeoutError:

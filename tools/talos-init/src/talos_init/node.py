@@ -106,9 +106,8 @@ class Node:
     # -- signals ----------------------------------------------------------------------------
 
     def on_signal(self, signum: int) -> None:
-        if signum == signal.SIGCHLD:
-            self.reaper.reap()
-        elif signum in (signal.SIGTERM, signal.SIGINT):
+        """Runs on the loop for every signal but SIGCHLD (reaped in the signal thread)."""
+        if signum in (signal.SIGTERM, signal.SIGINT):
             self.console.log(f"received {signal.Signals(signum).name}: shutting down")
             self._ask(Request("shutdown", signal_exit(signum)))
         elif signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
@@ -116,7 +115,9 @@ class Node:
 
     def _start_signal_loop(self) -> None:
         if self._signals is None:
-            self._signals = SignalLoop(asyncio.get_running_loop(), self.mask, self.on_signal)
+            self._signals = SignalLoop(
+                asyncio.get_running_loop(), self.mask, self.on_signal, self.reaper.reap
+            )
             self._signals.start()
             self.reaper.reap()  # anything that exited before the loop started
 

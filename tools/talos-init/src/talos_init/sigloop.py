@@ -58,17 +58,23 @@ def block_signals() -> frozenset[int]:
 
 
 class SignalLoop:
-    """The one place signals are received: a bounded ``sigtimedwait`` loop feeding asyncio."""
+    """The one place signals are received: a bounded ``sigtimedwait`` loop.
+
+    SIGCHLD is handled here directly (the reaper); every other signal is passed to ``handler``
+    on the asyncio loop.
+    """
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         mask: frozenset[int],
         handler: Callable[[int], None],
+        reap: Callable[[], object],
     ) -> None:
         self._loop = loop
         self._mask = mask
         self._handler = handler
+        self._reap = reap
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="signals", daemon=True)
 
@@ -82,6 +88,9 @@ class SignalLoop:
         while not self._stop.is_set():
             info = signal.sigtimedwait(self._mask, WAIT_BOUND)
             if info is None:
+                continue
+            if info.si_signo == signal.SIGCHLD:
+                self._reap()  # here, at once: the reaper hands exits of watched pids to the loop
                 continue
             try:
                 self._loop.call_soon_threadsafe(self._handler, info.si_signo)

@@ -24,7 +24,7 @@ from talos_init.health import run_check
 from talos_init.logring import Console, LineReader, LogRing
 from talos_init.reaper import Reaper, describe, exit_code
 from talos_init.services import ServiceSpec
-from talos_init.spawn import SpawnError, spawn
+from talos_init.spawn import SpawnError
 
 MAX_BACKOFF = 60.0
 EVENT_HISTORY = 64
@@ -254,15 +254,20 @@ class Supervisor:
         """Run a helper command (pre-start) to completion; its output goes to the service log."""
         loop = asyncio.get_running_loop()
         w, _ = self._open_log_pipe(svc)
+        done: asyncio.Future[int] = loop.create_future()
         try:
-            pid = spawn(list(argv), env=self._env(svc), stdout=w, stderr=w)
+            self.reaper.spawn(
+                list(argv),
+                lambda _p, status: done.set_result(status),
+                env=self._env(svc),
+                stdout=w,
+                stderr=w,
+            )
         except SpawnError as exc:
             svc.log.append(exc.message)
             return exc.code
         finally:
             os.close(w)
-        done: asyncio.Future[int] = loop.create_future()
-        self.reaper.watch(pid, lambda _p, status: done.set_result(status))
         return exit_code(await done)
 
     def _env(self, svc: Service) -> dict[str, str]:
@@ -273,8 +278,15 @@ class Supervisor:
     async def _run_process(self, svc: Service) -> tuple[bool, str]:
         loop = asyncio.get_running_loop()
         w, output_done = self._open_log_pipe(svc)
+        exit_future: asyncio.Future[int] = loop.create_future()
         try:
-            pid = spawn(svc.spec.argv, env=self._env(svc), stdout=w, stderr=w)
+            pid = self.reaper.spawn(
+                svc.spec.argv,
+                lambda _p, status: exit_future.set_result(status),
+                env=self._env(svc),
+                stdout=w,
+                stderr=w,
+            )
         except SpawnError as exc:
             svc.log.append(exc.message)
             return False, exc.message
@@ -282,9 +294,7 @@ class Supervisor:
             os.close(w)
         svc.pid = pid
         svc.runs += 1
-        svc.exit = loop.create_future()
-        exit_future = svc.exit
-        self.reaper.watch(pid, lambda _p, status: exit_future.set_result(status))
+        svc.exit = exit_future
         svc.healthy = None
         self._event(svc, State.RUNNING, f"Started process with PID {pid}")
         health = None
