@@ -192,7 +192,8 @@ class Daemon:
         finally:
             # Address first, then the lease: the next leader can only appear after both.
             self._release("stopping")
-            self.election.resign(timeout=self.s.request_timeout)
+            # Up to one TTL: past that the lease has expired anyway.
+            self.election.resign(timeout=max(self.s.request_timeout, float(self.election.ttl)))
             self.client.close()
             self.applier.close()
             signals.restore()

@@ -218,7 +218,11 @@ class Observer:
 
 
 class Sampler:
-    """Samples, over and over, which nodes hold an address; counts rounds with two holders."""
+    """Samples, over and over, which nodes hold an address; counts rounds with two holders.
+
+    Nodes marked dead (crashed and cut off the LAN) are left out: a powered-off machine holds
+    nothing, whatever its namespace still lists.
+    """
 
     def __init__(self, namespaces: dict[str, str], address: str) -> None:
         from pyroute2 import NetNS
@@ -254,16 +258,30 @@ class Sampler:
         last: tuple[str, ...] | None = None
         while not self._stop.is_set():
             try:
-                holders = tuple(self.holders_now())
+                # Two passes in the same node order: X1 Y1 .. X2 Y2. A hand-over that happens
+                # inside one pass can make X1 and Y1 both true without any instant with two
+                # holders, so a round counts as an overlap only when one node was seen holding
+                # on both sides of another node's positive read (X1, Y1, X2 or Y1, X2, Y2).
+                first = set(self.holders_now())
+                second = set(self.holders_now())
             except Exception:  # a namespace going away at close time ends the loop quietly
                 if self._stop.is_set():
                     return
                 raise
+            order = list(self._ipr)
+            both: list[str] = []
+            for i, x in enumerate(order):
+                for y in order[i + 1 :]:
+                    if (x in first and x in second and y in first) or (
+                        y in first and y in second and x in second
+                    ):
+                        both.extend(n for n in (x, y) if n not in both)
             now = time.monotonic()
+            holders = tuple(n for n in order if n in second)
             with self._lock:
                 self.rounds += 1
-                if len(holders) > 1:
-                    self.overlaps.append((now, list(holders)))
+                if both:
+                    self.overlaps.append((now, both))
                 if holders != last:
                     self.history.append((now, holders))
                     last = holders
