@@ -24,7 +24,9 @@ FAST_PBKDF = Pbkdf(type="pbkdf2", iterations=1000)
 def config(tmp_path: Path, body: str, name: str = "machine.yaml") -> str:
     path = tmp_path / name
     path.write_text(
-        "version: v1alpha1\nmachine:\n    type: init\n    systemDiskEncryption:\n" + body
+        "version: v1alpha1\nmachine:\n    type: init\n    systemDiskEncryption:\n"
+        + body
+        + "cluster: {}\n"
     )
     return str(path)
 
@@ -236,9 +238,15 @@ BAD_CONFIGS = [
         ["machine.systemDiskEncryption.state.provider: must be luks2"],
     ),
     (
+        # structure first (libtalos's model): the misspelt key, with its line
         "        state:\n            provider: luks2\n            kees: []\n",
+        ["machine.yaml:7 document 1: machine.systemDiskEncryption.state.kees: unknown key"],
+    ),
+    (
+        "        state:\n            provider: luks2\n            keys: []\n            options: [fast]\n",
         [
-            "machine.yaml:7 document 1: machine.systemDiskEncryption.state.kees: unknown key",
+            "2 problems found",
+            "machine.systemDiskEncryption.state.options[0]: must be one of no_read_workqueue",
             "machine.systemDiskEncryption.state.keys: must be a non-empty list",
         ],
     ),
@@ -282,13 +290,25 @@ def test_malformed_yaml_names_the_line(run: Run, image: Path, tmp_path: Path) ->
 
 
 def test_read_encryption_returns_none_when_absent() -> None:
-    assert read_encryption("machine:\n    type: init\n", "x", "STATE") is None
+    head = "version: v1alpha1\nmachine:\n    type: init\n"
+    assert read_encryption(head + "cluster: {}\n", "x", "STATE") is None
     spec = read_encryption(
-        "machine:\n    systemDiskEncryption:\n        state:\n            provider: luks2\n"
-        "            keys: [{static: {passphrase: a}, slot: 3}, {nodeID: {}, slot: 1}]\n",
+        head + "    systemDiskEncryption:\n        state:\n            provider: luks2\n"
+        "            keys: [{static: {passphrase: a}, slot: 3}, {nodeID: {}, slot: 1}]\n"
+        "cluster: {}\n",
         "x",
         "STATE",
     )
     assert spec is not None
     assert [k.slot for k in spec.keys] == [1, 3]  # slot order: the first key formats
     assert "passphrase=" not in repr(spec)  # never printed, even in a repr
+
+
+def test_input_must_be_a_machine_config(run: Run, image: Path, tmp_path: Path) -> None:
+    path = tmp_path / "notconfig.yaml"
+    path.write_text("machine:\n    systemDiskEncryption: {}\n    bogus: 1\n")
+    r = apply(run, str(path), image)
+    assert r.code == 1
+    assert "notconfig.yaml:3 document 1: machine.bogus: unknown key" in r.err
+    assert "cluster: is required" in r.err
+    assert not image.read_bytes().strip(b"\0")

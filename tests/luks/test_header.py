@@ -338,9 +338,11 @@ def test_static_passphrases_from_the_config_stay_out_of_logs(
         vol.format(old.encode(), 1, FormatOptions(pbkdf=Pbkdf(type="pbkdf2", iterations=1000)))
     cfg = tmp_path / "m.yaml"
     cfg.write_text(
-        "machine:\n    systemDiskEncryption:\n        state:\n            provider: luks2\n"
+        "version: v1alpha1\nmachine:\n    type: init\n"
+        "    systemDiskEncryption:\n        state:\n            provider: luks2\n"
         f"            keys:\n                - static: {{passphrase: {new}}}\n                  slot: 0\n"
         f"                - static: {{passphrase: {old}}}\n                  slot: 1\n"
+        "cluster: {}\n"
     )
     caplog.set_level(logging.DEBUG)
     r = run(

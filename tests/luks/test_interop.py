@@ -168,8 +168,9 @@ def test_talos_v09_format_command_with_a_nodeid_key_opens_with_apply(
     assert made.returncode == 0, made.stderr
     cfg = tmp_path / "m.yaml"
     cfg.write_text(
-        "machine:\n    systemDiskEncryption:\n        ephemeral:\n"
-        "            provider: luks2\n            keys: [{nodeID: {}, slot: 0}]\n"
+        "version: v1alpha1\nmachine:\n    type: join\n    systemDiskEncryption:\n"
+        "        ephemeral:\n            provider: luks2\n            keys: [{nodeID: {}, slot: 0}]\n"
+        "cluster: {}\n"
     )
     r = run(
         "apply",

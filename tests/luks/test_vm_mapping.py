@@ -55,8 +55,9 @@ def vm_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     (share / "wrong").write_bytes(b"not the passphrase")
     (share / "job.json").write_text(json.dumps({"fast": FAST, "marker": marker.hex()}))
     (share / "machine.yaml").write_text(
-        "machine:\n    systemDiskEncryption:\n        ephemeral:\n            provider: luks2\n"
-        "            keys: [{nodeID: {}, slot: 0}]\n"
+        "version: v1alpha1\nmachine:\n    type: join\n    systemDiskEncryption:\n"
+        "        ephemeral:\n            provider: luks2\n            keys: [{nodeID: {}, slot: 0}]\n"
+        "cluster: {}\n"
     )
     disks = {
         "ours": sparse(work / "ours.img", 512 << 20),  # mkfs.xfs wants 300 MB or more

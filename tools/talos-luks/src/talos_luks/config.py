@@ -1,6 +1,7 @@
 """Reading ``machine.systemDiskEncryption.<state|ephemeral>`` from a machine config, strictly.
 
-Only this subtree is read; the rest of the machine config is another tool's business. Unknown
+The document must be a machine config that libtalos's v1alpha1 model accepts; this tool then
+reads only the encryption subtree. Unknown
 keys, wrong types, duplicate slots and unknown providers are reported all at once with their key
 path and line, never with a passphrase's value. Keys later Talos releases added are accepted:
 ``keySize`` (bits), ``blockSize`` (sector size) and ``options`` (dm-crypt performance flags).
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from libtalos.errors import Problem, ValidationError
-from libtalos.yamlio import Document, Path, load_one
+from libtalos.yamlio import Document, Path
 from talos_luks.volume import CIPHERS, MAX_SLOTS, SECTOR_SIZES
 
 OPTIONS = ("no_read_workqueue", "no_write_workqueue", "same_cpu_crypt")
@@ -41,20 +42,23 @@ _ALLOWED = {"provider", "keys", "cipher", "keySize", "blockSize", "options"}
 
 
 def read_encryption(text: str, source: str, partition: str) -> EncryptionSpec | None:
-    """The encryption config of ``partition`` (STATE or EPHEMERAL), or ``None`` when absent."""
-    doc = load_one(text, source)
-    problems: list[Problem] = []
+    """The encryption config of ``partition`` (STATE or EPHEMERAL), or ``None`` when absent.
+
+    The whole document is decoded strictly against libtalos's v1alpha1 model first (unknown keys
+    anywhere, wrong types, a document that is not a machine config); the subtree is then checked
+    for what this tool can do, with the line of every problem.
+    """
+    from libtalos.config import load
+
+    doc = load(text, source).document
     node: Any = doc.data
     path: Path = ()
     for key in ("machine", "systemDiskEncryption", partition.lower()):
-        if node is None:
+        if not isinstance(node, dict) or node.get(key) is None:
             return None
-        if not isinstance(node, dict):
-            raise ValidationError([doc.problem(path, "must be a mapping")])
         path = (*path, key)
-        node = node.get(key)
-    if node is None:
-        return None
+        node = node[key]
+    problems: list[Problem] = []
     spec = _spec(doc, path, node, problems)
     if problems or spec is None:
         raise ValidationError(problems)
