@@ -14,6 +14,7 @@ Run as root: ``python bench/init_bench.py [--orphans N] [--boots N]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -85,10 +86,8 @@ def _wait_line(proc: subprocess.Popen[bytes], needle: str) -> None:
 
 
 def _stop(proc: subprocess.Popen[bytes], pid1: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid1, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait(timeout=60)
     if proc.stdout is not None:
         proc.stdout.close()
@@ -133,7 +132,7 @@ def run_talos_init(binary: str, orphans: int, work: Path) -> tuple[float, float,
     config = work / "config.yaml"
     config.write_text(CONFIG)
     argv = [*NODE_NS, TALOS_INIT, "--mode", "container", "--state-dir", str(state),
-            "--services-dir", str(services), "--config", str(config), "--echo-services"]  # fmt: skip
+            "--services-dir", str(services), "--config", str(config), "--echo-services"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     return _measure(proc, orphans)
 
@@ -149,7 +148,7 @@ def boot_times(work: Path, runs: int) -> list[float]:
         state = work / f"boot-{i}"
         state.mkdir()
         argv = [*NODE_NS, TALOS_INIT, "--mode", "container", "--state-dir", str(state),
-                "--services-dir", str(services), "--config", str(config)]  # fmt: skip
+                "--services-dir", str(services), "--config", str(config)]
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         _wait_line(proc, "services running: 1")
@@ -201,18 +200,18 @@ def main(argv: list[str] | None = None) -> int:
         cpu_ratio = max(cpu_t, tick) / max(cpu_r, tick)
         wall_ratio = wall_t / wall_r
         print(f"  reap: PID 1 CPU time         talos-init {cpu_t * 1000:8.0f} ms   "
-              f"tini {cpu_r * 1000:8.0f} ms   ratio {cpu_ratio:5.2f}x   (goal <= 3x)")  # fmt: skip
+              f"tini {cpu_r * 1000:8.0f} ms   ratio {cpu_ratio:5.2f}x   (goal <= 3x)")
         print(f"  reap: workload wall time     talos-init {wall_t * 1000:8.0f} ms   "
-              f"tini {wall_r * 1000:8.0f} ms   ratio {wall_ratio:5.2f}x   (goal <= 3x)")  # fmt: skip
+              f"tini {wall_r * 1000:8.0f} ms   ratio {wall_ratio:5.2f}x   (goal <= 3x)")
         print(f"  idle RSS of PID 1            talos-init {rss_t / 1024:8.1f} MiB  "
-              f"tini {rss_r / 1024:8.1f} MiB                 (goal < 40 MiB)")  # fmt: skip
+              f"tini {rss_r / 1024:8.1f} MiB                 (goal < 40 MiB)")
         ok &= cpu_ratio <= 3 and wall_ratio <= 3 and rss_t < 40 * 1024
         boots = boot_times(work, args.boots)
         median = statistics.median(boots)
         ref = python_pass(args.boots)
         print(f"  container boot to 'services running' (median of {len(boots)}) "
               f"{median * 1000:6.0f} ms   python3 -c pass {ref * 1000:6.0f} ms   "
-              f"min {min(boots) * 1000:.0f} max {max(boots) * 1000:.0f}   (goal < 300 ms)")  # fmt: skip
+              f"min {min(boots) * 1000:.0f} max {max(boots) * 1000:.0f}   (goal < 300 ms)")
         ok &= median < 0.3
     print(f"  init bench: {'all goals met' if ok else 'GOAL MISSED'}")
     return 0 if ok else 1

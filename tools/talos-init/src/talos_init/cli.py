@@ -57,6 +57,8 @@ def boot_node(
         raise UsageError(f"--state-dir: {state_dir}: not a directory")
     # Before anything can start a thread: block the signals (sigloop's contract).
     mask = sigloop.block_signals()
+    if mode == Mode.metal:
+        _check_machine()
     if cmdline is None and mode == Mode.metal:
         try:
             cmdline = Path("/proc/cmdline").read_text()
@@ -89,6 +91,21 @@ def boot_node(
         options.services, options.service_problems = load_services_dir(services_dir)
     node = Node(options, console, mask)
     return asyncio.run(node.run())
+
+
+INITIAL_PID_NAMESPACE = "pid:[4026531836]"  # the kernel's fixed inode for the first PID namespace
+
+
+def _check_machine() -> None:
+    """Metal mode mounts, writes kernel sysctls and reboots: only as a machine's own PID 1."""
+    if os.getpid() != 1:
+        raise UsageError("--mode metal: runs only as PID 1 of a machine (use --mode container)")
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return  # no /proc yet: a kernel just started us
+    if namespace != INITIAL_PID_NAMESPACE:
+        raise UsageError("--mode metal: this PID 1 is in a PID namespace (use --mode container)")
 
 
 def _local_path(source: str) -> Path | None:

@@ -118,6 +118,8 @@ def _files(doc: Document, value: Any, problems: list[Problem]) -> tuple[MachineF
                 problems.append(doc.problem((*where, key), "unknown key"))
         content, path, op = item.get("content"), item.get("path"), item.get("op", "create")
         perms = item.get("permissions", 0o644)
+        if isinstance(perms, str) and re.fullmatch(r"0o[0-7]{1,4}", perms):
+            perms = int(perms[2:], 8)  # YAML 1.2 octal, as Talos writes it (0o644)
         if not isinstance(content, str):
             problems.append(doc.problem((*where, "content"), "must be a string"))
         if not isinstance(path, str) or not path.startswith("/"):

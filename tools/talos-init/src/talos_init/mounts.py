@@ -171,8 +171,7 @@ def _mounted() -> set[str]:
 
 
 def reboot(power_off: bool = False) -> None:
-    """The reboot syscall (metal mode only); returns only if it failed."""
-    os.sync()
+    """The reboot syscall (metal mode only); returns only if it failed. Sync first."""
     cmd = REBOOT_CMD_POWER_OFF if power_off else REBOOT_CMD_RESTART
     with contextlib.suppress(MountError):
         _check(

@@ -22,7 +22,7 @@ from talos_init.logring import Console
 from talos_init.reaper import Reaper
 from talos_init.sequencer import Phase, Sequencer, TaskFailedError
 from talos_init.services import ServiceSpec
-from talos_init.shutdown import NodeExit, metal_fatal, signal_exit
+from talos_init.shutdown import NodeExit, bounded_sync, metal_fatal, signal_exit
 from talos_init.sigloop import SignalLoop
 from talos_init.supervisor import Supervisor
 
@@ -151,10 +151,14 @@ class Node:
             )
             if self._signals is not None:
                 self._signals.stop()
-            if request.kind == "fatal" and self.options.mode == "metal":
+            if self.options.mode == "metal":
+                # PID 1 of a machine never returns: the kernel would panic.
+                if request.kind == "fatal":
+                    metal_fatal(self.console, self.options.cmdline.get("panic"))
+                self.console.log("rebooting" if request.kind == "reboot" else "powering off")
+                bounded_sync()
+                mounts.reboot(power_off=request.kind != "reboot")
                 metal_fatal(self.console, self.options.cmdline.get("panic"))
-            if request.kind == "reboot":  # metal
-                mounts.reboot()
             return int(request.code)
 
     def _boot_done(self, task: asyncio.Task[None]) -> None:

@@ -43,18 +43,38 @@ def _values(metadata: Any, key: str) -> list[str]:
     return out
 
 
+class _Channel(Channel):
+    """A grpclib channel whose close() drops the connection at once (a graceful TLS shutdown
+    could outlive the server's event loop)."""
+
+    _transport: asyncio.BaseTransport | None = None
+
+    async def _create_connection(self) -> Any:
+        transport, protocol = await self._loop.create_connection(
+            self._protocol_factory, self._host, self._port, ssl=self._ssl
+        )
+        self._transport = transport
+        return protocol
+
+    def close(self) -> None:
+        super().close()
+        if isinstance(self._transport, asyncio.Transport):
+            self._transport.abort()
+        self._transport = None
+
+
 class Forwarder:
     """Channels to other nodes (cached per target) and the forwarding of one call."""
 
     def __init__(self, client_ssl: ssl.SSLContext, proxy_from: str) -> None:
         self.client_ssl = client_ssl
         self.proxy_from = proxy_from
-        self._channels: dict[str, Channel] = {}
+        self._channels: dict[str, _Channel] = {}
 
-    def channel(self, target: str) -> Channel:
+    def channel(self, target: str) -> _Channel:
         if target not in self._channels:
             host, port = split_target(target)
-            self._channels[target] = Channel(host, port, ssl=self.client_ssl)
+            self._channels[target] = _Channel(host, port, ssl=self.client_ssl)
         return self._channels[target]
 
     def close(self) -> None:
