@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,10 @@ from typing import Any
 import pytest
 
 from .harness import HELPERS, TALOS_INIT, UNSHARE_NODE, NodeRun, probe_pid_namespace
+
+TESTS = str(Path(__file__).resolve().parents[1])
+if TESTS not in sys.path:  # tests/vmlib, the shared VM harness, imported by test_init_metal_vm
+    sys.path.insert(0, TESTS)
 
 
 @pytest.fixture(scope="session")

@@ -228,9 +228,14 @@ def remove_stale_temp(state_dir: str | Path) -> int:
 
 
 def parse_cmdline(text: str) -> dict[str, str]:
-    """Kernel command line ``key=value`` pairs (a bare ``key`` maps to ``""``); last one wins."""
+    """Kernel command line ``key=value`` pairs (a bare ``key`` maps to ``""``); last one wins.
+
+    Words after ``--`` are the init's own arguments, not kernel parameters.
+    """
     out: dict[str, str] = {}
     for word in text.split():
+        if word == "--":
+            break
         key, _, value = word.partition("=")
         out[key] = value
     return out

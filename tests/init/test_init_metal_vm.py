@@ -1,0 +1,81 @@
+"""Metal mode in a QEMU guest (Debian's kernel): talos-init as the machine's own PID 1."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+
+import pytest
+import vmlib
+
+from .harness import TALOS_INIT
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+def _need_vm() -> None:
+    reason = vmlib.missing()
+    if reason is not None:
+        pytest.skip(f"cannot boot a VM: {reason}")
+
+
+def test_refuses_to_boot_without_kspp_parameters_and_reboots(tmp_path: Path) -> None:
+    """vmlib's command line has neither slab_nomerge nor pti=on: boot must stop, then reboot."""
+    _need_vm()
+    share = tmp_path / "share"
+    (share / "node").mkdir(parents=True)
+    g = vmlib.boot(
+        [sys.executable, TALOS_INIT, "--mode", "metal", "--state-dir", f"{vmlib.GUEST_SHARE}/node"],
+        share=share,
+        timeout=300,
+    )
+    console = g.console
+    assert "[talos] talos-init mode metal, pid 1" in console, console[-3000:]
+    assert (
+        "[talos] task enforceKSPPRequirements (1/4): failed, KSPP: missing kernel parameters: "
+        "slab_nomerge pti=on" in console
+    ), console[-3000:]
+    assert "[talos] rebooting in 1 seconds" in console
+    # PID 1 never exited (that would be a kernel panic) and never reported a status itself:
+    # the reboot syscall ended the guest (QEMU runs with -no-reboot).
+    assert "Attempted to kill init" not in console
+    assert g.status is None
+    assert "task mountPseudoFilesystems" not in console
+
+
+def test_boots_with_kspp_parameters_writes_sysctls_and_powers_off(tmp_path: Path) -> None:
+    _need_vm()
+    if "cmdline" not in inspect.signature(vmlib.boot).parameters:
+        pytest.skip("vmlib.boot cannot add kernel parameters (no cmdline= argument yet)")
+    share = tmp_path / "share"
+    (share / "node").mkdir(parents=True)
+    (share / "services").mkdir()
+    (share / "config.yaml").write_text(
+        "version: v1alpha1\nmachine:\n    type: init\n    network:\n        hostname: metal-1\n"
+    )
+    probe = (
+        "for k in kptr_restrict dmesg_restrict perf_event_paranoid yama/ptrace_scope; do "
+        f"echo $k=$(cat /proc/sys/kernel/$k); done > {vmlib.GUEST_SHARE}/out.txt; "
+        f"echo hostname=$(cat /proc/sys/kernel/hostname) >> {vmlib.GUEST_SHARE}/out.txt; "
+        "kill -TERM 1"
+    )
+    (share / "services" / "probe.yaml").write_text(
+        f"name: probe\ncommand: /bin/sh\nargs: ['-c', '{probe}']\nrestart: until-success\n"
+    )
+    g = vmlib.boot(  # type: ignore[call-arg]  # cmdline= is checked above
+        [sys.executable, TALOS_INIT, "--mode", "metal", "--state-dir", f"{vmlib.GUEST_SHARE}/node",
+         "--services-dir", f"{vmlib.GUEST_SHARE}/services"],
+        share=share,
+        cmdline=f"slab_nomerge pti=on talos.platform=metal "
+        f"talos.config=file://{vmlib.GUEST_SHARE}/config.yaml",
+        timeout=300,
+    )  # fmt: skip
+    assert "[talos] powering off" in g.console, g.console[-3000:]
+    assert (share / "out.txt").read_text().splitlines() == [
+        "kptr_restrict=1",
+        "dmesg_restrict=1",
+        "perf_event_paranoid=3",
+        "yama/ptrace_scope=1",
+        "hostname=metal-1",
+    ]
