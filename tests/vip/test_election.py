@@ -252,3 +252,46 @@ def test_address_removed_behind_our_back_is_restored(cluster: Cluster) -> None:
     assert cluster.holder() is holder
     assert cluster.sampler.history[-1][1] == (holder.name,)
     cluster.assert_no_overlap()
+
+
+def test_run_from_a_machine_config(netns_capable: None, etcd_capable: None,
+                                   tmp_path: Path) -> None:
+    """`run --config`: interface, VIP and node name (the config's hostname) come from the file."""
+    golden = Path(__file__).resolve().parent.parent / "data" / "config" / "golden"
+    network = (
+        "    network:\n"
+        "        hostname: cp-from-config\n"
+        "        interfaces:\n"
+        "            - interface: eth0\n"
+        "              vip:\n"
+        "                  ip: 10.66.0.100\n"
+    )
+    cfg = tmp_path / "controlplane.yaml"
+    cfg.write_text((golden / "controlplane.yaml").read_text().replace("    network: {}\n", network, 1))
+    with vlab.Lab(1) as lab:
+        node = lab.nodes[0]
+        lab.spawn(node, [TALOS_VIP, "run", "--config", str(cfg),
+                         "--etcd-endpoints", lab.etcd_endpoint], log_name="node1")
+        sampler = vlab.Sampler({node.name: node.netns}, "10.66.0.100")
+        try:
+            vlab.wait_for(lambda: sampler.holders() == (node.name,), WAIT, "the configured VIP")
+        finally:
+            sampler.close()
+        c = Cluster(lab, "10.66.0.100", None, sampler)  # type: ignore[arg-type]
+        assert _status(c, node)["candidates"] == ["cp-from-config"]
+
+
+def test_periodic_refresh_after_the_burst(netns_capable: None, etcd_capable: None) -> None:
+    with vlab.Lab(1) as lab:
+        node = lab.nodes[0]
+        observer = vlab.Observer(lab.obs)
+        try:
+            lab.spawn(node, [TALOS_VIP, "run", "--interface", "eth0", "--vip", "10.66.0.100",
+                             "--etcd-endpoints", lab.etcd_endpoint, "--node-name", node.name,
+                             "--announce-refresh", "0.3"], log_name="node1")
+            # The burst is 4 announcements (8 frames); 2 more announcements are refreshes.
+            vlab.wait_for(lambda: len(observer.seen(ip="10.66.0.100")) >= 12, WAIT,
+                          "refresh announcements after the burst")
+            assert {c.mac for c in observer.seen(ip="10.66.0.100")} == {node.mac}
+        finally:
+            observer.close()

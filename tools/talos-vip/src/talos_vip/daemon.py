@@ -15,7 +15,7 @@ import select
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import FrameType
 
 from talos_vip.apply import Applier
@@ -40,7 +40,6 @@ class Settings:
     etcd_ca: str | None = None
     etcd_cert: str | None = None
     etcd_key: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class _Signals:
