@@ -133,6 +133,7 @@ def test_adiantum_volume(vm_run: dict) -> None:
     r = vm_run["result"]
     assert r["adiantum_readback"] is True
     assert "cipher: xchacha12,aes-adiantum-plain64" in r["adiantum_dump"]
+    assert "\nkeySize: 256\n" in r["adiantum_dump"]  # adiantum's default key size
 
 
 def test_no_plaintext_on_any_raw_disk(vm_run: dict, tmp_path: Path) -> None:

@@ -34,8 +34,11 @@ def format_(
         str, typer.Option("--cipher", "-c", help="aes-xts-plain64 or an adiantum cipher")
     ] = "aes-xts-plain64",
     key_size: Annotated[
-        int, typer.Option("--key-size", "-s", help="volume key size in bits")
-    ] = 512,
+        int,
+        typer.Option(
+            "--key-size", "-s", help="volume key size in bits (512 for XTS, 256 adiantum)"
+        ),
+    ] = 0,
     sector_size: Annotated[
         int, typer.Option("--sector-size", help="encryption sector size in bytes")
     ] = 512,

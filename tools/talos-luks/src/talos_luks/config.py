@@ -33,7 +33,7 @@ class EncryptionSpec:
     provider: str
     keys: tuple[KeySpec, ...]
     cipher: str = "aes-xts-plain64"
-    key_size: int = 512
+    key_size: int = 0  # 0: the cipher's default
     block_size: int = 512
     options: tuple[str, ...] = ()
 
@@ -81,8 +81,8 @@ def _spec(doc: Document, path: Path, node: Any, problems: list[Problem]) -> Encr
     cipher = node.get("cipher") or "aes-xts-plain64"
     if not isinstance(cipher, str) or cipher not in CIPHERS:
         bad((*path, "cipher"), f"must be one of {', '.join(CIPHERS)}")
-    key_size = node.get("keySize", 512) or 512
-    if isinstance(key_size, bool) or not isinstance(key_size, int) or key_size <= 0 or key_size % 8:
+    key_size = node.get("keySize", 0) or 0
+    if isinstance(key_size, bool) or not isinstance(key_size, int) or key_size < 0 or key_size % 8:
         bad((*path, "keySize"), "must be a positive number of bits, a multiple of 8")
     block_size = node.get("blockSize", 512) or 512
     if isinstance(block_size, bool) or block_size not in SECTOR_SIZES:

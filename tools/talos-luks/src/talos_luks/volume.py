@@ -60,10 +60,15 @@ class Pbkdf:
         return p
 
 
+def default_key_size(cipher: str) -> int:
+    """512 bits for AES-XTS (two AES-256 keys, cryptsetup's default); 256 for adiantum."""
+    return 256 if "adiantum" in cipher else 512
+
+
 @dataclass(frozen=True)
 class FormatOptions:
     cipher: str = "aes-xts-plain64"
-    key_size: int = 512  # bits; 512 = two AES-256 keys for XTS (cryptsetup's default)
+    key_size: int = 0  # bits; 0: the cipher's default (default_key_size)
     sector_size: int = 512
     pbkdf: Pbkdf = Pbkdf()
     label: str | None = None
@@ -142,7 +147,8 @@ class Volume:
             raise LuksError(f"--cipher: {opts.cipher!r} is not one of {', '.join(CIPHERS)}")
         if opts.sector_size not in SECTOR_SIZES:
             raise LuksError(f"--sector-size: must be one of {', '.join(map(str, SECTOR_SIZES))}")
-        if opts.key_size % 8 or opts.key_size <= 0:
+        key_size = opts.key_size or default_key_size(opts.cipher)
+        if key_size % 8 or key_size <= 0:
             raise LuksError("--key-size: must be a positive multiple of 8 bits")
         _check_slot(slot)
         cipher, mode = opts.cipher.split("-", 1)
@@ -163,7 +169,7 @@ class Volume:
                 mode.encode(),
                 ffi.NULL,
                 ffi.NULL,
-                opts.key_size // 8,
+                key_size // 8,
                 params,
             ),
             f"format {self.path}",
