@@ -84,7 +84,10 @@ def vm_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         text=True,
     )
     assert made.returncode == 0, made.stderr
-    g = vmlib.boot([sys.executable, str(GUEST)], disks=disks, share=share, smbios_uuid=UUID)
+    # a bound below pytest's own timeout, so that a stuck guest still shows its console
+    g = vmlib.boot(
+        [sys.executable, str(GUEST)], disks=disks, share=share, smbios_uuid=UUID, timeout=240
+    )
     print(f"guest ran {g.seconds:.1f} s")
     print("\n".join(line for line in g.console.splitlines() if line.startswith("vm_guest:")))
     result_file = share / "result.json"
