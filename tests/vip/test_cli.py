@@ -83,6 +83,27 @@ def test_config_supplies_interface_vip_and_name(tmp_path: Path) -> None:
     assert got.node_name == "other"
 
 
+def test_config_alone_uses_the_node_etcd_and_its_client_certificate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from libtalos.k8s.etcd import PKI_DIR
+
+    cfg = tmp_path / "cp.yaml"
+    cfg.write_text(CONFIG)
+    got = _resolve(config=str(cfg))
+    assert [str(e) for e in got.endpoints] == ["https://127.0.0.1:2379"]
+    assert (got.etcd_ca, got.etcd_cert, got.etcd_key) == (
+        f"{PKI_DIR}/ca.crt", f"{PKI_DIR}/client.crt", f"{PKI_DIR}/client.key"
+    )
+    if Path(PKI_DIR).exists():
+        return  # a real node: the files are there, nothing to report
+    assert main(["run", "--config", str(cfg)]) == 1
+    assert f"error: --etcd-ca: {PKI_DIR}/ca.crt: no such file" in capsys.readouterr().err
+    # Any etcd flag turns the node defaults off.
+    got = _resolve(config=str(cfg), etcd_endpoints="http://127.0.0.1:2379")
+    assert got.etcd_ca is None and [str(e) for e in got.endpoints] == ["http://127.0.0.1:2379"]
+
+
 def test_config_from_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 

@@ -45,7 +45,13 @@ def status(
         node_name=node_name,
         need_interface=False,
     )
-    client = Client(common.endpoints, ca=etcd_ca, cert=etcd_cert, key=etcd_key, timeout=2.0)
+    client = Client(
+        common.endpoints,
+        ca=common.etcd_ca,
+        cert=common.etcd_cert,
+        key=common.etcd_key,
+        timeout=2.0,
+    )
     try:
         kvs = client.range_prefix(election_prefix(str(common.vip)))
         mine = next((kv for kv in kvs if kv.value == common.node_name), None)

@@ -85,16 +85,16 @@ class Daemon:
     ) -> None:
         self.s = settings
         self.clock = clock
-        self.applier = Applier(settings.interface, settings.vip)
-        self.announcer = Announcer(settings.interface, self.applier.mac, settings.vip)
-        self.schedule = Schedule(burst=settings.burst, refresh=settings.refresh)
-        self.client = Client(
+        self.client = Client(  # first: checks the TLS files before touching any interface
             settings.endpoints,
             ca=settings.etcd_ca,
             cert=settings.etcd_cert,
             key=settings.etcd_key,
             timeout=settings.request_timeout,
         )
+        self.applier = Applier(settings.interface, settings.vip)
+        self.announcer = Announcer(settings.interface, self.applier.mac, settings.vip)
+        self.schedule = Schedule(burst=settings.burst, refresh=settings.refresh)
         self.election = Election(
             self.client, str(settings.vip), settings.node_name, ttl=settings.lease_ttl, clock=clock
         )

@@ -67,6 +67,17 @@ def resolve(
         raise UsageError("--vip is required (or --config with machine.network.interfaces[].vip)")
     if need_interface and not interface:
         raise UsageError("--interface is required (or --config naming the VIP's interface)")
+    if config is not None and not any((etcd_endpoints, etcd_ca, etcd_cert, etcd_key)):
+        # On a Talos node: the local etcd member, with the client certificate the node keeps
+        # for its own tools (written by talos-init from the config's etcd CA).
+        from libtalos.k8s.etcd import PKI_DIR
+
+        etcd_endpoints = DEFAULT_TLS_ENDPOINT
+        etcd_ca, etcd_cert, etcd_key = (
+            f"{PKI_DIR}/ca.crt",
+            f"{PKI_DIR}/client.crt",
+            f"{PKI_DIR}/client.key",
+        )
     if (etcd_cert is None) != (etcd_key is None):
         raise UsageError("--etcd-cert and --etcd-key go together: give both or neither")
     default = DEFAULT_TLS_ENDPOINT if etcd_cert else DEFAULT_ENDPOINT
