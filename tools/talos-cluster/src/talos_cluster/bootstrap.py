@@ -19,7 +19,9 @@ from libtalos.errors import TalosError
 from talos_cluster import nodes
 from talos_cluster.state import ClusterRecord
 
-API_WAIT = 30.0
+# Asked once the nodes have finished booting, when talos-init's API server is already started
+# (it is one of the boot's services): a short grace covers the socket being bound just after.
+API_WAIT = 3.0
 
 
 def _progress(message: str) -> None:

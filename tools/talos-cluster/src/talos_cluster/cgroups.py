@@ -121,3 +121,12 @@ def populated(paths: list[str]) -> bool:
             if Path(p, "cgroup.procs").read_text().strip():
                 return True
     return False
+
+
+def tasks(paths: list[str]) -> list[int]:
+    """PIDs listed in the groups' ``cgroup.procs`` (processes of our nodes, nothing else)."""
+    out: list[int] = []
+    for p in paths:
+        with contextlib.suppress(OSError, ValueError):
+            out += [int(x) for x in Path(p, "cgroup.procs").read_text().split()]
+    return out

@@ -196,7 +196,9 @@ def run_create(
             progress(f"cleanup incomplete: {exc.message}")
         raise
     etcd: dict[str, str] = {}
-    if (inject or apply) and not record.node_command_stand_in:
+    if not wait and not apply:
+        progress("bootstrap: skipped with --no-wait (the nodes must be up first)")
+    elif (inject or apply) and not record.node_command_stand_in:
         from libtalos import talosconfig as tc
         from talos_cluster.bootstrap import bootstrap
 

@@ -70,10 +70,18 @@ def destroy_record(record: ClusterRecord, *, grace: float = 15.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(target, signal.SIGTERM)
     deadline = time.monotonic() + grace
+    resend = time.monotonic() + 0.5
     while running and time.monotonic() < deadline:
         running = [n for n in running if nodes.alive(n.pid, n.start_time)]
         if running:
             time.sleep(0.05)
+        if time.monotonic() > resend:
+            # A PID 1 ignores signals it has no handler for: a node caught before talos-init
+            # set up its signal loop drops the first SIGTERM, so repeat it.
+            resend = time.monotonic() + 0.5
+            for n in running:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(nodes.node_pid1(n.pid) or n.pid, signal.SIGTERM)
     for n in running:
         progress(f"node {n.name} did not stop within {grace:g}s: killing it")
         pid1 = nodes.node_pid1(n.pid)
@@ -93,8 +101,13 @@ def destroy_record(record: ClusterRecord, *, grace: float = 15.0) -> None:
     for n in record.nodes:
         if n.pid:
             nodes.reap(n.pid)
-    # 3. cgroups: the nodes' groups must go; shared parents only when empty
+    # 3. cgroups: the nodes' groups must go (once their last task has exited); shared parents
+    # only when empty
     node_groups = {g for n in record.nodes for g in n.cgroups}
+    deadline = time.monotonic() + KILL_WAIT
+    while cgroups.populated(sorted(node_groups)) and time.monotonic() < deadline:
+        nodes.kill_all(cgroups.tasks(sorted(node_groups)))
+        time.sleep(0.05)
     for path in cgroups.remove([*record.cgroup_roots, *node_groups]):
         if path in node_groups:
             problems.append(f"cgroup {path}: cannot remove")

@@ -1,0 +1,256 @@
+"""create -> show -> destroy with real talos-init nodes; interrupted creates; crashed nodes.
+
+Marked ``system``: each test makes its own cluster (network namespaces, a bridge, veth pairs,
+PID namespaces) under a unique name and checks that destroy leaves nothing behind: no
+namespace, no process, no cgroup, no state directory, and no link in the host's namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from talos_cluster import state
+from talos_cluster.cli import main
+from talos_cluster.nodes import alive
+
+from .conftest import Env, netns_list, processes_mentioning
+
+pytestmark = pytest.mark.system
+
+BIN = Path(sys.executable).parent
+
+
+def _host_links() -> set[str]:
+    out = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=True)
+    return {link["ifname"] for link in json.loads(out.stdout)}
+
+
+def _in_ns(ns: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["nsenter", f"--net=/run/netns/{ns}", "--", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+
+
+def assert_nothing_left(env: Env, record: state.ClusterRecord, host_links_before: set[str]) -> None:
+    names = {record.netns, *(n.name for n in record.nodes)}
+    assert not names & netns_list(), "network namespaces left behind"
+    assert not processes_mentioning(str(env.state_dir)), "node processes left behind"
+    for n in record.nodes:
+        # gone, or a zombie waiting for the host's init to collect it (its parent, create, was
+        # killed): not running either way
+        assert not alive(n.pid, n.start_time), f"launcher of {n.name} still running"
+        for group in n.cgroups:
+            assert not Path(group).exists(), f"cgroup {group} left behind"
+    assert not env.cluster_dir.exists(), "state directory left behind"
+    # the host's own namespace gained nothing (no bridge, no veth end)
+    assert _host_links() - host_links_before <= set(), "links appeared in the host namespace"
+    assert "talos0" not in _host_links() or "talos0" in host_links_before
+
+
+def test_create_show_destroy(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    before = _host_links()
+    assert main(env.create_args("--wait-timeout", "120")) == 0
+    out, err = capsys.readouterr()
+    record = state.load(env.cluster_dir)
+    assert record is not None and record.complete
+    master, worker = record.nodes
+    assert (master.name, master.role, master.ip) == (
+        f"{env.name}-master-1",
+        "controlplane",
+        "10.5.0.2",
+    )
+    assert (worker.name, worker.role, worker.ip) == (f"{env.name}-worker-1", "worker", "10.5.0.3")
+    # progress on stderr, the status table on stdout
+    assert "creating node" in err and "creating node" not in out
+    rows = [line.split() for line in out.splitlines()]
+    assert rows[0][:4] == ["NODE", "ROLE", "ADDRESS", "STATE"]
+    assert rows[1][:4] == [master.name, "controlplane", "10.5.0.2", "running"]
+    assert rows[2][:4] == [worker.name, "worker", "10.5.0.3", "running"]
+    # namespaces: the cluster's and one per node
+    assert {env.name, master.name, worker.name} <= netns_list()
+    addr = _in_ns(master.name, "ip", "-o", "-4", "addr", "show", "eth0")
+    assert "10.5.0.2/24" in addr.stdout
+    bridge = _in_ns(env.name, "ip", "-o", "-4", "addr", "show", "talos0")
+    assert "10.5.0.1/24" in bridge.stdout
+    # the bridge carries traffic between the nodes: a TCP connect from the worker to a closed
+    # port of the master is refused (RST from 10.5.0.2), not timed out
+    probe = _in_ns(
+        worker.name,
+        sys.executable,
+        "-c",
+        "import socket\n"
+        "try:\n socket.create_connection(('10.5.0.2', 1), timeout=5)\n"
+        "except ConnectionRefusedError:\n print('refused')\n",
+    )
+    assert probe.stdout.strip() == "refused", probe.stderr
+    # each node is PID 1 of its own PID namespace, with its hostname and STATE
+    console = Path(master.console).read_text()
+    assert "talos-init mode container, pid 1" in console
+    assert f"hostname set to {master.name}" in console
+    assert (Path(master.dir) / "state" / "config.yaml").exists()
+    # configs and keys are private; the talosconfig has the cluster's context
+    for fname in ("secrets.yaml", "controlplane.yaml", "join.yaml", "kubeconfig", "cluster.yaml"):
+        mode = stat.S_IMODE((env.cluster_dir / fname).stat().st_mode)
+        assert mode == 0o600, fname
+    tc = yaml.safe_load(env.talosconfig.read_text())
+    assert tc["context"] == env.name
+    assert tc["contexts"][env.name]["endpoints"] == ["10.5.0.2"]
+    kube = yaml.safe_load((env.cluster_dir / "kubeconfig").read_text())
+    assert kube["clusters"][0]["cluster"]["server"] == "https://10.5.0.2:6443"
+
+    assert main(["show", *env.args()]) == 0
+    shown, _ = capsys.readouterr()
+    assert shown.splitlines()[1].split()[:4] == rows[1][:4]
+
+    assert main(["destroy", *env.args()]) == 0
+    assert_nothing_left(env, record, before)
+    # destroy again: nothing to do, still success
+    assert main(["destroy", *env.args()]) == 0
+    assert "nothing to destroy" in capsys.readouterr().err
+    # show now reports there is no such cluster
+    assert main(["show", *env.args()]) == 1
+
+
+def test_maintenance_mode_without_config(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(env.create_args("--workers", "0", "--skip-injecting-config", "--skip-kubeconfig")) == 0
+    )
+    out, _ = capsys.readouterr()
+    assert out.splitlines()[1].split()[3] == "maintenance"
+    assert not (env.cluster_dir / "kubeconfig").exists()
+    record = state.load(env.cluster_dir)
+    assert record is not None
+    assert "waiting for a machine config" in Path(record.nodes[0].console).read_text()
+    assert main(["destroy", *env.args()]) == 0
+    assert not env.cluster_dir.exists()
+
+
+def test_crashed_node_then_destroy(env: Env) -> None:
+    before = _host_links()
+    assert main(env.create_args("--workers", "1")) == 0
+    record = state.load(env.cluster_dir)
+    assert record is not None
+    from talos_cluster.nodes import node_pid1
+
+    pid1 = node_pid1(record.nodes[1].pid)
+    assert pid1 is not None
+    os.kill(pid1, signal.SIGKILL)  # the worker crashes
+    assert main(["destroy", *env.args()]) == 0
+    assert_nothing_left(env, record, before)
+
+
+def _wait_for(predicate, bound: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + bound
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached")
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_create_then_destroy(env: Env, sig: signal.Signals) -> None:
+    before = _host_links()
+    # a slow stand-in PID 1 is not needed: we stop create as soon as its record shows the first
+    # node started, i.e. half way (the worker is not made yet)
+    proc = subprocess.Popen(
+        [str(BIN / "talos-cluster"), *env.create_args("--masters", "1", "--workers", "2")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def first_node_started() -> bool:
+        try:
+            rec = state.load(env.cluster_dir)
+        except Exception:  # noqa: BLE001 - the record may be mid-rename
+            return False
+        return rec is not None and bool(rec.nodes) and rec.nodes[0].pid > 0
+
+    _wait_for(first_node_started)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130
+        assert "talos-cluster destroy --name" in err
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    record = state.load(env.cluster_dir)
+    assert record is not None and record.nodes[0].pid > 0
+    assert env.name in netns_list()
+    done = subprocess.run(
+        [str(BIN / "talos-cluster"), "destroy", *env.args()],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert_nothing_left(env, record, before)
+
+
+def test_second_create_refused_first_intact(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(env.create_args("--workers", "0")) == 0
+    assert main(env.create_args("--workers", "0")) == 1
+    assert f"cluster {env.name} exists" in capsys.readouterr().err
+    record = state.load(env.cluster_dir)
+    assert record is not None
+    assert alive(record.nodes[0].pid, record.nodes[0].start_time)
+    assert main(["destroy", *env.args()]) == 0
+
+
+def test_stand_in_node_command_and_limits(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """The launcher with a trivial PID 1 (hidden --node-command): namespaces and cgroups."""
+    before = _host_links()
+    args = env.create_args(
+        "--workers",
+        "1",
+        "--cpus",
+        "1.5",
+        "--memory",
+        "256",
+        "--memory-workers",
+        "128",
+        "--node-command",
+        "sleep 600",
+    )
+    assert main(args) == 0
+    record = state.load(env.cluster_dir)
+    assert record is not None
+    from talos_cluster.nodes import node_pid1
+
+    master = record.nodes[0]
+    pid1 = node_pid1(master.pid)
+    assert pid1 is not None
+    # PID 1 of its own PID namespace, inside the node's network namespace
+    nspid = Path(f"/proc/{pid1}/status").read_text().split("NSpid:")[1].split("\n")[0].split()
+    assert nspid[-1] == "1"
+    assert os.stat(f"/proc/{pid1}/ns/net").st_ino == os.stat(f"/run/netns/{master.name}").st_ino
+    assert os.stat(f"/proc/{pid1}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
+    if master.limits.startswith("cgroup v1"):
+        cpu = next(g for g in master.cgroups if "/cpu/" in g)
+        mem = next(g for g in master.cgroups if "/memory/" in g)
+        assert Path(cpu, "cpu.cfs_quota_us").read_text().strip() == "150000"
+        assert Path(mem, "memory.limit_in_bytes").read_text().strip() == str(256 << 20)
+        assert str(pid1) in Path(cpu, "cgroup.procs").read_text().split()
+    elif master.limits.startswith("cgroup v2"):
+        (group,) = master.cgroups
+        assert Path(group, "cpu.max").read_text().split() == ["150000", "100000"]
+        assert Path(group, "memory.max").read_text().strip() == str(256 << 20)
+        assert str(pid1) in Path(group, "cgroup.procs").read_text().split()
+    else:
+        assert master.limits.startswith("not enforced: ")
+    assert main(["destroy", *env.args(), "--grace", "1"]) == 0
+    assert_nothing_left(env, record, before)
