@@ -129,6 +129,7 @@ def configured(
             return ApiServer.configured(holder["node"], server_cert, cluster.bundle.talos_ca.crt)
 
         s = ServerThread(make)
+        s.ca = cluster.bundle.talos_ca
         servers.append(s)
         return s, holder["node"]
 

@@ -12,7 +12,6 @@ the call. Streamed frames are tagged the same way; a failing target adds one err
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -196,26 +195,31 @@ class _Call:
                 await queue.put(frame)
 
         tasks = [asyncio.create_task(pump(t)) for t in targets]
-        done = asyncio.create_task(asyncio.wait(tasks))
+        pending: set[asyncio.Task[Any]] = set(tasks)
+        getter: asyncio.Task[Any] | None = None
         try:
-            while True:
+            while pending or not queue.empty():
+                if not queue.empty():
+                    await stream.send_message(queue.get_nowait())
+                    continue
                 getter = asyncio.create_task(queue.get())
                 finished, _ = await asyncio.wait(
-                    {getter, done}, return_when=asyncio.FIRST_COMPLETED
+                    {getter, *pending}, return_when=asyncio.FIRST_COMPLETED
                 )
-                if getter in finished:
-                    await stream.send_message(getter.result())
-                    continue
-                getter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await getter
-                while not queue.empty():
-                    await stream.send_message(queue.get_nowait())
-                return
+                pending -= finished
+                if getter.done():
+                    frame = getter.result()
+                    getter = None
+                    await stream.send_message(frame)
+                else:
+                    getter.cancel()
+                    getter = None
         finally:
-            for t in tasks:
-                t.cancel()
-            done.cancel()
+            leftovers = [t for t in [*tasks, getter] if t is not None and not t.done()]
+            for task in leftovers:
+                task.cancel()
+            if leftovers:
+                await asyncio.wait(leftovers)
 
 
 def proxied_mapping(mapping: dict[str, Handler], forwarder: Forwarder) -> dict[str, Handler]:
