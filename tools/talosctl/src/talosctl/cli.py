@@ -63,6 +63,30 @@ ROUTES: tuple[Route, ...] = (
         ("validate",),
         "Validate a machine config for a mode (talos-gen validate)",
     ),
+    Route(
+        ("apply-config",),
+        "talos_apply.cli",
+        ("apply-config",),
+        "Apply a machine config (talos-apply apply-config)",
+    ),
+    Route(
+        ("bootstrap",), "talos_apply.cli", ("bootstrap",), "Bootstrap etcd (talos-apply bootstrap)"
+    ),
+    Route(
+        ("kubeconfig",),
+        "talos_apply.cli",
+        ("kubeconfig",),
+        "Admin kubeconfig (talos-apply kubeconfig)",
+    ),
+    Route(("version",), "talos_apply.cli", ("version",), "Versions (talos-apply version)"),
+    Route(("services",), "talos_apply.cli", ("services",), "List services (talos-apply services)"),
+    Route(("service",), "talos_apply.cli", ("service",), "One service (talos-apply service)"),
+    Route(("logs",), "talos_apply.cli", ("logs",), "A service's log (talos-apply logs)"),
+    Route(("reboot",), "talos_apply.cli", ("reboot",), "Reboot nodes (talos-apply reboot)"),
+    Route(("shutdown",), "talos_apply.cli", ("shutdown",), "Power off (talos-apply shutdown)"),
+    Route(("reset",), "talos_apply.cli", ("reset",), "Reset nodes (talos-apply reset)"),
+    Route(("etcd",), "talos_apply.cli", ("etcd",), "etcd members (talos-apply etcd)"),
+    Route(("config",), "talos_apply.cli", ("config",), "Edit the talosconfig (talos-apply config)"),
 )
 
 _ALIASES = {"--output-file": "-o", "--output": "-o"}
