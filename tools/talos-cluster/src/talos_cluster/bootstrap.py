@@ -21,7 +21,7 @@ from talos_cluster.state import ClusterRecord
 
 # Asked once the nodes have finished booting, when talos-init's API server is already started
 # (it is one of the boot's services): a short grace covers the socket being bound just after.
-API_WAIT = 3.0
+API_WAIT = 1.0
 
 
 def _progress(message: str) -> None:
