@@ -36,6 +36,7 @@ def test_version_over_mtls_tags_node(configured, talosconfig_for, capsys):
 
 def test_no_client_certificate_refused(configured):
     from google.protobuf import empty_pb2
+
     from libtalos.api import tls
     from libtalos.api._gen.machine.machine_grpc import MachineServiceStub
     from talos_apply.client import PinnedChannel
@@ -49,7 +50,7 @@ def test_no_client_certificate_refused(configured):
         finally:
             ch.close()
 
-    with pytest.raises(Exception) as err:  # noqa: PT011 - TLS alert or reset, as the kernel sees it
+    with pytest.raises(Exception) as err:
         asyncio.run(call())
     assert "GRPCError" not in type(err.value).__name__  # refused in the handshake, no RPC ran
 
@@ -127,7 +128,7 @@ def test_fan_out_table_has_node_column(configured, talosconfig_for, capsys):
 def test_proxyfrom_is_never_forwarded_again(configured):
     """A call carrying proxyfrom runs locally even with nodes: no loops."""
     from google.protobuf import empty_pb2
-    from libtalos.api import tls
+
     from libtalos.api._gen.machine.machine_grpc import MachineServiceStub
     from talos_apply.client import PinnedChannel
 
@@ -147,7 +148,6 @@ def test_proxyfrom_is_never_forwarded_again(configured):
 
     reply = asyncio.run(call())
     assert len(reply.messages) == 1 and reply.messages[0].metadata.hostname == ""
-    assert tls  # imported for symmetry with the other direct-call tests
 
 
 # ------------------------------------------------------------------ apply-config
@@ -243,7 +243,6 @@ def test_concurrent_applies_are_serialized(apply_env, tmp_path):
         return await _orig(text, mode, try_timeout)
 
     s.call(_set(node, "apply_configuration", slow_apply))
-    s.call(_set(gate, "_loop", None))  # the Event binds to the server loop on first wait
     tc = tmp_path / "talosconfig"
     f = tmp_path / "c.yaml"
     f.write_text(_changed_cluster(cluster.configs["init"]))
@@ -261,7 +260,7 @@ def test_concurrent_applies_are_serialized(apply_env, tmp_path):
     lock = s.server.service.apply_lock
     # Both calls are in the server: one inside the node, one queued on the lock.
     deadline = time.monotonic() + 30
-    while not (node.applying == 1 and lock._waiters):  # noqa: SLF001 - asyncio.Lock's queue
+    while not (node.applying == 1 and lock._waiters):
         assert time.monotonic() < deadline, "the two applies never overlapped in the server"
         time.sleep(0.01)
     s.loop.call_soon_threadsafe(gate.set)
@@ -357,9 +356,8 @@ def test_logs_tail(configured, talosconfig_for, capsys):
 
 
 def test_logs_follow_streams_new_lines(configured):
-    from libtalos.api import machine_pb2
+    from libtalos.api import machine_pb2, tls
     from talos_apply import client as api_client
-    from talos_apply.options import Globals
 
     s, node = configured()
     svc = node.services_by_id["kubelet"]
@@ -367,9 +365,7 @@ def test_logs_follow_streams_new_lines(configured):
     target = api_client.Target(
         [s.endpoint],
         [s.endpoint],
-        __import__("libtalos.api.tls", fromlist=["x"]).client_context(
-            _ca_of(s).crt, admin.crt, admin.key
-        ),
+        tls.client_context(_ca_of(s).crt, admin.crt, admin.key),
     )
     got: list[bytes] = []
 
@@ -389,7 +385,7 @@ def test_logs_follow_streams_new_lines(configured):
     def poke():
         # wait until the follower is parked on the ring, then append from the server's loop
         deadline = time.monotonic() + 30
-        while not svc.changed._waiters:  # noqa: SLF001 - asyncio.Event's waiters
+        while not svc.changed._waiters:
             assert time.monotonic() < deadline
             time.sleep(0.01)
         s.call(feed())
@@ -399,7 +395,6 @@ def test_logs_follow_streams_new_lines(configured):
     asyncio.run(follow())
     t.join(30)
     assert b"".join(got) == b"new 1\nnew 2\n"
-    assert Globals  # the client options type is importable without Typer state
 
 
 def _ca_of(s):
