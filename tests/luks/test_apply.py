@@ -312,3 +312,26 @@ def test_input_must_be_a_machine_config(run: Run, image: Path, tmp_path: Path) -
     assert "notconfig.yaml:3 document 1: machine.bogus: unknown key" in r.err
     assert "cluster: is required" in r.err
     assert not image.read_bytes().strip(b"\0")
+
+
+def test_each_slot_is_tested_once_when_in_sync(
+    image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key derivation costs seconds with argon2: an in-sync volume costs one per key (the
+    search for a working key counts for its own slot), not a re-test after each step."""
+    from talos_luks.apply import apply as apply_fn
+
+    prepare(image, {0: NODE_STATE, 1: b"topsecret"})
+    spec = read_encryption(Path(config(tmp_path, STATE_TWO_KEYS)).read_text(), "m", "STATE")
+    assert spec is not None
+    calls: list[int] = []
+    real = Volume.test_key
+
+    def counting(self: Volume, key: bytes, slot: int = -1) -> int:
+        calls.append(slot)
+        return real(self, key, slot)
+
+    monkeypatch.setattr(Volume, "test_key", counting)
+    result = apply_fn(str(image), spec, partition="STATE", system_uuid=UUID, activate=False)
+    assert (result.added, result.replaced, result.removed) == ([], [], [])
+    assert calls == [-1, 1]  # find the working key (it opens slot 0), then check slot 1

@@ -103,8 +103,9 @@ def apply(
 
     with Volume.load(device) as vol:
         vol.set_pbkdf(pbkdf)
-        working: tuple[int, bytes] | None = None
-        for _slot, key in keys:
+        # just formatted: the first key is in its slot; otherwise the first key that opens
+        working: tuple[int, bytes] | None = keys[0] if result.formatted else None
+        for _slot, key in keys if working is None else ():
             opened = vol.try_key(key)
             if opened is not None:
                 working = (opened, key)
@@ -113,7 +114,7 @@ def apply(
             raise BadPassphraseError(f"{device}: none of the configured keys opens the volume")
         opened_slot, working_key = working
         result.opened_slot = opened_slot
-        _sync(vol, keys, opened_slot, working_key, result)
+        good = _sync(vol, keys, opened_slot, working_key, result)
 
     if not activate:
         return result
@@ -125,14 +126,10 @@ def apply(
         log.info("%s: already open as %s", device, target)
     else:
         flags = _activation_flags(spec.options)
+        # a slot verified just now, named, so that libcryptsetup runs one key derivation only
+        slot, key = next(iter(good.items()), (-1, working_key))
         with Volume.load(device) as vol:
-            # the configured keys were just verified; open with the first one that works
-            for slot, key in keys:
-                if vol.try_key(key, slot) is not None:
-                    vol.activate(target, key, slot, flags)
-                    break
-            else:
-                vol.activate(target, working_key, -1, flags)
+            vol.activate(target, key, slot, flags)
     result.path = f"/dev/mapper/{target}"
     return result
 
@@ -143,8 +140,13 @@ def _sync(
     opened_slot: int,
     working_key: bytes,
     result: ApplyResult,
-) -> None:
-    configured = {slot for slot, _ in keys}
+) -> dict[int, bytes]:
+    """Bring the slots in line with ``keys``; the configured slots verified to open, by slot.
+
+    Each key derivation costs up to the PBKDF's unlock time (seconds with argon2), so a slot is
+    tested once: before writing when it is already there, after writing when it was written.
+    """
+    configured = dict(keys)
     good: dict[int, bytes] = {}  # configured slots verified to open with their configured key
     # The slot we opened with goes last, so that it is replaced only once another slot works.
     order = sorted(keys, key=lambda sk: (sk[0] == opened_slot, sk[0]))
@@ -153,7 +155,10 @@ def _sync(
             vol.add_key(working_key, key, slot)
             result.added.append(slot)
             log.info("%s: added key slot %d", vol.path, slot)
-        elif vol.try_key(key, slot) is None:
+        elif (slot == opened_slot and key == working_key) or vol.try_key(key, slot) is not None:
+            good[slot] = key  # (the working key opened this very slot: known good already)
+            continue
+        else:
             if slot == opened_slot:
                 others = {s: k for s, k in good.items() if s != slot}
                 if not others:
@@ -174,12 +179,13 @@ def _sync(
             raise LuksError(f"{vol.path}: key slot {slot} does not open after writing it")
         good[slot] = key
     if not good:
-        return  # nothing verified: remove nothing
+        return good  # nothing verified: remove nothing
     for slot in vol.active_slots():
         if slot not in configured:
             vol.destroy_slot(slot)
             result.removed.append(slot)
             log.info("%s: removed key slot %d (not in the config)", vol.path, slot)
+    return good
 
 
 def _existing_mapping(name: str) -> str | None:
