@@ -42,7 +42,7 @@ def _values(metadata: Any, key: str) -> list[str]:
     return out
 
 
-class _Channel(Channel):
+class ClosingChannel(Channel):
     """A grpclib channel whose close() drops the connection at once (a graceful TLS shutdown
     could outlive the server's event loop)."""
 
@@ -68,12 +68,12 @@ class Forwarder:
     def __init__(self, client_ssl: ssl.SSLContext, proxy_from: str) -> None:
         self.client_ssl = client_ssl
         self.proxy_from = proxy_from
-        self._channels: dict[str, _Channel] = {}
+        self._channels: dict[str, ClosingChannel] = {}
 
-    def channel(self, target: str) -> _Channel:
+    def channel(self, target: str) -> ClosingChannel:
         if target not in self._channels:
             host, port = split_target(target)
-            self._channels[target] = _Channel(host, port, ssl=self.client_ssl)
+            self._channels[target] = ClosingChannel(host, port, ssl=self.client_ssl)
         return self._channels[target]
 
     def close(self) -> None:
