@@ -32,6 +32,10 @@ type:
 test *args:
     pytest {{args}}
 
+# Run only the VM tests (QEMU guests with Debian's kernel)
+test-vm *args:
+    pytest -m vm {{args}}
+
 # Regenerate the generated docs (config reference)
 docs:
     python -m libtalos.docgen docs/reference
