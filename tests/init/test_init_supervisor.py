@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +127,46 @@ def test_tcp_health_check(run_node, tmp_path, services_dir):
     assert re.search(r"refused", m.group(1), re.IGNORECASE)
     node.signal(signal.SIGTERM)
     assert node.wait() == 143
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (["/bin/sh", "-c", "exit 0"], r"\(Finished\): Service finished successfully"),
+        (["/bin/sh", "-c", "exit 3"], r"\(Failed\): Process exited with code 3"),
+        (["/bin/sh", "-c", "kill -SEGV $$"], r"\(Failed\): Process killed by SIGSEGV"),
+        (["/bin/sh", "-c", "kill -KILL $$"], r"\(Failed\): Process killed by SIGKILL"),
+        (["/nonexistent/program"], r"\(Failed\): /nonexistent/program: cannot execute: No such"),
+        (["/var/not-executable"], r"\(Failed\): /var/not-executable: cannot execute: Permission"),
+    ],
+)
+def test_service_exit_status_is_reported(run_node, tmp_path, services_dir, command, expected):
+    write_service(services_dir, "job", command=command[0], args=command[1:], restart="never")
+    state = tmp_path / "node"
+    (state / "ephemeral").mkdir(parents=True)
+    (state / "ephemeral" / "not-executable").write_text("#!/bin/sh\n")  # mode 0644
+    node = run_node(state_dir=state, services=services_dir, config=_config(tmp_path))
+    node.seen(r"service\[job\]" + expected)
+    node.signal(signal.SIGTERM)
+    assert node.wait() == 143
+
+
+def test_machine_files_are_written_under_var(run_node, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "version: v1alpha1\nmachine:\n    type: join\n    files:\n"
+        "        - content: hello\n          permissions: 0o600\n          path: /var/hello.txt\n"
+        "          op: create\n"
+        "        - content: nope\n          path: /usr/nope.txt\n"
+    )
+    state = tmp_path / "node"
+    node = run_node(state_dir=state, config=str(config))
+    # The root is read-only: only STATE and EPHEMERAL take writes, and the node says so.
+    node.seen(r"machine\.files\[1\]: /usr/nope\.txt: cannot write: Read-only file system")
+    node.seen(r"boot sequence: done")
+    node.signal(signal.SIGTERM)
+    assert node.wait() == 143
+    written = state / "ephemeral" / "hello.txt"
+    assert written.read_text() == "hello"
+    assert written.stat().st_mode & 0o777 == 0o600
+    assert not Path("/usr/nope.txt").exists()

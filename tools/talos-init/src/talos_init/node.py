@@ -359,9 +359,10 @@ class Node:
                     from libtalos.fsutil import atomic_write
 
                     atomic_write(f.path, f.content, mode=f.permissions)
-            except (OSError, TalosError) as exc:
-                reason = exc.message if isinstance(exc, TalosError) else exc.strerror
-                self.console.log(f"machine.files[{i}]: {f.path}: {reason}")
+            except TalosError as exc:  # its message names the path
+                self.console.log(f"machine.files[{i}]: {exc.message}")
+            except OSError as exc:
+                self.console.log(f"machine.files[{i}]: {f.path}: {exc.strerror}")
 
     async def _set_hostname(self) -> None:
         config = self._config()
