@@ -164,3 +164,30 @@ def test_usage_errors_exit_2(tmp_path):
         assert out.stderr.strip()
     version = subprocess.run([TALOS_INIT, "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.startswith("talos-init ")
+
+
+def test_container_reboot_reruns_the_sequence_and_shutdown_exits_0(run_node, tmp_path):
+    services = tmp_path / "services"
+    services.mkdir()
+    write_service(services, "hello", command=PYTHON, args=[helper("print_signals.py")])
+    config = write_config(tmp_path / "c.yaml")
+    state = tmp_path / "node"
+    state.mkdir()
+    node = NodeRun(
+        ["unshare", "--pid", "--fork", "--mount-proc", "--uts", "--net",
+         PYTHON, helper("reboot_driver.py"), str(state), str(services), str(config)],
+        wrap=(),
+    )  # fmt: skip
+    try:
+        assert node.wait() == 0
+    finally:
+        node.kill()
+    lines = node.lines
+    assert sum("[talos] boot sequence: done" in line for line in lines) == 2
+    assert sum("[talos] initialize sequence: done" in line for line in lines) == 2
+    reboot = next(i for i, line in enumerate(lines) if "reboot sequence: 1 phase(s)" in line)
+    shutdown = next(i for i, line in enumerate(lines) if "shutdown sequence: 1 phase(s)" in line)
+    assert reboot < shutdown
+    assert sum("service[hello](Finished): Service stopped" in line for line in lines) == 2
+    # The second boot is a re-run of the sequence: the node's root is built once.
+    assert sum("task setupSystemDirectory (1/1): starting" in line for line in lines) == 1

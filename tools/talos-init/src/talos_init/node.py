@@ -83,6 +83,8 @@ class Node:
         self._request: asyncio.Future[Request] | None = None
         self._applied: asyncio.Future[MachineConfig] | None = None
         self._root_built = False
+        self.boots = 0  # completed boot sequences (a container-mode reboot adds one)
+        self._booted: list[asyncio.Event] = []
 
     # -- API seam ---------------------------------------------------------------------------
 
@@ -98,6 +100,16 @@ class Node:
         if self._applied is not None and not self._applied.done():
             self._applied.set_result(config)
         return config
+
+    async def wait_booted(self, count: int = 1) -> None:
+        """Return once ``count`` boot sequences have completed (for the API and tests)."""
+        while self.boots < count:
+            event = asyncio.Event()
+            self._booted.append(event)
+            try:
+                await event.wait()
+            finally:
+                self._booted.remove(event)
 
     def _ask(self, request: Request) -> None:
         if self._request is not None and not self._request.done():
@@ -180,6 +192,9 @@ class Node:
         if self.config is None:
             self.config = await self._maintenance()
         await self.sequencer.run("boot", self._boot_phases())
+        self.boots += 1
+        for event in self._booted:
+            event.set()
 
     # -- initialize -------------------------------------------------------------------------
 
