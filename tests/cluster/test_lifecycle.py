@@ -24,6 +24,9 @@ from talos_cluster.nodes import alive
 
 from .conftest import Env, netns_list, processes_mentioning
 
+# a trivial PID 1 with the stand-in handshake: "ready" once up
+STAND_IN = "sh -c 'echo ready; exec sleep 600'"
+
 pytestmark = pytest.mark.system
 
 BIN = Path(sys.executable).parent
@@ -224,7 +227,7 @@ def test_stand_in_node_command_and_limits(env: Env, capsys: pytest.CaptureFixtur
         "--memory-workers",
         "128",
         "--node-command",
-        "sleep 600",
+        STAND_IN,
     )
     assert main(args) == 0
     record = state.load(env.cluster_dir)
@@ -254,3 +257,29 @@ def test_stand_in_node_command_and_limits(env: Env, capsys: pytest.CaptureFixtur
         assert master.limits.startswith("not enforced: ")
     assert main(["destroy", *env.args(), "--grace", "1"]) == 0
     assert_nothing_left(env, record, before)
+
+
+def test_node_that_exits_fails_create_and_cleans_up(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _host_links()
+    assert main(env.create_args("--workers", "0", "--node-command", "false")) == 1
+    err = capsys.readouterr().err
+    assert f"node {env.name}-master-1 exited while starting" in err
+    assert "removing what was made" in err
+    assert not env.cluster_dir.exists()
+    assert not {env.name, f"{env.name}-master-1"} & netns_list()
+    assert _host_links() - before <= set()
+
+
+def test_talosctl_routes_cluster_commands(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    from talosctl.cli import main as talosctl
+
+    assert (
+        talosctl(["cluster", *env.create_args("--workers", "0", "--node-command", STAND_IN)]) == 0
+    )
+    assert talosctl(["cluster", "show", *env.args()]) == 0
+    out = capsys.readouterr().out
+    assert f"{env.name}-master-1" in out
+    assert talosctl(["cluster", "destroy", *env.args(), "--grace", "1"]) == 0
+    assert not env.cluster_dir.exists()

@@ -75,7 +75,10 @@ def create(
     memory_workers: Annotated[int, typer.Option(help="memory per worker node, MiB")] = 1024,
     node_command: Annotated[
         str | None,
-        typer.Option(hidden=True, help="stand-in PID 1 for the nodes (tests of the launcher)"),
+        typer.Option(
+            hidden=True,
+            help="stand-in PID 1 (tests of the launcher); up once it prints a line 'ready'",
+        ),
     ] = None,
 ) -> int:
     """Create a local cluster of talos-init nodes in private network namespaces."""

@@ -28,9 +28,9 @@ def node_state(node: NodeRecord, *, stand_in: bool = False) -> str:
         return "not started"
     if not nodes.alive(node.pid, node.start_time):
         return "exited"
-    if stand_in:
-        return "running"
     log = _tail(Path(node.console))
+    if stand_in:  # the stand-in's handshake: it prints a line "ready" once it is up
+        return "running" if "ready\n" in log else "booting"
     boot = log.rfind("boot sequence: done")
     maint = log.rfind("waiting for a machine config")
     start = log.rfind("talos-init mode")
