@@ -256,3 +256,13 @@ def test_missing_keys_named(configs: dict[str, Config]) -> None:
     no_ca_key = dataclasses.replace(cfg, cluster=dataclasses.replace(cfg.cluster, ca=ca))
     with pytest.raises(UsageError, match=r"cluster\.ca\.key: missing"):
         render_control_plane(no_ca_key, NODE)
+
+
+def test_manifests_are_stable_while_certificates_are_fresh(configs: dict[str, Config]) -> None:
+    """Re-rendering (a config change applied with --immediate) changes a manifest only when an
+    input changed: the manifests name files, and the files carry the new certificates."""
+    one = render_control_plane(configs["controlplane"], NODE)
+    two = render_control_plane(configs["controlplane"], NODE)
+    assert one.manifests == two.manifests
+    path = "kube-apiserver/apiserver.crt"
+    assert one.secrets[path] != two.secrets[path]

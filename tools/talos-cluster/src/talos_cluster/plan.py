@@ -64,11 +64,7 @@ class ClusterPlan:
 
     @property
     def endpoint(self) -> str:
-        return f"https://{_url_host(self.controlplanes[0].ip)}:6443"
-
-
-def _url_host(ip: str) -> str:
-    return f"[{ip}]" if ":" in ip else ip
+        return f"https://{self.controlplanes[0].ip}:6443"
 
 
 def check_name(name: str) -> str:
@@ -100,6 +96,8 @@ def make_plan(
         net = ipaddress.ip_network(cidr, strict=False)
     except ValueError:
         raise UsageError(f"--cidr: {cidr!r} is not a network in CIDR notation") from None
+    if net.version != 4:
+        raise UsageError(f"--cidr: {net}: only IPv4 cluster networks are supported")
     if masters < 1:
         raise UsageError("--masters: a cluster needs at least one control-plane node")
     if workers < 0:
@@ -109,8 +107,7 @@ def make_plan(
     if memory_mib <= 0 or memory_workers_mib <= 0:
         raise UsageError("--memory: must be greater than zero (MiB)")
     count = masters + workers
-    # .0 is the network, .1 the gateway, the last one the broadcast (IPv4)
-    usable = net.num_addresses - 2 - (1 if net.version == 4 else 0)
+    usable = net.num_addresses - 3  # the network address, the gateway (.1), the broadcast
     if count > usable:
         raise UsageError(
             f"--cidr: {net} has room for {max(usable, 0)} nodes, {count} were asked for"

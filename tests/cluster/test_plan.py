@@ -1,0 +1,91 @@
+"""The pure parts of talos-cluster: the plan (names, addresses, limits) and the record file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from talos_cluster import state
+from talos_cluster.plan import make_plan, parse_duration
+
+from libtalos.errors import TalosError, UsageError
+
+
+def _plan(**kw: object):  # type: ignore[no-untyped-def]
+    args: dict[str, object] = {
+        "name": "talos-default",
+        "cidr": "10.5.0.0/24",
+        "masters": 3,
+        "workers": 2,
+        "cpus": 2.0,
+        "memory_mib": 2048,
+        "cpus_workers": 1.0,
+        "memory_workers_mib": 1024,
+    }
+    args.update(kw)
+    return make_plan(**args)  # type: ignore[arg-type]
+
+
+def test_names_addresses_and_limits() -> None:
+    p = _plan()
+    assert [(n.name, n.ip, n.veth, n.role) for n in p.nodes] == [
+        ("talos-default-master-1", "10.5.0.2", "m1", "controlplane"),
+        ("talos-default-master-2", "10.5.0.3", "m2", "controlplane"),
+        ("talos-default-master-3", "10.5.0.4", "m3", "controlplane"),
+        ("talos-default-worker-1", "10.5.0.5", "w1", "worker"),
+        ("talos-default-worker-2", "10.5.0.6", "w2", "worker"),
+    ]
+    assert p.gateway == "10.5.0.1" and p.prefixlen == 24
+    assert p.endpoint == "https://10.5.0.2:6443"
+    assert [(n.cpus, n.memory_mib) for n in p.nodes[2:4]] == [(2.0, 2048), (1.0, 1024)]
+    assert p.netns == "talos-default"
+    assert {n.machine_type for n in p.nodes} == {"controlplane", "worker"}
+
+
+def test_cidr_not_strict_and_full() -> None:
+    assert _plan(cidr="192.168.7.77/29", masters=1, workers=4).nodes[-1].ip == "192.168.7.78"
+    with pytest.raises(UsageError, match="room for 5 nodes, 6 were asked for"):
+        _plan(cidr="192.168.7.0/29", masters=1, workers=5)
+    with pytest.raises(UsageError, match="only IPv4"):
+        _plan(cidr="fd00::/64")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("20m", 1200.0), ("1h30m", 5400.0), ("90", 90.0), ("0.5", 0.5)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text, "--wait-timeout") == seconds
+
+
+def test_record_round_trip_and_refusals(tmp_path: Path) -> None:
+    rec = state.ClusterRecord(name="c", cidr="10.5.0.0/24", dir=str(tmp_path), netns="c")
+    rec.nodes.append(
+        state.NodeRecord(
+            name="c-master-1",
+            role="controlplane",
+            ip="10.5.0.2",
+            netns="c-master-1",
+            dir="d",
+            console="l",
+        )
+    )
+    rec.namespaces += ["c", "c-master-1"]
+    rec.save()
+    assert oct((tmp_path / "cluster.yaml").stat().st_mode & 0o777) == "0o600"
+    assert state.load(tmp_path) == rec
+    assert state.load(tmp_path / "none") is None
+    (tmp_path / "cluster.yaml").write_text("kind: TalosLocalCluster\nname: c\nbogus: 1\n")
+    with pytest.raises(TalosError, match="not a talos-cluster record"):
+        state.load(tmp_path)
+    (tmp_path / "cluster.yaml").write_text(": [\n")
+    with pytest.raises(TalosError, match="not a talos-cluster record"):
+        state.load(tmp_path)
+
+
+def test_process_identity() -> None:
+    me = state.process_start_time(os.getpid())
+    assert me is not None and me > 0
+    assert state.is_ours(os.getpid(), me)
+    assert not state.is_ours(os.getpid(), me + 1)  # a reused PID has another start time
+    assert not state.is_ours(0, me)
