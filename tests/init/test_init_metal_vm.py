@@ -33,7 +33,7 @@ def test_refuses_to_boot_without_kspp_parameters_and_reboots(tmp_path: Path) -> 
     console = g.console
     assert "[talos] talos-init mode metal, pid 1" in console, console[-3000:]
     assert (
-        "[talos] task enforceKSPPRequirements (1/4): failed, KSPP: missing kernel parameters: "
+        "[talos] task enforceKSPPRequirements (1/5): failed, KSPP: missing kernel parameters: "
         "slab_nomerge pti=on" in console
     ), console[-3000:]
     assert "[talos] rebooting in 1 seconds" in console

@@ -170,3 +170,22 @@ def test_machine_files_are_written_under_var(run_node, tmp_path):
     assert written.read_text() == "hello"
     assert written.stat().st_mode & 0o777 == 0o600
     assert not Path("/usr/nope.txt").exists()
+
+
+def test_pre_start_runs_before_the_process_and_its_failure_fails_the_start(
+    run_node, tmp_path, services_dir
+):
+    write_service(
+        services_dir, "prepared", command="/bin/sh", args=["-c", "cat /var/prepared"],
+        preStart=["/bin/sh", "-c", "echo made > /var/prepared"], restart="until-success",
+    )  # fmt: skip
+    write_service(
+        services_dir, "unprepared", command="/bin/true", preStart=["/bin/false"], restart="never"
+    )
+    node = run_node(services=services_dir, config=_config(tmp_path))
+    node.seen(r"^prepared: made$")
+    node.seen(r"service\[prepared\]\(Finished\): Service finished successfully")
+    node.seen(r"service\[unprepared\]\(Failed\): Pre-start command failed with code 1")
+    node.signal(signal.SIGTERM)
+    assert node.wait() == 143
+    assert not node.matching(r"service\[unprepared\]\(Running\)")

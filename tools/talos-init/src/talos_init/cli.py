@@ -90,7 +90,16 @@ def boot_node(
     if services_dir is not None:
         options.services, options.service_problems = load_services_dir(services_dir)
     node = Node(options, console, mask)
-    return asyncio.run(node.run())
+    if mode != Mode.metal:
+        return asyncio.run(node.run())
+    try:
+        return asyncio.run(node.run())  # a metal node never returns from run()
+    except BaseException as exc:  # PID 1 of a machine must not exit, whatever happened
+        from talos_init.shutdown import metal_fatal
+
+        console.log(f"fatal: internal error ({type(exc).__name__})")
+        metal_fatal(console, params.get("panic"))
+        raise  # pragma: no cover - metal_fatal never returns
 
 
 INITIAL_PID_NAMESPACE = "pid:[4026531836]"  # the kernel's fixed inode for the first PID namespace

@@ -31,6 +31,9 @@ BOOT_TIMEOUT = 15 * 60.0  # Talos's BootTimeout for startEverything
 
 # TALOS-FACTS §7.2: enforced kernel parameters and the KSPP sysctls written at boot.
 REQUIRED_KERNEL_PARAMS = {"slab_nomerge": "", "pti": "on"}
+PLATFORMS = (
+    "aws", "azure", "container", "digital-ocean", "gcp", "metal", "openstack", "packet", "vmware",
+)  # fmt: skip
 KSPP_SYSCTLS = {
     "kernel.kptr_restrict": "1",
     "kernel.dmesg_restrict": "1",
@@ -205,6 +208,7 @@ class Node:
             if self.options.mode == "metal":
                 requirements = [
                     ("enforceKSPPRequirements", self._enforce_kspp),
+                    ("determinePlatform", self._determine_platform),
                     ("mountPseudoFilesystems", self._mount_pseudo),
                     ("writeRequiredSysctls", self._write_kspp_sysctls),
                     *requirements,
@@ -225,6 +229,15 @@ class Node:
         ]
         if missing:
             raise BootError(f"KSPP: missing kernel parameters: {' '.join(missing)}")
+
+    async def _determine_platform(self) -> None:
+        # TALOS-FACTS §7.2: talos.platform is required; the PLATFORM variable overrides it.
+        platform = os.environ.get("PLATFORM") or self.options.cmdline.get("talos.platform")
+        if not platform:
+            raise BootError("failed to determine platform: talos.platform is not set")
+        if platform not in PLATFORMS:
+            raise BootError(f"failed to determine platform: unknown platform {platform!r}")
+        self.console.log(f"platform {platform}")
 
     async def _mount_pseudo(self) -> None:
         done = mounts.mount_pseudo_filesystems()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import threading
 from collections.abc import Callable
 
@@ -89,10 +90,12 @@ class SignalLoop:
             info = signal.sigtimedwait(self._mask, WAIT_BOUND)
             if info is None:
                 continue
-            if info.si_signo == signal.SIGCHLD:
-                self._reap()  # here, at once: the reaper hands exits of watched pids to the loop
-                continue
             try:
-                self._loop.call_soon_threadsafe(self._handler, info.si_signo)
+                if info.si_signo == signal.SIGCHLD:
+                    self._reap()  # at once: the reaper hands exits of watched pids to the loop
+                else:
+                    self._loop.call_soon_threadsafe(self._handler, info.si_signo)
             except RuntimeError:  # the loop is closed: we are exiting
                 return
+            except Exception:  # noqa: BLE001 - this loop must outlive any one failure
+                sys.stderr.write("[talos] signal loop: internal error; still running\n")
