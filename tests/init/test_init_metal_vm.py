@@ -44,6 +44,19 @@ def test_refuses_to_boot_without_kspp_parameters_and_reboots(tmp_path: Path) -> 
     assert "task mountPseudoFilesystems" not in console
 
 
+SYSCTLS = [
+    "kernel/kptr_restrict=1",
+    "kernel/dmesg_restrict=1",
+    "kernel/perf_event_paranoid=3",
+    "kernel/yama/ptrace_scope=1",
+    "user/max_user_namespaces=0",
+    "kernel/unprivileged_bpf_disabled=1",
+    "net/core/bpf_jit_harden=2",
+    "vm/swappiness=7",  # from machine.sysctls
+    "kernel/hostname=metal-1",  # from machine.network.hostname
+]
+
+
 def test_boots_with_kspp_parameters_writes_sysctls_and_powers_off(tmp_path: Path) -> None:
     _need_vm()
     if "cmdline" not in inspect.signature(vmlib.boot).parameters:
@@ -53,12 +66,13 @@ def test_boots_with_kspp_parameters_writes_sysctls_and_powers_off(tmp_path: Path
     (share / "services").mkdir()
     (share / "config.yaml").write_text(
         "version: v1alpha1\nmachine:\n    type: init\n    network:\n        hostname: metal-1\n"
+        "    sysctls:\n        vm.swappiness: \"7\"\n"
     )
+    keys = " ".join(line.split("=")[0] for line in SYSCTLS)
+    out = f"{vmlib.GUEST_SHARE}/out.txt"
     probe = (
-        "for k in kptr_restrict dmesg_restrict perf_event_paranoid yama/ptrace_scope; do "
-        f"echo $k=$(cat /proc/sys/kernel/$k); done > {vmlib.GUEST_SHARE}/out.txt; "
-        f"echo hostname=$(cat /proc/sys/kernel/hostname) >> {vmlib.GUEST_SHARE}/out.txt; "
-        "kill -TERM 1"
+        f"for k in {keys}; do echo $k=$(cat /proc/sys/$k); done > {out}; "
+        f"grep -E \" / | /sys/fs/cgroup \" /proc/mounts >> {out}; kill -TERM 1"
     )
     (share / "services" / "probe.yaml").write_text(
         f"name: probe\ncommand: /bin/sh\nargs: ['-c', '{probe}']\nrestart: until-success\n"
@@ -72,10 +86,9 @@ def test_boots_with_kspp_parameters_writes_sysctls_and_powers_off(tmp_path: Path
         timeout=300,
     )  # fmt: skip
     assert "[talos] powering off" in g.console, g.console[-3000:]
-    assert (share / "out.txt").read_text().splitlines() == [
-        "kptr_restrict=1",
-        "dmesg_restrict=1",
-        "perf_event_paranoid=3",
-        "yama/ptrace_scope=1",
-        "hostname=metal-1",
-    ]
+    assert g.status is None  # the reboot syscall (power off) ended the guest, not an exit
+    lines = (share / "out.txt").read_text().splitlines()
+    assert lines[: len(SYSCTLS)] == SYSCTLS
+    root, cgroup = lines[len(SYSCTLS) :]
+    assert root.split()[1] == "/" and " ro," in f" {root.split()[3]},"
+    assert cgroup.split()[2] == "cgroup2"
