@@ -255,8 +255,7 @@ def _build(
         rec.cgroups = limits.groups
         rec.limits = limits.summary
         record.save()
-        if limits.summary.startswith("not enforced"):
-            progress(f"  --cpus/--memory {limits.summary}")
+        progress(f"  --cpus/--memory: {limits.summary}")
         argv = list(command)
         if not record.node_command_stand_in:
             argv += ["--mode", "container", "--state-dir", str(ndir)]
