@@ -9,13 +9,15 @@ The seam for talos-init (see :mod:`talos_init.api.server`)::
     for line in maintenance_banner(addresses, cert.fingerprint):
         console.log(line)
     server = ApiServer.maintenance(node, cert)          # node implements api.node.Node
-    await server.start(host="", port=50000)
-    text = await node.accepted.get()    # the Node's apply_configuration hands the text over
-    await server.stop()
+    await server.start(host=None, port=50000)           # None: every address
+    # node.apply_configuration(text, mode, timeout) is the callback: it receives the config
+    # only after the server parsed and validated it; the node then schedules
+    await server.stop(grace=5)      # the client still gets its reply, then the port closes
 
     # configured: mutual TLS with the machine CA
     server = ApiServer.configured(node, server_cert, machine_ca_crt)
-    await server.start(host="", port=50000)
+    await server.start(host=None, port=50000)
+    server.renew(new_cert)                              # at half-life (certs.needs_renewal)
 
 Everything the API needs from the node goes through the :class:`~talos_init.api.node.Node`
 protocol; :class:`~talos_init.api.memory.MemoryNode` is a complete in-memory implementation

@@ -98,7 +98,21 @@ class ApiServer:
         """Use a new certificate for new connections (renewal at half-life)."""
         tls.load_chain(self.ssl, server_cert.crt, server_cert.key, "server")
 
-    async def stop(self) -> None:
+    def _busy(self) -> bool:
+        handlers: Any = self._server._handlers  # grpclib: one per connection
+        return any(not task.done() for h in handlers for task in h._tasks.values())
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop serving. With ``grace``, stop accepting first and let calls in flight finish
+        (up to ``grace`` seconds): maintenance mode stops the server right after it accepted
+        a config, and the client must still get its reply."""
+        inner: Any = self._server._server
+        if grace > 0 and inner is not None:
+            inner.close()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + grace
+            while self._busy() and loop.time() < deadline:
+                await asyncio.sleep(0.01)
         self._server.close()
         for transport in list(self._server.transports):
             transport.abort()
