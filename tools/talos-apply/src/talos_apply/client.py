@@ -67,9 +67,9 @@ class PinnedChannel(Channel):
         """Close the connection now: the call is over (a graceful TLS shutdown could outlive
         the command's event loop and leave the socket to the garbage collector)."""
         super().close()
-        if self._transport is not None:
+        if isinstance(self._transport, asyncio.Transport):
             self._transport.abort()
-            self._transport = None
+        self._transport = None
 
 
 @dataclass
