@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from libtalos import yamlio
-from libtalos.api.wire import NodeError
 from libtalos.errors import TalosError
 from talos_apply.options import OutputFormat
+
+if TYPE_CHECKING:
+    from libtalos.api.wire import NodeError
 
 
 class NodesFailedError(TalosError):

@@ -16,7 +16,6 @@ import typer
 
 from libtalos.errors import UsageError
 from libtalos.fsutil import read_input
-from talos_apply import client
 from talos_apply.commands.common import resolve
 from talos_apply.options import (
     ContextOpt,
@@ -79,6 +78,7 @@ def apply_config(
     from google.protobuf import duration_pb2
 
     from libtalos.api import machine_pb2
+    from talos_apply import client
     from talos_apply.durations import parse_duration
 
     if on_reboot and immediate:

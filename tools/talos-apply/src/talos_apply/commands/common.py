@@ -6,7 +6,6 @@ from typing import Any
 
 import typer
 
-from talos_apply import client
 from talos_apply.options import Globals, globals_of
 
 
@@ -21,6 +20,8 @@ def resolve(
 
 
 def unary(g: Globals, method: str, request: Any) -> tuple[list[Any], list[Any]]:
+    from talos_apply import client  # grpclib: loaded only by the commands that dial
+
     c = client.Client(client.secure_target(g))
     result: tuple[list[Any], list[Any]] = client.run(c.unary(method, request))
     return result
