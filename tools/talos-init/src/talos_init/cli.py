@@ -45,7 +45,7 @@ def boot_node(
     fetch_timeout: float,
     reap_orphans: bool,
 ) -> int:
-    from talos_init import configsource, sigloop
+    from talos_init import configsource, mounts, sigloop
     from talos_init.logring import Console
     from talos_init.node import Node, NodeOptions
     from talos_init.services import load_services_dir
@@ -58,12 +58,11 @@ def boot_node(
     # Before anything can start a thread: block the signals (sigloop's contract).
     mask = sigloop.block_signals()
     if mode == Mode.metal:
+        if cmdline is not None:  # KSPP enforcement must see what the kernel really got
+            raise UsageError("--cmdline: metal mode reads the kernel's own /proc/cmdline")
         _check_machine()
-    if cmdline is None and mode == Mode.metal:
-        try:
-            cmdline = Path("/proc/cmdline").read_text()
-        except OSError:
-            cmdline = ""
+    if mode == Mode.metal:
+        cmdline = mounts.kernel_cmdline()
     params = configsource.parse_cmdline(cmdline or "")
     options = NodeOptions(
         mode=str(mode),

@@ -141,6 +141,15 @@ def build_node_root(state_dir: Path) -> None:
     pivot_root(root)
 
 
+def kernel_cmdline() -> str:
+    """The kernel's command line; mounts /proc first when a kernel just started us without it."""
+    path = Path("/proc/cmdline")
+    if not path.exists():
+        Path("/proc").mkdir(exist_ok=True)
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    return path.read_text()
+
+
 def mount_pseudo_filesystems() -> list[str]:
     """Metal mode: /proc, /sys, /dev, /run, cgroup2 (each only when not mounted yet)."""
     mounted = _mounted()
