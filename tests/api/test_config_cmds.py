@@ -159,3 +159,10 @@ def test_unreachable_node_is_failure_with_reason(tmp_path, capsys):
         f.write_text("machine: {}\n")
         assert main(["apply-config", "--insecure", "-n", f"127.0.0.1:{port}", "-f", str(f)]) == 1
     assert "no endpoint could be reached" in capsys.readouterr().err
+
+
+def test_talosctl_aliases(tc):
+    assert main(["--talosconfig", str(tc), "config", "endpoints", "10.5.0.9"]) == 0
+    assert main(["--talosconfig", str(tc), "config", "nodes", "10.5.0.8"]) == 0
+    ctx = talosconfig.load(tc).current()
+    assert ctx.endpoints == ["10.5.0.9"] and ctx.nodes == ["10.5.0.8"]

@@ -447,3 +447,26 @@ def test_kubeconfig_refused_on_worker(configured, talosconfig_for, tmp_path, cap
     assert _cli("--talosconfig", str(tc), "kubeconfig", str(tmp_path / "kc")) == 1
     assert "control-plane" in capsys.readouterr().err
     assert not (tmp_path / "kc").exists()
+
+
+def test_kubeconfig_to_stdout_and_no_merge_refuses_existing(
+    configured, talosconfig_for, tmp_path, capsysbinary
+):
+    s, _node = configured("init")
+    tc = talosconfig_for([s.endpoint], [s.endpoint])
+    assert _cli("--talosconfig", str(tc), "kubeconfig", "-") == 0
+    assert yaml.safe_load(capsysbinary.readouterr().out)["kind"] == "Config"
+    out = tmp_path / "kc"
+    out.write_text("keep me\n")
+    assert _cli("--talosconfig", str(tc), "kubeconfig", str(out), "--no-merge") == 1
+    assert out.read_text() == "keep me\n"
+    assert _cli("--talosconfig", str(tc), "kubeconfig", str(out), "--merge") == 1  # not YAML
+    assert out.read_text() == "keep me\n"
+
+
+def test_kubeconfig_into_directory(configured, talosconfig_for, tmp_path):
+    s, _node = configured("init")
+    tc = talosconfig_for([s.endpoint], [s.endpoint])
+    (tmp_path / "dir").mkdir()
+    assert _cli("--talosconfig", str(tc), "kubeconfig", str(tmp_path / "dir")) == 0
+    assert (tmp_path / "dir" / "kubeconfig").exists()

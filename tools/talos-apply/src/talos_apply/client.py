@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import random
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -152,9 +153,16 @@ class Client:
         host, port = split_target(endpoint)
         return PinnedChannel(host, port, ssl=self.target.ssl, pins=self.target.pins)
 
+    def _order(self) -> list[str]:
+        """Every endpoint once, starting at a random one: calls spread over the endpoints
+        (load balance) and each call fails over to the next."""
+        eps = self.target.endpoints
+        start = random.randrange(len(eps)) if len(eps) > 1 else 0  # noqa: S311 - not crypto
+        return eps[start:] + eps[:start]
+
     async def _each_endpoint(self, attempt: Callable[[MachineServiceStub], Any]) -> Any:
         reasons: list[str] = []
-        for endpoint in self.target.endpoints:
+        for endpoint in self._order():
             channel = self._channel(endpoint)
             try:
                 return await attempt(MachineServiceStub(channel))
@@ -186,7 +194,7 @@ class Client:
         """Frames of a server-streaming ``method`` (per-node errors come as frames with
         ``metadata.error``). Fail-over happens only before the first frame."""
         reasons: list[str] = []
-        for endpoint in self.target.endpoints:
+        for endpoint in self._order():
             channel = self._channel(endpoint)
             started = False
             try:

@@ -131,3 +131,10 @@ def add(
     if not cfg.context:
         cfg.context = name
     talosconfig.save(cfg, path)
+
+
+# talosctl's aliases
+app.command("endpoints", hidden=True)(endpoint)
+app.command("nodes", hidden=True)(node)
+app.command("use-context", hidden=True)(use_context)
+app.command("get-contexts", hidden=True)(contexts)

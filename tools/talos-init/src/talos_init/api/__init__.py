@@ -19,6 +19,12 @@ The seam for talos-init (see :mod:`talos_init.api.server`)::
     await server.start(host=None, port=50000)
     server.renew(new_cert)                              # at half-life (certs.needs_renewal)
 
+    # the server certificate: control plane issues it from machine.ca (node_server_cert) and
+    # runs trustd for the workers; a worker asks trustd with machine.token
+    trustd = TrustdServer(machine_ca, token, addresses, hostname)   # api.trustd
+    await trustd.start(host=None, port=50001)
+    cert, ca = await worker_certificate(trustd_endpoints, token, addresses, hostname, cert_sans)
+
 Everything the API needs from the node goes through the :class:`~talos_init.api.node.Node`
 protocol; :class:`~talos_init.api.memory.MemoryNode` is a complete in-memory implementation
 (tests, benchmarks, and a reference for the sequencer's implementation).
