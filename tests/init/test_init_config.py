@@ -191,3 +191,51 @@ def test_container_reboot_reruns_the_sequence_and_shutdown_exits_0(run_node, tmp
     assert sum("service[hello](Finished): Service stopped" in line for line in lines) == 2
     # The second boot is a re-run of the sequence: the node's root is built once.
     assert sum("task setupSystemDirectory (1/1): starting" in line for line in lines) == 1
+
+
+NETWORK_CONFIG = """\
+version: v1alpha1
+machine:
+    type: join
+    network:
+        hostname: net-1
+        interfaces:
+            - interface: v0
+              cidr: 10.9.0.2/24
+              mtu: 1400
+              routes:
+                  - network: 10.10.0.0/16
+                    gateway: 10.9.0.1
+                    metric: 1024
+            - interface: eth9
+              addresses: [10.11.0.2/24]
+"""
+
+
+@pytest.mark.parametrize("manage", [True, False])
+def test_static_addresses_and_routes_in_a_private_netns(run_node, tmp_path, manage):
+    config = tmp_path / "net.yaml"
+    config.write_text(NETWORK_CONFIG)
+    services = tmp_path / "services"
+    services.mkdir()
+    show = "ip -o -4 addr show dev v0; ip -o link show dev v0; ip route show dev v0"
+    write_service(services, "show", command="/bin/sh", args=["-c", show], restart="until-success")
+    # The test's own network namespace with a veth pair: nothing here reaches the host's network.
+    wrap = ("unshare", "--net", "--", "/bin/sh", "-c",
+            'ip link add v0 type veth peer name v1 && exec "$@"', "sh",
+            "unshare", "--pid", "--fork", "--mount-proc", "--uts")  # fmt: skip
+    extra = ("--manage-network",) if manage else ()
+    node = run_node(*extra, services=services, config=str(config), wrap=wrap)
+    node.seen(r"service\[show\]\(Finished\)")
+    node.signal(signal.SIGTERM)
+    assert node.wait() == 143
+    shown = "\n".join(node.matching(r"^show: "))
+    if manage:
+        assert node.matching(r"machine\.network\.interfaces\[0\]: v0 has 10\.9\.0\.2/24")
+        assert node.matching(r"machine\.network\.interfaces\[1\]: link eth9 not found")
+        assert "inet 10.9.0.2/24" in shown
+        assert "mtu 1400" in shown
+        assert "10.10.0.0/16 via 10.9.0.1" in shown and "metric 1024" in shown
+    else:
+        assert node.matching(r"machine\.network\.interfaces: left to the launcher")
+        assert "inet 10.9.0.2" not in shown

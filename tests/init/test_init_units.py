@@ -300,3 +300,31 @@ def test_start_stop_restart_one_service_and_its_log(tmp_path):
     assert sum(line.startswith("Running: Started process with PID") for line in lines) == 2
     assert sum(line.startswith("hello ") for line in lines) == 2, "\n".join(lines)
     assert lines.count("bye") == 2
+
+
+def test_interfaces_parse_and_problems():
+    text = textwrap.dedent("""\
+        version: v1alpha1
+        machine:
+            type: init
+            network:
+                interfaces:
+                    - interface: eth0
+                      cidr: 10.5.0.2/24
+                      routes: [{network: 0.0.0.0/0, gateway: 10.5.0.1}]
+                    - interface: eth1
+                      cidr: 10.5.0.300/24
+                      mtu: 20
+                      routes: [{network: 10.0.0.0/8, gateway: nope}]
+    """)
+    with pytest.raises(DocumentError) as info:
+        configsource.parse(text, "n.yaml")
+    rendered = [p.render() for p in info.value.problems]
+    assert rendered == [
+        "n.yaml:10 document 1: machine.network.interfaces[1].cidr: must be an address with a prefix (CIDR)",
+        "n.yaml:12 document 1: machine.network.interfaces[1].routes[0].gateway: must be an IP address",
+        "n.yaml:11 document 1: machine.network.interfaces[1].mtu: must be between 68 and 65535",
+    ]
+    good = configsource.parse(text.split("            - interface: eth1")[0], "n.yaml")
+    (eth0,) = good.interfaces
+    assert (eth0.name, eth0.addresses, eth0.routes[0].gateway) == ("eth0", ("10.5.0.2/24",), "10.5.0.1")

@@ -38,6 +38,12 @@ def boot(
     echo_services: Annotated[
         bool, typer.Option(help="copy service output to the console as 'NAME: line'")
     ] = False,
+    manage_network: Annotated[
+        bool,
+        typer.Option(
+            help="container mode: apply machine.network.interfaces (the node has its own netns)"
+        ),
+    ] = False,
     fetch_timeout: Annotated[
         float, typer.Option(help="bound on fetching the config URL, in seconds")
     ] = 70.0,
@@ -54,5 +60,6 @@ def boot(
         isolate=isolate,
         echo_services=echo_services,
         fetch_timeout=fetch_timeout,
+        manage_network=manage_network,
         reap_orphans=reap_orphans,
     )

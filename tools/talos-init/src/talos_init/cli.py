@@ -43,6 +43,7 @@ def boot_node(
     isolate: bool,
     echo_services: bool,
     fetch_timeout: float,
+    manage_network: bool = False,
     reap_orphans: bool,
 ) -> int:
     from talos_init import configsource, mounts, sigloop
@@ -72,6 +73,7 @@ def boot_node(
         reap_orphans=reap_orphans,
         echo_services=echo_services,
         fetch_timeout=fetch_timeout,
+        manage_network=manage_network,
     )
     source = config or params.get("talos.config") or None
     console = Console()

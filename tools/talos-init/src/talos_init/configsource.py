@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import ipaddress
 import os
 import re
 import urllib.error
@@ -49,6 +50,23 @@ class MachineFile:
 
 
 @dataclass(frozen=True)
+class Route:
+    network: str  # CIDR
+    gateway: str | None
+    metric: int | None
+
+
+@dataclass(frozen=True)
+class Interface:
+    index: int  # position in machine.network.interfaces, for messages
+    name: str
+    addresses: tuple[str, ...]  # CIDRs (v0.9 ``cidr``, v1.x ``addresses``)
+    routes: tuple[Route, ...]
+    mtu: int | None
+    ignore: bool
+
+
+@dataclass(frozen=True)
 class MachineConfig:
     text: str
     source: str
@@ -56,6 +74,7 @@ class MachineConfig:
     hostname: str | None = None
     files: tuple[MachineFile, ...] = ()
     sysctls: dict[str, str] = field(default_factory=dict)
+    interfaces: tuple[Interface, ...] = ()
     data: Any = None
 
 
@@ -79,9 +98,13 @@ def parse(text: str, source: str) -> MachineConfig:
     hostname = _hostname(doc, machine, problems)
     files = _files(doc, machine.get("files"), problems)
     sysctls = _sysctls(doc, machine.get("sysctls"), problems)
+    network = machine.get("network")
+    interfaces = (
+        _interfaces(doc, network.get("interfaces"), problems) if isinstance(network, dict) else ()
+    )
     if problems:
         raise DocumentError(problems)
-    return MachineConfig(text, source, str(mtype), hostname, files, sysctls, data)
+    return MachineConfig(text, source, str(mtype), hostname, files, sysctls, interfaces, data)
 
 
 def _hostname(doc: Document, machine: dict[str, Any], problems: list[Problem]) -> str | None:
@@ -148,6 +171,93 @@ def _sysctls(doc: Document, value: Any, problems: list[Problem]) -> dict[str, st
         else:
             out[key] = str(val)
     return out
+
+
+def _interfaces(doc: Document, value: Any, problems: list[Problem]) -> tuple[Interface, ...]:
+    """``machine.network.interfaces``: the static parts talos-init applies (not dhcp, not vip)."""
+    if value is None:
+        return ()
+    base: tuple[str | int, ...] = ("machine", "network", "interfaces")
+    if not isinstance(value, list):
+        problems.append(doc.problem(base, "must be a list"))
+        return ()
+    out = []
+    for i, item in enumerate(value):
+        where = (*base, i)
+        if not isinstance(item, dict):
+            problems.append(doc.problem(where, "must be a mapping"))
+            continue
+        before = len(problems)
+        name = item.get("interface")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.@-]{1,15}", name):
+            problems.append(doc.problem((*where, "interface"), "must be an interface name"))
+        cidrs: list[tuple[tuple[str | int, ...], Any]] = []
+        if "cidr" in item:
+            cidrs.append(((*where, "cidr"), item["cidr"]))
+        addresses = item.get("addresses", [])
+        if not isinstance(addresses, list):
+            problems.append(doc.problem((*where, "addresses"), "must be a list"))
+            addresses = []
+        cidrs += [((*where, "addresses", j), a) for j, a in enumerate(addresses)]
+        for path, cidr in cidrs:
+            if not isinstance(cidr, str) or "/" not in cidr or not _is_interface(cidr):
+                problems.append(doc.problem(path, "must be an address with a prefix (CIDR)"))
+        routes = []
+        raw_routes = item.get("routes", [])
+        if not isinstance(raw_routes, list):
+            problems.append(doc.problem((*where, "routes"), "must be a list"))
+            raw_routes = []
+        for j, r in enumerate(raw_routes):
+            rpath = (*where, "routes", j)
+            if not isinstance(r, dict) or not isinstance(r.get("network"), str):
+                problems.append(doc.problem(rpath, "needs a network (CIDR)"))
+                continue
+            if not _is_network(r["network"]):
+                problems.append(doc.problem((*rpath, "network"), "must be a network (CIDR)"))
+            gateway = r.get("gateway")
+            if gateway is not None and not (isinstance(gateway, str) and _is_address(gateway)):
+                problems.append(doc.problem((*rpath, "gateway"), "must be an IP address"))
+            metric = r.get("metric")
+            if metric is not None and (isinstance(metric, bool) or not isinstance(metric, int)):
+                problems.append(doc.problem((*rpath, "metric"), "must be an integer"))
+            routes.append(Route(r["network"], gateway, metric))
+        mtu = item.get("mtu")
+        if mtu is not None and (isinstance(mtu, bool) or not isinstance(mtu, int) or
+                                not 68 <= mtu <= 65535):  # fmt: skip
+            problems.append(doc.problem((*where, "mtu"), "must be between 68 and 65535"))
+        ignore = item.get("ignore", False)
+        if not isinstance(ignore, bool):
+            problems.append(doc.problem((*where, "ignore"), "must be true or false"))
+        if len(problems) == before:
+            out.append(
+                Interface(i, str(name), tuple(str(c) for _, c in cidrs), tuple(routes), mtu,
+                          bool(ignore))
+            )  # fmt: skip
+    return tuple(out)
+
+
+def _is_interface(text: str) -> bool:
+    try:
+        ipaddress.ip_interface(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return "/" in text
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 # -- sources ------------------------------------------------------------------------------------

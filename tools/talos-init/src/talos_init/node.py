@@ -61,6 +61,7 @@ class NodeOptions:
     isolate: bool = True  # container mode: build the read-only root in a mount namespace
     reap_orphans: bool = True
     echo_services: bool = False
+    manage_network: bool = False  # container mode: the node owns its network namespace
     fetch_timeout: float = configsource.FETCH_TIMEOUT
 
 
@@ -418,6 +419,17 @@ class Node:
                 _loopback_up()
             except OSError as exc:
                 self.console.log(f"setupNetwork: lo: {exc.strerror}")
+        interfaces = self._config().interfaces
+        if interfaces:
+            if self.options.mode == "metal" or self.options.manage_network:
+                from talos_init import network
+
+                for message in await asyncio.to_thread(network.apply, interfaces):
+                    self.console.log(message)
+            else:
+                self.console.log(
+                    "machine.network.interfaces: left to the launcher (no --manage-network)"
+                )
         self.supervisor.set_network_up()
 
     async def _start_all_services(self) -> None:
