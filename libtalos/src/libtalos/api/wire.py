@@ -13,11 +13,24 @@ import tarfile
 from dataclasses import dataclass
 from typing import Any
 
-from libtalos.api import common_pb2
+from libtalos.api import API_PORT, common_pb2
 
 NODES_KEY = "nodes"  # gRPC metadata: fan out to these targets (one-to-many)
 NODE_KEY = "node"  # v1.x: forward to this one target (one-to-one)
 PROXYFROM_KEY = "proxyfrom"  # set by a proxy on forwarded calls: never proxy those again
+
+
+def split_target(target: str, default_port: int = API_PORT) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address -> (host, port)."""
+    if target.startswith("["):
+        host, _, rest = target[1:].partition("]")
+        port = rest[1:]
+        return host, int(port) if rest.startswith(":") and port.isdigit() else default_port
+    if target.count(":") == 1:
+        host, _, port = target.partition(":")
+        if port.isdigit():
+            return host, int(port)
+    return target, default_port
 
 
 @dataclass(frozen=True)
