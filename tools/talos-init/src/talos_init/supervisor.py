@@ -69,6 +69,7 @@ class Service:
         self.task: asyncio.Task[None] | None = None
         self.exit: asyncio.Future[int] | None = None
         self.stopping = False
+        self.helper_pid: int | None = None  # a running pre-start command
 
     @property
     def up(self) -> bool:
@@ -256,7 +257,7 @@ class Supervisor:
         w, _ = self._open_log_pipe(svc)
         done: asyncio.Future[int] = loop.create_future()
         try:
-            self.reaper.spawn(
+            svc.helper_pid = self.reaper.spawn(
                 list(argv),
                 lambda _p, status: done.set_result(status),
                 env=self._env(svc),
@@ -268,7 +269,10 @@ class Supervisor:
             return exc.code
         finally:
             os.close(w)
-        return exit_code(await done)
+        try:
+            return exit_code(await done)
+        finally:
+            svc.helper_pid = None
 
     def _env(self, svc: Service) -> dict[str, str]:
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
@@ -354,6 +358,8 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         else:
+            if svc.helper_pid is not None:  # a pre-start command goes with its service
+                _signal_group(svc.helper_pid, signal.SIGKILL)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
