@@ -46,7 +46,7 @@ docs-check:
     python -m libtalos.docgen --check docs/reference
     python -m talos_gen.helpdocs --check
 
-# Run the benchmarks (all, or by name: startup gen pki luks vip init) beside their references
+# Run the benchmarks (all, or by name: startup gen pki api luks vip init cluster) beside their references
 bench *names:
     python bench/run.py {{names}}
 
