@@ -239,3 +239,31 @@ def test_static_addresses_and_routes_in_a_private_netns(run_node, tmp_path, mana
     else:
         assert node.matching(r"machine\.network\.interfaces: left to the launcher")
         assert "inet 10.9.0.2" not in shown
+
+
+def test_killing_the_node_while_it_saves_its_config(run_node, tmp_path):
+    """SIGKILL PID 1 at varying points around saveConfig, booting A and B alternately."""
+    configs = [
+        write_config(tmp_path / "a.yaml", hostname="first"),
+        write_config(tmp_path / "b.yaml", hostname="second-with-a-longer-name"),
+    ]
+    wanted = {c.read_text() for c in configs}
+    state = tmp_path / "node"
+    rng = random.Random(99)
+    stops = [
+        r"task loadConfig \(1/1\): done",
+        r"phase saveConfig \(2/5\): 1 tasks",
+        r"task saveConfig \(1/1\): starting",
+        r"config saved to",
+        r"task saveConfig \(1/1\): done",
+    ]
+    for i in range(24):
+        node = run_node(state_dir=state, config=str(configs[i % 2]), echo=False)
+        node.expect(rng.choice(stops))
+        node.signal(signal.SIGKILL)
+        node.wait()
+        saved = _persisted(state)
+        if saved.exists():
+            assert saved.read_text() in wanted
+            assert _mode(saved) == 0o600
+    assert _persisted(state).exists()
