@@ -55,12 +55,13 @@ def other_cluster() -> Cluster:
 class ServerThread:
     """One API server in a background event loop."""
 
-    def __init__(self, make: Callable[[], ApiServer]) -> None:
+    def __init__(self, make: Callable[[], ApiServer], host: str = "127.0.0.1") -> None:
+        self.host = host
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
         self.server: ApiServer = self.call(self._build(make))
-        self.port: int = self.call(self.server.start("127.0.0.1", 0))
+        self.port: int = self.call(self.server.start(host, 0))
         self.running = True
 
     @staticmethod
@@ -72,7 +73,7 @@ class ServerThread:
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def stop(self) -> None:
         if self.running:

@@ -470,3 +470,14 @@ def test_kubeconfig_into_directory(configured, talosconfig_for, tmp_path):
     (tmp_path / "dir").mkdir()
     assert _cli("--talosconfig", str(tc), "kubeconfig", str(tmp_path / "dir")) == 0
     assert (tmp_path / "dir" / "kubeconfig").exists()
+
+
+def test_logs_from_two_nodes_are_prefixed(configured, talosconfig_for, capsys):
+    a, na = configured(hostname="a")
+    b, nb = configured(hostname="b")
+    na.services_by_id["etcd"].append("from a")
+    nb.services_by_id["etcd"].append("from b")
+    tc = talosconfig_for([a.endpoint], [a.endpoint, b.endpoint])
+    assert _cli("--talosconfig", str(tc), "logs", "etcd", "--tail", "1") == 0
+    lines = sorted(capsys.readouterr().out.splitlines())
+    assert lines == sorted([f"{a.endpoint}: from a", f"{b.endpoint}: from b"])

@@ -173,3 +173,50 @@ def test_other_methods_unimplemented(maintenance, method):
         asyncio.run(call())
     assert err.value.status is Status.UNIMPLEMENTED
     assert node.actions == []
+
+
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback (::1) on this machine")
+def test_insecure_apply_over_ipv6_loopback(cluster, tmp_path, capsys):
+    from talos_init.api import ApiServer, MaintenanceCert
+    from talos_init.api.memory import MemoryNode
+
+    from .conftest import ServerThread
+
+    cert = MaintenanceCert.create([], "talos-maint")  # SANs still carry ::1
+    holder = {}
+
+    def make():
+        holder["node"] = MemoryNode()
+        return ApiServer.maintenance(holder["node"], cert)
+
+    s = ServerThread(make, host="::1")
+    try:
+        f = tmp_path / "c.yaml"
+        f.write_text(cluster.configs["init"])
+        code = main(
+            [
+                "apply-config",
+                "--insecure",
+                "-n",
+                s.endpoint,
+                "-f",
+                str(f),
+                "--cert-fingerprint",
+                cert.fingerprint,
+            ]
+        )
+        assert code == 0, capsys.readouterr().err
+        assert holder["node"].accepted.get_nowait() == cluster.configs["init"]
+    finally:
+        s.close()

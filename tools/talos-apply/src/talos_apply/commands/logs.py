@@ -38,8 +38,9 @@ def logs(
     request = machine_pb2.LogsRequest(
         id=service_id, follow=follow, tail_lines=tail, driver=common_pb2.CONTAINERD
     )
-    c = client.Client(client.secure_target(g))
-    prefix = len(g.nodes) > 1
+    target = client.secure_target(g)
+    c = client.Client(target)
+    prefix = len(target.nodes) > 1
     errors: list[NodeError] = []
     partial: dict[str, str] = {}
 
