@@ -481,3 +481,10 @@ def test_logs_from_two_nodes_are_prefixed(configured, talosconfig_for, capsys):
     assert _cli("--talosconfig", str(tc), "logs", "etcd", "--tail", "1") == 0
     lines = sorted(capsys.readouterr().out.splitlines())
     assert lines == sorted([f"{a.endpoint}: from a", f"{b.endpoint}: from b"])
+
+
+@pytest.mark.parametrize("command", ["bootstrap", "kubeconfig"])
+def test_single_node_commands_refuse_several_nodes(command, tmp_path, talosconfig_for, capsys):
+    tc = talosconfig_for(["127.0.0.1:1"], ["127.0.0.1:1", "127.0.0.1:2"])  # from the context
+    assert _cli("--talosconfig", str(tc), command) == 2
+    assert "exactly one node" in capsys.readouterr().err

@@ -19,9 +19,16 @@ def resolve(
     return globals_of(ctx).merged(talosconfig, context, endpoints, nodes)
 
 
-def unary(g: Globals, method: str, request: Any) -> tuple[list[Any], list[Any]]:
+def unary(
+    g: Globals, method: str, request: Any, *, single: str = ""
+) -> tuple[list[Any], list[Any]]:
+    """Call ``method`` on the target nodes; ``single`` names a command that takes one node."""
+    from libtalos.errors import UsageError
     from talos_apply import client  # grpclib: loaded only by the commands that dial
 
-    c = client.Client(client.secure_target(g))
+    target = client.secure_target(g)
+    if single and len(target.nodes) != 1:
+        raise UsageError(f"{single} takes exactly one node (--nodes IP)")
+    c = client.Client(target)
     result: tuple[list[Any], list[Any]] = client.run(c.unary(method, request))
     return result

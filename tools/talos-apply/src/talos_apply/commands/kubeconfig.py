@@ -44,9 +44,10 @@ def kubeconfig(
     from talos_apply import client, kubemerge
 
     g = resolve(ctx, talosconfig, context, endpoints, nodes)
-    if len(g.nodes) > 1:
+    api_target = client.secure_target(g)
+    if len(api_target.nodes) != 1:
         raise UsageError("kubeconfig takes exactly one node (--nodes IP)")
-    c = client.Client(client.secure_target(g))
+    c = client.Client(api_target)
 
     async def fetch() -> bytes:
         chunks: list[bytes] = []

@@ -27,12 +27,9 @@ def bootstrap(
 ) -> None:
     """Start etcd as a new cluster on one control-plane node (refused if etcd has data)."""
     from libtalos.api import machine_pb2
-    from libtalos.errors import UsageError
 
     g = resolve(ctx, talosconfig, context, endpoints, nodes)
-    if len(g.nodes) > 1:
-        raise UsageError("bootstrap takes exactly one node (--nodes IP)")
-    messages, errors = unary(g, "Bootstrap", machine_pb2.BootstrapRequest())
+    messages, errors = unary(g, "Bootstrap", machine_pb2.BootstrapRequest(), single="bootstrap")
     _done(messages, "bootstrap requested")
     report_errors(errors)
 
