@@ -488,3 +488,17 @@ def test_single_node_commands_refuse_several_nodes(command, tmp_path, talosconfi
     tc = talosconfig_for(["127.0.0.1:1"], ["127.0.0.1:1", "127.0.0.1:2"])  # from the context
     assert _cli("--talosconfig", str(tc), command) == 2
     assert "exactly one node" in capsys.readouterr().err
+
+
+def test_try_mode_rolls_back_after_timeout(apply_env):
+    _s, node, run, cluster = apply_env
+    before = node.config_text()
+    assert (
+        run(_changed_cluster(cluster.configs["init"]), "--mode", "try", "--timeout", "200ms") == 0
+    )
+    assert node.config_text() != before  # applied now ...
+    deadline = time.monotonic() + 30
+    while ("rollback", None) not in node.actions:  # ... and rolled back by the node later
+        assert time.monotonic() < deadline, "no rollback"
+        time.sleep(0.02)
+    assert node.config_text() == before
