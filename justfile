@@ -46,9 +46,17 @@ docs-check:
     python -m libtalos.docgen --check docs/reference
     python -m talos_gen.helpdocs --check
 
+# Regenerate the machine API code from the .proto files
+proto:
+    python scripts/gen-proto
+
+# Fail when the generated machine API code is stale
+proto-check:
+    python scripts/gen-proto --check
+
 # Run the benchmarks (all, or by name: startup gen pki api luks vip init cluster) beside their references
 bench *names:
     python bench/run.py {{names}}
 
-# Everything CI checks: lint, types, generated docs, tests
-ci: lint type docs-check test
+# Everything CI checks: lint, types, generated docs and code, tests
+ci: lint type docs-check proto-check test

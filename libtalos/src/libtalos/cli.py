@@ -51,11 +51,18 @@ def run(app: Any, argv: Sequence[str] | None, *, prog: str) -> int:
     """Run a Typer app on ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
     import typer.main
 
+    # The exception classes of the click that typer itself runs on: typer 0.27 vendors it as
+    # typer._click (and a separately installed click would be a different, unused copy).
     try:
-        from click.exceptions import Abort, ClickException, Exit, UsageError
-    except ImportError:  # typer 0.27 vendors click as typer._click and has no click dependency
-        from typer._click.exceptions import ClickException, UsageError  # type: ignore[no-redef,unused-ignore]
-        from typer.exceptions import Abort, Exit  # type: ignore[no-redef,assignment,unused-ignore]
+        from typer._click.exceptions import ClickException, UsageError
+        from typer.exceptions import Abort, Exit
+    except ImportError:  # typer releases that depend on click instead
+        from click.exceptions import (  # type: ignore[no-redef,assignment,unused-ignore]
+            Abort,
+            ClickException,
+            Exit,
+            UsageError,
+        )
 
     args = list(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(app)

@@ -91,6 +91,21 @@ ROUTES: tuple[Route, ...] = (
 
 _ALIASES = {"--output-file": "-o", "--output": "-o"}
 
+# talosctl's global flags may stand before the command words (`talosctl --talosconfig=./tc config
+# endpoint …`, as the docs write it); they are moved after the command's own arguments.
+GLOBAL_FLAGS = frozenset({"--talosconfig", "--context", "-e", "--endpoints", "-n", "--nodes"})
+
+
+def split_globals(args: list[str]) -> tuple[list[str], list[str]]:
+    """Leading global flags (with their values) and the rest of the command line."""
+    hoisted: list[str] = []
+    i = 0
+    while i < len(args) and args[i].split("=", 1)[0] in GLOBAL_FLAGS:
+        take = 1 if "=" in args[i] else 2
+        hoisted.extend(args[i : i + take])
+        i += take
+    return hoisted, args[i:]
+
 
 def usage() -> str:
     lines = [
@@ -109,8 +124,9 @@ def usage() -> str:
     return "\n".join(lines) + "\n"
 
 
-def resolve(args: list[str]) -> tuple[Route, list[str]] | None:
-    """The route for ``args`` (longest match of command words) and the tool's argv."""
+def resolve(argv: list[str]) -> tuple[Route, list[str]] | None:
+    """The route for ``argv`` (longest match of command words) and the tool's argv."""
+    hoisted, args = split_globals(argv)
     for route in sorted(ROUTES, key=lambda r: -len(r.words)):
         n = len(route.words)
         if tuple(args[:n]) == route.words:
@@ -121,7 +137,7 @@ def resolve(args: list[str]) -> tuple[Route, list[str]] | None:
                 for flag, default in route.defaults.items():
                     if flag not in given:
                         extra.extend(default)
-            return route, [*route.prefix, *rest, *extra]
+            return route, [*route.prefix, *rest, *extra, *hoisted]
     return None
 
 
