@@ -136,9 +136,30 @@ class NodeRun:
         os.kill(self.pid1, signum)
 
     def wait(self, timeout: float = WAIT) -> int:
-        code = self.proc.wait(timeout=timeout)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"the node did not exit within {timeout:g}s\n{self._where()}\n"
+                f"console:\n{self.transcript()}"
+            ) from None
         self.drain(5)
         return code
+
+    def _where(self) -> str:
+        """What PID 1's threads are doing (kernel side), for a failure message."""
+        out = []
+        try:
+            for task in sorted(Path(f"/proc/{self.pid1}/task").iterdir()):
+                comm = (task / "comm").read_text().strip()
+                wchan = (task / "wchan").read_text().strip()
+                syscall = (task / "syscall").read_text().split()[0]
+                out.append(f"thread {task.name} {comm}: wchan {wchan}, syscall {syscall}")
+            kids = Path(f"/proc/{self.pid1}/task/{self.pid1}/children").read_text().split()
+            out.append(f"children: {kids}")
+        except (OSError, AssertionError) as exc:
+            out.append(f"(cannot inspect PID 1: {exc})")
+        return "\n".join(out)
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -189,3 +189,30 @@ def test_pre_start_runs_before_the_process_and_its_failure_fails_the_start(
     node.signal(signal.SIGTERM)
     assert node.wait() == 143
     assert not node.matching(r"service\[unprepared\]\(Running\)")
+
+
+def test_sigterm_while_boot_still_waits_for_an_unhealthy_service(run_node, tmp_path, services_dir):
+    """SIGTERM lands while startEverything waits, right as a state change wakes it.
+
+    Regression: with asyncio.wait_for the boot task could swallow its cancellation there and
+    keep waiting, so the node never stopped. Repeated because it is a race.
+    """
+    write_service(
+        services_dir, "unhealthy", command="/bin/sleep", args=["1000"],
+        healthCheck={"tcp": "127.0.0.1:18183", "initialDelay": 0, "period": "20ms"},
+    )  # fmt: skip
+    # Health that flips on every probe: a stream of state changes waking the boot task.
+    flip = "if [ -e /run/up ]; then rm /run/up; exit 1; fi; : > /run/up"
+    write_service(
+        services_dir, "flapping", command="/bin/sleep", args=["1000"],
+        healthCheck={"command": ["/bin/sh", "-c", flip], "initialDelay": 0, "period": "1ms"},
+    )  # fmt: skip
+    config = _config(tmp_path)
+    for i in range(25):
+        node = run_node(state_dir=tmp_path / f"node-{i}", services=services_dir, config=config)
+        node.seen(r"service\[unhealthy\]\(Running\): Health check failed")
+        node.expect(r"service\[flapping\]\(Running\): Health check successful")
+        node.signal(signal.SIGTERM)
+        assert node.wait(30) == 143
+        assert not node.matching(r"boot sequence: done")
+        assert not node.matching(r"did not stop when cancelled")  # the fix, not the guard

@@ -17,9 +17,11 @@ async def run_check(check: HealthCheck, reaper: Reaper) -> tuple[bool, str]:
     """One probe: ``(healthy, message)``. Never raises for a failing target."""
     try:
         if check.kind == "tcp":
-            return await asyncio.wait_for(_tcp(check.target), check.timeout)
+            async with asyncio.timeout(check.timeout):
+                return await _tcp(check.target)
         if check.kind == "http":
-            return await asyncio.wait_for(_http(check.target), check.timeout)
+            async with asyncio.timeout(check.timeout):
+                return await _http(check.target)
         return await _command(check, reaper)
     except TimeoutError:
         return False, f"timed out after {check.timeout:g}s"
@@ -72,7 +74,8 @@ async def _command(check: HealthCheck, reaper: Reaper) -> tuple[bool, str]:
     finally:
         os.close(devnull)
     try:
-        status = await asyncio.wait_for(asyncio.shield(done), check.timeout)
+        async with asyncio.timeout(check.timeout):
+            status = await asyncio.shield(done)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)

@@ -28,6 +28,7 @@ from talos_init.supervisor import Supervisor
 
 MAINTENANCE_POLL = 0.2  # seconds between looks for a dropped config file
 BOOT_TIMEOUT = 15 * 60.0  # Talos's BootTimeout for startEverything
+BOOT_CANCEL_BOUND = 5.0  # seconds a cancelled boot sequence gets to unwind
 
 # TALOS-FACTS §7.2: enforced kernel parameters and the KSPP sysctls written at boot.
 REQUIRED_KERNEL_PARAMS = {"slab_nomerge": "", "pti": "on"}
@@ -148,8 +149,11 @@ class Node:
             request = await self._request
             if not boot.done():
                 boot.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await boot
+                # asyncio.timeout (not wait_for) everywhere below keeps the cancellation from
+                # being swallowed; the bound is a second guard so that shutdown always proceeds.
+                await asyncio.wait({boot}, timeout=BOOT_CANCEL_BOUND)
+                if not boot.done():
+                    self.console.log("boot sequence did not stop when cancelled; going on")
             name = "reboot" if request.kind == "reboot" else "shutdown"
             with contextlib.suppress(TaskFailedError):
                 stop = Phase("stopEverything", [("stopAllServices", self._stop_all)])
@@ -338,7 +342,8 @@ class Node:
                     self.console.log(f"config accepted from {source}")
                     return config
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._applied), MAINTENANCE_POLL)
+                async with asyncio.timeout(MAINTENANCE_POLL):
+                    await asyncio.shield(self._applied)
         config = self._applied.result()
         configsource.persist(self.state, config)
         return config

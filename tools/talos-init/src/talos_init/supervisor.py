@@ -138,7 +138,8 @@ class Supervisor:
 
     async def changed(self, timeout: float | None = None) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
 
     def _event(self, svc: Service, state: State, message: str) -> None:
         svc.state = state
@@ -312,7 +313,8 @@ class Supervisor:
             svc.pid = None
         # Read what the process wrote before it died (its children may hold the pipe: bounded).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(output_done), 0.2)
+            async with asyncio.timeout(0.2):
+                await asyncio.shield(output_done)
         svc.healthy = None
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
             return True, "Service finished successfully"
@@ -348,7 +350,8 @@ class Supervisor:
             self._event(svc, State.STOPPING, f"Sending SIGTERM to {pid}")
             _signal_group(pid, signal.SIGTERM)
             try:
-                await asyncio.wait_for(asyncio.shield(exit_future), grace)
+                async with asyncio.timeout(grace):
+                    await asyncio.shield(exit_future)
             except TimeoutError:
                 self._event(svc, State.STOPPING, f"Sending SIGKILL to {pid} after {grace:g}s")
                 _signal_group(pid, signal.SIGKILL)
