@@ -328,3 +328,31 @@ def test_interfaces_parse_and_problems():
     good = configsource.parse(text.split("            - interface: eth1")[0], "n.yaml")
     (eth0,) = good.interfaces
     assert (eth0.name, eth0.addresses, eth0.routes[0].gateway) == ("eth0", ("10.5.0.2/24",), "10.5.0.1")
+
+
+def test_log_ring_is_bounded_and_followable():
+    from talos_init.logring import LogRing
+
+    ring = LogRing("svc", maxlen=3)
+    for i in range(5):
+        ring.append(f"line {i}")
+    assert ring.lines() == ["line 2", "line 3", "line 4"]
+    assert ring.lines(2) == ["line 3", "line 4"] and ring.total == 5
+
+    async def follow() -> list[str]:
+        got: list[str] = []
+
+        async def reader() -> None:
+            async for line in ring.follow(tail=1):
+                got.append(line)
+                if len(got) == 3:
+                    return
+
+        task = asyncio.create_task(reader())
+        await asyncio.sleep(0)  # let the follower subscribe
+        ring.append("line 5")
+        ring.append("line 6")
+        await task
+        return got
+
+    assert asyncio.run(follow()) == ["line 4", "line 5", "line 6"]
