@@ -267,3 +267,12 @@ def test_killing_the_node_while_it_saves_its_config(run_node, tmp_path):
             assert saved.read_text() in wanted
             assert _mode(saved) == 0o600
     assert _persisted(state).exists()
+
+
+def test_sigterm_in_maintenance_mode_exits_143(run_node, tmp_path):
+    node = run_node(state_dir=tmp_path / "node")
+    node.expect(r"no config: entering maintenance mode")
+    node.expect(r"waiting for a machine config")
+    node.signal(signal.SIGTERM)
+    assert node.wait(30) == 143
+    assert not node.matching(r"boot sequence: done")
