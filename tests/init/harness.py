@@ -7,6 +7,7 @@ their output to the console with --echo-services.
 
 from __future__ import annotations
 
+import copy
 import os
 import queue
 import re
@@ -27,13 +28,18 @@ TALOS_INIT = str(Path(sys.executable).parent / "talos-init")
 UNSHARE_NODE = ("unshare", "--pid", "--fork", "--mount-proc", "--uts", "--net")
 WAIT = 60.0  # bound on any one handshake, so a broken node fails the test instead of hanging it
 
-CONFIG = """\
-version: v1alpha1
-machine:
-    type: {type}
-    network:
-        hostname: {hostname}
-"""
+_BASE: dict[str, dict[str, Any]] = {}
+
+
+def base_config(kind: str) -> dict[str, Any]:
+    """A generated v1alpha1 config (``init``, ``controlplane`` or ``join``) as data, made once."""
+    if not _BASE:
+        from libtalos.config import GenerateInput, generate, to_data
+        from libtalos.pki import generate_secrets
+
+        configs = generate(GenerateInput("test", "https://10.5.0.2:6443"), generate_secrets())
+        _BASE.update({k: to_data(v) for k, v in configs.items()})
+    return copy.deepcopy(_BASE[kind])
 
 
 def probe_pid_namespace() -> str | None:
@@ -197,6 +203,15 @@ def helper(name: str) -> str:
     return str(HELPERS / name)
 
 
-def write_config(path: Path, machine_type: str = "init", hostname: str = "node-1") -> Path:
-    path.write_text(CONFIG.format(type=machine_type, hostname=hostname))
+def write_config(
+    path: Path, machine_type: str = "init", hostname: str = "node-1", **machine: Any
+) -> Path:
+    """A complete generated config with ``hostname`` and extra ``machine`` keys, written out."""
+    from libtalos.yamlio import dump
+
+    data = base_config(machine_type)
+    network = machine.pop("network", {})
+    data["machine"]["network"] = {"hostname": hostname, **network}
+    data["machine"].update(machine)
+    path.write_text(dump(data))
     return path

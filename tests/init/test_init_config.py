@@ -86,19 +86,23 @@ def test_unreachable_url_then_maintenance_then_dropped_config(run_node, tmp_path
 
 
 def test_malformed_config_names_file_key_and_line_and_node_stays_up(run_node, tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("version: v1alpha1\nmachine:\n    type: banana\n")
+    bad = write_config(tmp_path / "bad.yaml")
+    bad.write_text(bad.read_text().replace("type: init", "type: banana"))
     state = tmp_path / "node"
     node = run_node(state_dir=state, config=str(bad))
     node.expect(r"config rejected:")
-    node.expect(rf"{bad}:3 document 1: machine\.type: must be one of init")
+    node.expect(rf"{bad}:5 document 1: machine\.type: must be one of: init, controlplane")
     node.expect(r"no config: entering maintenance mode")
     # Still up: a bad dropped config is rejected the same way, then a good one boots.
     drop = state / "state" / configsource.DROP_NAME
     tmp = drop.with_suffix(".tmp")
-    tmp.write_text("version: v1alpha1\nmachine:\n    type: init\n    network: [1]\n")
+    text = write_config(tmp).read_text()
+    tmp.write_text(text.replace("    network:\n        hostname: node-1\n", "    network: [1]\n"))
     tmp.rename(drop)
-    node.expect(r"/system/state/apply-config.yaml:4 document 1: machine\.network: must be a mapping")
+    line = text.splitlines().index("    network:") + 1
+    node.expect(
+        rf"/system/state/apply-config.yaml:{line} document 1: machine\.network: must be a mapping"
+    )
     node.expect(r"still in maintenance mode")
     write_config(tmp).rename(drop)
     node.expect(r"config accepted")
@@ -193,29 +197,22 @@ def test_container_reboot_reruns_the_sequence_and_shutdown_exits_0(run_node, tmp
     assert sum("task setupSystemDirectory (1/1): starting" in line for line in lines) == 1
 
 
-NETWORK_CONFIG = """\
-version: v1alpha1
-machine:
-    type: join
-    network:
-        hostname: net-1
-        interfaces:
-            - interface: v0
-              cidr: 10.9.0.2/24
-              mtu: 1400
-              routes:
-                  - network: 10.10.0.0/16
-                    gateway: 10.9.0.1
-                    metric: 1024
-            - interface: eth9
-              addresses: [10.11.0.2/24]
-"""
+INTERFACES = [
+    {
+        "interface": "v0",
+        "cidr": "10.9.0.2/24",
+        "mtu": 1400,
+        "routes": [{"network": "10.10.0.0/16", "gateway": "10.9.0.1", "metric": 1024}],
+    },
+    {"interface": "eth9", "cidr": "10.11.0.2/24"},
+]
 
 
 @pytest.mark.parametrize("manage", [True, False])
 def test_static_addresses_and_routes_in_a_private_netns(run_node, tmp_path, manage):
-    config = tmp_path / "net.yaml"
-    config.write_text(NETWORK_CONFIG)
+    config = write_config(
+        tmp_path / "net.yaml", "join", "net-1", network={"interfaces": INTERFACES}
+    )
     services = tmp_path / "services"
     services.mkdir()
     show = "ip -o -4 addr show dev v0; ip -o link show dev v0; ip route show dev v0"

@@ -152,13 +152,11 @@ def test_service_exit_status_is_reported(run_node, tmp_path, services_dir, comma
 
 
 def test_machine_files_are_written_under_var(run_node, tmp_path):
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "version: v1alpha1\nmachine:\n    type: join\n    files:\n"
-        "        - content: hello\n          permissions: 0o600\n          path: /var/hello.txt\n"
-        "          op: create\n"
-        "        - content: nope\n          path: /usr/nope.txt\n"
-    )
+    files = [
+        {"content": "hello", "permissions": 0o600, "path": "/var/hello.txt", "op": "create"},
+        {"content": "nope", "permissions": 0o644, "path": "/usr/nope.txt", "op": "create"},
+    ]
+    config = write_config(tmp_path / "config.yaml", "join", files=files)
     state = tmp_path / "node"
     node = run_node(state_dir=state, config=str(config))
     # The root is read-only: only STATE and EPHEMERAL take writes, and the node says so.

@@ -5,9 +5,10 @@ the config persisted in STATE (``/system/state/config.yaml``), else maintenance 
 for a config (the API issue delivers one; until then a file dropped into STATE as
 ``apply-config.yaml`` is the documented way).
 
-The config is checked here for what talos-init itself applies (version, ``machine.type``,
-``machine.network.hostname``, ``machine.files``, ``machine.sysctls``); the full v1alpha1 model
-lives in ``libtalos.config`` (another issue) and is not duplicated here.
+A config is loaded and validated by the v1alpha1 model of ``libtalos.config`` (strict: unknown
+keys, wrong types, and ``talosctl validate``'s rules for the node's mode, each problem with its
+line); then the parts talos-init applies itself are picked out here (``machine.type``,
+``machine.network.hostname`` and ``interfaces``, ``machine.files``, ``machine.sysctls``).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from libtalos.errors import DocumentError, Problem, TalosError
+from libtalos.errors import DocumentError, Problem, TalosError, ValidationError
 from libtalos.fsutil import SECRET_MODE, atomic_write
-from libtalos.yamlio import Document, load_one
+from libtalos.yamlio import Document
 
 CONFIG_NAME = "config.yaml"
 DROP_NAME = "apply-config.yaml"
@@ -75,12 +76,22 @@ class MachineConfig:
     files: tuple[MachineFile, ...] = ()
     sysctls: dict[str, str] = field(default_factory=dict)
     interfaces: tuple[Interface, ...] = ()
+    warnings: tuple[str, ...] = ()  # validation warnings, rendered
     data: Any = None
 
 
-def parse(text: str, source: str) -> MachineConfig:
-    """Check the parts talos-init applies; raise :class:`DocumentError` naming key and line."""
-    doc = load_one(text, source)
+def parse(text: str, source: str, mode: str = "container") -> MachineConfig:
+    """Load, validate for ``mode`` and pick out what talos-init applies.
+
+    Raises :class:`DocumentError` naming the source, key and line of every problem.
+    """
+    from libtalos.config import load, validate
+
+    loaded = load(text, source)
+    result = validate(loaded.config, mode)
+    if result.errors:
+        raise ValidationError(result.errors)
+    doc = loaded.document
     problems: list[Problem] = []
     data = doc.data
     if not isinstance(data, dict):
@@ -104,7 +115,10 @@ def parse(text: str, source: str) -> MachineConfig:
     )
     if problems:
         raise DocumentError(problems)
-    return MachineConfig(text, source, str(mtype), hostname, files, sysctls, interfaces, data)
+    warnings = tuple(p.render() for p in result.warnings)
+    return MachineConfig(
+        text, source, str(mtype), hostname, files, sysctls, interfaces, warnings, data
+    )
 
 
 def _hostname(doc: Document, machine: dict[str, Any], problems: list[Problem]) -> str | None:
@@ -315,7 +329,7 @@ def persist(state_dir: str | Path, config: MachineConfig) -> Path:
     return atomic_write(Path(state_dir) / CONFIG_NAME, config.text, mode=SECRET_MODE)
 
 
-def load_persisted(state_dir: str | Path) -> MachineConfig | None:
+def load_persisted(state_dir: str | Path, mode: str = "container") -> MachineConfig | None:
     """The config kept in STATE, or ``None`` when there is none. Bad content raises."""
     path = Path(state_dir) / CONFIG_NAME
     try:
@@ -324,7 +338,7 @@ def load_persisted(state_dir: str | Path) -> MachineConfig | None:
         return None
     except (OSError, UnicodeError) as exc:
         raise ConfigFetchError(f"{path}: cannot read: {getattr(exc, 'strerror', exc)}") from None
-    return parse(text, str(path))
+    return parse(text, str(path), mode)
 
 
 def remove_stale_temp(state_dir: str | Path) -> int:

@@ -101,7 +101,7 @@ class Node:
 
     def apply_configuration(self, text: str, source: str = "<api>") -> MachineConfig:
         """Validate and take a config (maintenance mode); raises DocumentError when bad."""
-        config = configsource.parse(text, source)
+        config = configsource.parse(text, source, self.options.mode)
         if self._applied is not None and not self._applied.done():
             self._applied.set_result(config)
         return config
@@ -293,14 +293,14 @@ class Node:
                 self.console.log(f"config: {exc.message}")
         if text_source is not None:
             try:
-                self.config = configsource.parse(*text_source)
+                self.config = configsource.parse(*text_source, self.options.mode)
                 self.config_from_url = True
                 self.console.log(f"config loaded from {text_source[1]}")
                 return
             except DocumentError as exc:
                 self._report_bad_config(exc)
         try:
-            self.config = configsource.load_persisted(self.state)
+            self.config = configsource.load_persisted(self.state, self.options.mode)
         except (DocumentError, TalosError) as exc:
             if isinstance(exc, DocumentError):
                 self._report_bad_config(exc)
@@ -328,7 +328,7 @@ class Node:
             if found is not None:
                 text, source = found
                 try:
-                    config = configsource.parse(text, source)
+                    config = configsource.parse(text, source, self.options.mode)
                 except DocumentError as exc:
                     self._report_bad_config(exc)
                     rejected = drop.with_name(drop.name + ".rejected")
@@ -371,6 +371,8 @@ class Node:
     async def _validate_config(self) -> None:
         config = self._config()
         self.console.log(f"machine type {config.machine_type}")
+        for warning in config.warnings:
+            self.console.log(f"config warning: {warning}")
 
     async def _save_config(self) -> None:
         config = self._config()
