@@ -166,10 +166,13 @@ def _wait_for(predicate, bound: float = 60.0) -> None:  # type: ignore[no-untype
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_interrupted_create_then_destroy(env: Env, sig: signal.Signals) -> None:
     before = _host_links()
-    # a slow stand-in PID 1 is not needed: we stop create as soon as its record shows the first
-    # node started, i.e. half way (the worker is not made yet)
+    # the stand-in PID 1 never reports ready, so create is certain to be still waiting when it
+    # is stopped (with real nodes a fast machine can finish before the signal lands)
     proc = subprocess.Popen(
-        [str(BIN / "talos-cluster"), *env.create_args("--masters", "1", "--workers", "2")],
+        [
+            str(BIN / "talos-cluster"),
+            *env.create_args("--masters", "1", "--workers", "2", "--node-command", "sleep 600"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

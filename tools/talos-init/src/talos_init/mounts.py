@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import sys
 from pathlib import Path
 
 from libtalos.errors import TalosError
@@ -104,6 +105,30 @@ def pivot_root(new_root: str) -> None:
     os.chdir("/")
 
 
+def software_paths() -> list[str]:
+    """Host directories the node's own software runs from that a node-owned mount would hide.
+
+    talos-init and its services run from the host's files. When those live under ``/tmp``,
+    ``/run``, ``/var`` or ``/system`` (a checkout in ``/tmp``, a virtual environment under
+    ``/var``), the node's fresh mounts there would hide them; these paths are bound back,
+    read-only, at the same place: the interpreter's prefixes, the import path, and for a
+    virtual environment the directory holding it (the project it belongs to).
+    """
+    candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path}
+    if sys.prefix != sys.base_prefix:
+        candidates.add(os.path.dirname(sys.prefix.rstrip("/")))
+    keep: set[str] = set()
+    for path in candidates:
+        if not path or not os.path.isabs(path) or not os.path.isdir(path):
+            continue
+        real = os.path.realpath(path)
+        top = real.strip("/").split("/", 1)[0]
+        if top in NODE_OWNED and real != "/" + top:
+            keep.add(real)
+    # a path inside another kept path is already visible
+    return sorted(p for p in keep if not any(p != q and p.startswith(q + "/") for q in keep))
+
+
 def build_node_root(state_dir: Path) -> None:
     """Switch this process (and its future children) to the node's read-only root.
 
@@ -137,6 +162,15 @@ def build_node_root(state_dir: Path) -> None:
     os.mkdir(f"{root}/system/state", 0o700)
     mount(str(state), f"{root}/system/state", None, MS_BIND)
     mount(str(ephemeral), f"{root}/var", None, MS_BIND)
+    state_real = os.path.realpath(state_dir)
+    for path in software_paths():
+        inside = state_real.startswith(path + "/") or path.startswith(state_real + "/")
+        if inside or state_real == path:
+            continue  # never expose the node's own state through a second, read-only door
+        target = root + path
+        os.makedirs(target, exist_ok=True)
+        mount(path, target, None, MS_BIND | MS_REC)
+        make_readonly(target)
     make_readonly(root, recursive=False)
     pivot_root(root)
 
