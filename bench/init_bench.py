@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import select
 import shutil
 import signal
 import statistics
@@ -32,7 +33,18 @@ TALOS_INIT = str(Path(sys.executable).parent / "talos-init")
 TINI = shutil.which("tini") or "/usr/bin/tini"
 UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
 NODE_NS = [*UNSHARE, "--uts", "--net"]
-CONFIG = "version: v1alpha1\nmachine:\n    type: init\n    network:\n        hostname: bench\n"
+
+
+def _config_text() -> str:
+    """A complete generated init config (what a real node boots with)."""
+    from libtalos.config import GenerateInput, generate, to_data
+    from libtalos.pki import generate_secrets
+    from libtalos.yamlio import dump
+
+    configs = generate(GenerateInput("bench", "https://10.5.0.2:6443"), generate_secrets())
+    data = to_data(configs["init"])
+    data["machine"]["network"] = {"hostname": "bench"}
+    return dump(data)
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -77,12 +89,27 @@ def _rss_kib(pid: int) -> int:
     return int(next(x for x in status.splitlines() if x.startswith("VmRSS:")).split()[1])
 
 
-def _wait_line(proc: subprocess.Popen[bytes], needle: str) -> None:
+_UNREAD: dict[int, list[bytes]] = {}  # per console fd: complete lines not looked at yet
+
+
+def _wait_line(proc: subprocess.Popen[bytes], needle: str, bound: float = 120.0) -> None:
+    """Read PID 1's console until a line holds ``needle``; give up loudly after ``bound``."""
     assert proc.stdout is not None
-    for raw in proc.stdout:
-        if needle in raw.decode("utf-8", "replace"):
-            return
-    raise SystemExit(f"bench: PID 1 exited before printing {needle!r}")
+    fd = proc.stdout.fileno()
+    lines = _UNREAD.setdefault(fd, [b""])  # the last item is a partial line
+    deadline = time.monotonic() + bound
+    while True:
+        while len(lines) > 1:
+            if needle in lines.pop(0).decode("utf-8", "replace"):
+                return
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise SystemExit(f"bench: no {needle!r} from PID 1 within {bound:g}s")
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            raise SystemExit(f"bench: PID 1 exited before printing {needle!r}")
+        partial = lines.pop()
+        lines.extend((partial + chunk).split(b"\n"))
 
 
 def _stop(proc: subprocess.Popen[bytes], pid1: int) -> None:
@@ -90,6 +117,7 @@ def _stop(proc: subprocess.Popen[bytes], pid1: int) -> None:
         os.kill(pid1, signal.SIGKILL)
     proc.wait(timeout=60)
     if proc.stdout is not None:
+        _UNREAD.pop(proc.stdout.fileno(), None)
         proc.stdout.close()
 
 
@@ -130,7 +158,7 @@ def run_talos_init(binary: str, orphans: int, work: Path) -> tuple[float, float,
     args = ", ".join(f'"{a}"' for a in _workload("/var/fork_orphans", orphans)[1:])
     (services / "orphans.yaml").write_text(f"name: orphans\ncommand: /bin/sh\nargs: [{args}]\n")
     config = work / "config.yaml"
-    config.write_text(CONFIG)
+    config.write_text(_config_text())
     argv = [*NODE_NS, TALOS_INIT, "--mode", "container", "--state-dir", str(state),
             "--services-dir", str(services), "--config", str(config), "--echo-services"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -142,7 +170,7 @@ def boot_times(work: Path, runs: int) -> list[float]:
     services.mkdir(exist_ok=True)
     (services / "idle.yaml").write_text("name: idle\ncommand: /bin/sleep\nargs: ['1000']\n")
     config = work / "config.yaml"
-    config.write_text(CONFIG)
+    config.write_text(_config_text())
     samples = []
     for i in range(runs):
         state = work / f"boot-{i}"
