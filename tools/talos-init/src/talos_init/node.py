@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from libtalos.errors import DocumentError, Problem, TalosError
+from libtalos.fsutil import atomic_write
 from talos_init import configsource, mounts
 from talos_init.configsource import MachineConfig
 from talos_init.logring import Console
@@ -392,8 +393,6 @@ class Node:
                     if f.op == "create" and os.path.exists(f.path):
                         self.console.log(f"machine.files[{i}]: {f.path} exists, left as is")
                         continue
-                    from libtalos.fsutil import atomic_write
-
                     atomic_write(f.path, f.content, mode=f.permissions)
             except TalosError as exc:  # its message names the path
                 self.console.log(f"machine.files[{i}]: {exc.message}")
