@@ -47,6 +47,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -145,16 +146,25 @@ $B mount -t sysfs sysfs /newroot/sys
 $B mount -t devtmpfs devtmpfs /newroot/dev
 $B mkdir -p /newroot/dev/pts /newroot/dev/shm
 $B mount -t devpts devpts /newroot/dev/pts
+# the host paths the guest program runs from (a checkout or .venv under /tmp or /run) stay
+# visible through the fresh tmpfs mounts: a second view of the host root, bound back after them
+if [ -n "$vmlib_keep" ]; then
+    $B mkdir -p /hostview
+    $B mount -o bind /newroot /hostview
+fi
 $B mount -t tmpfs tmpfs /newroot/dev/shm
 $B mount -t tmpfs tmpfs /newroot/run
 $B mount -t tmpfs tmpfs /newroot/tmp
+for p in $(echo "$vmlib_keep" | $B tr ':' ' '); do
+    $B mkdir -p "/newroot$p" && $B mount -o bind,ro "/hostview$p" "/newroot$p" || fail "cannot keep $p"
+done
 if [ "$vmlib_share" = 1 ]; then
     $B mkdir -p /newroot@SHARE@
     $B mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,access=any \
         vmlibshare /newroot@SHARE@ || fail "cannot mount the share"
 fi
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
-unset vmlib_share
+unset vmlib_share vmlib_keep
 exec $B switch_root /newroot "$@"
 """.replace("@SHARE@", GUEST_SHARE)
 
@@ -223,6 +233,14 @@ def _initramfs(version: str) -> Path:
     return out
 
 
+def _hidden_software_paths() -> list[str]:
+    """The checkout and the interpreter's prefix when they live where the guest mounts tmpfs."""
+    repo = os.path.realpath(Path(__file__).resolve().parents[2])
+    paths = {repo, os.path.realpath(sys.prefix)}
+    hidden = sorted(p for p in paths if p.startswith(("/tmp/", "/run/")))
+    return [p for p in hidden if not any(p != q and p.startswith(q + "/") for q in hidden)]
+
+
 def boot(
     argv: Sequence[str],
     *,
@@ -231,16 +249,26 @@ def boot(
     memory_mb: int = 256,
     smbios_uuid: str | None = None,
     timeout: float = 600,
+    cmdline: str | Sequence[str] = (),
 ) -> Guest:
-    """Boot a guest that runs ``argv`` as PID 1; see the module docstring."""
+    """Boot a guest that runs ``argv`` as PID 1; see the module docstring.
+
+    ``cmdline`` adds kernel parameters, as one string or a list of words (``key=value`` words
+    reach PID 1 as environment variables; all of them are in ``/proc/cmdline``).
+    """
     reason = missing()
     if reason is not None:
         raise RuntimeError(f"cannot boot a guest: {reason}")
     version, vmlinuz = _kernels()[-1]
     kernel, initrd = _vmlinux(version, vmlinuz), _initramfs(version)
     append = "console=ttyS0 panic=-1 quiet loglevel=3"
+    if cmdline:
+        append += " " + (cmdline if isinstance(cmdline, str) else " ".join(cmdline))
     if share is not None:
         append += " vmlib_share=1"
+    keep = _hidden_software_paths()
+    if keep:
+        append += " vmlib_keep=" + ":".join(keep)
     append += " -- " + " ".join(argv)
     if len(append) >= CMDLINE_LIMIT or any(not a or any(ch.isspace() for ch in a) for a in argv):
         raise ValueError("argv must be short words without spaces: pass a file for anything else")
