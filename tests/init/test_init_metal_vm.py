@@ -80,12 +80,12 @@ def test_boots_with_kspp_parameters_writes_sysctls_and_powers_off(tmp_path: Path
     (share / "services" / "probe.yaml").write_text(
         f"name: probe\ncommand: /bin/sh\nargs: ['-c', '{probe}']\nrestart: until-success\n"
     )
-    g = vmlib.boot(  # type: ignore[call-arg]  # cmdline= is checked above
+    g = vmlib.boot(
         [sys.executable, TALOS_INIT, "--mode", "metal", "--state-dir", f"{vmlib.GUEST_SHARE}/node",
          "--services-dir", f"{vmlib.GUEST_SHARE}/services"],
         share=share,
-        cmdline=f"slab_nomerge pti=on talos.platform=metal "
-        f"talos.config=file://{vmlib.GUEST_SHARE}/config.yaml",
+        cmdline=["slab_nomerge", "pti=on", "talos.platform=metal",
+                 f"talos.config=file://{vmlib.GUEST_SHARE}/config.yaml"],
         timeout=300,
     )  # fmt: skip
     assert "[talos] powering off" in g.console, g.console[-3000:]
