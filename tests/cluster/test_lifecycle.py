@@ -168,15 +168,19 @@ def test_interrupted_create_then_destroy(env: Env, sig: signal.Signals) -> None:
     before = _host_links()
     # the stand-in PID 1 never reports ready, so create is certain to be still waiting when it
     # is stopped (with real nodes a fast machine can finish before the signal lands)
-    proc = subprocess.Popen(
-        [
-            str(BIN / "talos-cluster"),
-            *env.create_args("--masters", "1", "--workers", "2", "--node-command", "sleep 600"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # stderr goes to a file, not a pipe: a node started before the signal may still hold an
+    # inherited descriptor, and reading a pipe to EOF would then wait for that node
+    err_path = env.talosconfig.with_name("create.err")
+    with err_path.open("w") as err_file:
+        proc = subprocess.Popen(
+            [
+                str(BIN / "talos-cluster"),
+                *env.create_args("--masters", "1", "--workers", "2", "--node-command", "sleep 600"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err_file,
+            text=True,
+        )
 
     def first_node_started() -> bool:
         try:
@@ -187,7 +191,8 @@ def test_interrupted_create_then_destroy(env: Env, sig: signal.Signals) -> None:
 
     _wait_for(first_node_started)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    proc.wait(timeout=60)
+    err = err_path.read_text()
     if sig == signal.SIGINT:
         assert proc.returncode == 130
         assert "talos-cluster destroy --name" in err
