@@ -47,6 +47,16 @@ def boot(
     fetch_timeout: Annotated[
         float, typer.Option(help="bound on fetching the config URL, in seconds")
     ] = 70.0,
+    api: Annotated[
+        bool,
+        typer.Option(
+            help="serve the machine API (default: on when the node is isolated or metal)"
+        ),
+    ] = True,
+    api_port: Annotated[
+        int | None,
+        typer.Option(help="machine API port (default 50000; with --no-isolate only if given)"),
+    ] = None,
     reap_orphans: Annotated[
         bool, typer.Option(hidden=True, help="off only for the tests' negative control")
     ] = True,
@@ -62,4 +72,6 @@ def boot(
         fetch_timeout=fetch_timeout,
         manage_network=manage_network,
         reap_orphans=reap_orphans,
+        api=api,
+        api_port=api_port,
     )

@@ -45,12 +45,16 @@ def boot_node(
     fetch_timeout: float,
     manage_network: bool = False,
     reap_orphans: bool,
+    api: bool = True,
+    api_port: int | None = None,
 ) -> int:
     from talos_init import configsource, mounts, sigloop
     from talos_init.logring import Console
     from talos_init.node import Node, NodeOptions
     from talos_init.services import load_services_dir
 
+    if api_port is not None and not 0 < api_port < 65536:
+        raise UsageError(f"--api-port: {api_port}: not a TCP port (1-65535)")
     if fetch_timeout <= 0:
         raise UsageError("--fetch-timeout: must be greater than zero")
     state_dir = state_dir.absolute()
@@ -74,6 +78,7 @@ def boot_node(
         echo_services=echo_services,
         fetch_timeout=fetch_timeout,
         manage_network=manage_network,
+        api_port=_api_port(mode, isolate, api, api_port),
     )
     source = config or params.get("talos.config") or None
     console = Console()
@@ -101,6 +106,18 @@ def boot_node(
         console.log(f"fatal: internal error ({type(exc).__name__})")
         metal_fatal(console, params.get("panic"))
         raise  # pragma: no cover - metal_fatal never returns
+
+
+def _api_port(mode: Mode, isolate: bool, api: bool, port: int | None) -> int | None:
+    """The machine API's port, or None: off with --no-api, and by default for a container node
+    that shares the launcher's namespaces (--no-isolate), whose port 50000 is not its own."""
+    from libtalos.api import API_PORT
+
+    if not api:
+        return None
+    if port is not None:
+        return port
+    return API_PORT if mode == Mode.metal or isolate else None
 
 
 INITIAL_PID_NAMESPACE = "pid:[4026531836]"  # the kernel's fixed inode for the first PID namespace

@@ -14,6 +14,7 @@ import signal
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from libtalos.errors import DocumentError, Problem, TalosError
 from libtalos.fsutil import atomic_write
@@ -26,6 +27,9 @@ from talos_init.services import ServiceSpec
 from talos_init.shutdown import NodeExit, bounded_sync, metal_fatal, signal_exit
 from talos_init.sigloop import SignalLoop
 from talos_init.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from talos_init.apinode import NodeApi
 
 MAINTENANCE_POLL = 0.2  # seconds between looks for a dropped config file
 BOOT_TIMEOUT = 15 * 60.0  # Talos's BootTimeout for startEverything
@@ -65,6 +69,7 @@ class NodeOptions:
     echo_services: bool = False
     manage_network: bool = False  # container mode: the node owns its network namespace
     fetch_timeout: float = configsource.FETCH_TIMEOUT
+    api_port: int | None = None  # the machine API (talos_init.apinode); None: not served
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,11 @@ class Node:
         self._root_built = False
         self.boots = 0  # completed boot sequences (a container-mode reboot adds one)
         self._booted: list[asyncio.Event] = []
+        self.api: NodeApi | None = None
+        if options.api_port is not None:
+            from talos_init.apinode import NodeApi
+
+            self.api = NodeApi(self, options.api_port)
 
     # -- API seam ---------------------------------------------------------------------------
 
@@ -159,6 +169,8 @@ class Node:
             with contextlib.suppress(TaskFailedError):
                 stop = Phase("stopEverything", [("stopAllServices", self._stop_all)])
                 await self.sequencer.run(name, [stop])
+            if self.api is not None:
+                await self.api.stop()
             self.reaper.reap()
             if request.kind == "reboot" and self.options.mode == "container":
                 self.config = None
@@ -324,6 +336,19 @@ class Node:
         drop = self.state / configsource.DROP_NAME
         self.console.log("starting maintenance service")
         self.console.log(f"waiting for a machine config: apply it, or write it to {drop}")
+        if self.api is not None:
+            if self.options.mode == "metal" or self.options.isolate:
+                with contextlib.suppress(OSError):
+                    _loopback_up()  # the maintenance service answers on loopback too
+            await self.api.enter_maintenance()
+        try:
+            return await self._wait_for_config(drop)
+        finally:
+            if self.api is not None:
+                await self.api.leave_maintenance()
+
+    async def _wait_for_config(self, drop: Path) -> MachineConfig:
+        assert self._applied is not None  # noqa: S101 - _maintenance made it
         while not self._applied.done():
             found = configsource.read_drop(self.state)
             if found is not None:
@@ -443,6 +468,8 @@ class Node:
             self.console.log(f"extension service rejected: {problem.render()}")
         for spec in self.options.services:
             self.supervisor.add(spec)
+        if self.api is not None:
+            self.api.configured()
         self.supervisor.start_all()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + BOOT_TIMEOUT

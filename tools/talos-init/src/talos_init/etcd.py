@@ -1,0 +1,162 @@
+"""etcd on a control-plane node: certificates on disk, the supervised service, its HTTP API.
+
+Certificates and the command line come from :mod:`libtalos.k8s.etcd`; this module decides where
+they go on the node and talks to the running etcd through its gRPC gateway (JSON over HTTPS on
+the client port, with the node's ``talos`` client certificate). Nothing here uses
+``subprocess``: etcd runs under the supervisor, and HTTP calls run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import http.client
+import json
+import shutil
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from libtalos.errors import TalosError
+from libtalos.fsutil import atomic_write
+from libtalos.k8s import etcd as k8s_etcd
+from libtalos.secrets import CertKey
+from talos_init.services import HealthCheck, ServiceSpec
+
+SERVICE_ID = "etcd"
+ETCDCTL = "/usr/bin/etcdctl"
+HTTP_TIMEOUT = 5.0
+
+
+class EtcdError(TalosError):
+    """etcd cannot be prepared or does not answer (the message says which)."""
+
+
+@dataclass(frozen=True)
+class EtcdLayout:
+    """Where this node keeps etcd's files."""
+
+    pki_dir: Path  # ca.crt, server.*, peer.*, client.*
+    data_dir: Path  # EPHEMERAL/lib/etcd
+
+    def has_data(self) -> bool:
+        """A member directory exists: etcd was started here before (bootstrapped or joined)."""
+        return (self.data_dir / "member").is_dir()
+
+
+def etcd_ca(cfg: Any) -> CertKey:
+    """``cluster.etcd.ca`` of a typed v1alpha1 config, decoded."""
+    ca = cfg.cluster.etcd.ca if cfg.cluster.etcd is not None else None
+    if ca is None or not ca.crt or not ca.key:
+        raise EtcdError("cluster.etcd.ca: missing (a control-plane config carries the etcd CA)")
+    try:
+        return CertKey(base64.b64decode(ca.crt), base64.b64decode(ca.key))
+    except ValueError:
+        raise EtcdError("cluster.etcd.ca: not valid base64") from None
+
+
+def write_certs(layout: EtcdLayout, cfg: Any, hostname: str, ips: list[str]) -> None:
+    certs = k8s_etcd.issue_etcd_certs(etcd_ca(cfg), hostname=hostname, ips=ips)
+    layout.pki_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name, (data, mode) in certs.files().items():
+        atomic_write(layout.pki_dir / name, data, mode=mode)
+
+
+def service_spec(
+    layout: EtcdLayout,
+    cfg: Any,
+    hostname: str,
+    advertise_ip: str,
+    state: k8s_etcd.ClusterState = "new",
+    initial_cluster: dict[str, list[str]] | None = None,
+) -> ServiceSpec:
+    if not Path(k8s_etcd.ETCD_BINARY).exists():
+        raise EtcdError(f"{k8s_etcd.ETCD_BINARY}: not installed (Debian package etcd-server)")
+    extra = dict(cfg.cluster.etcd.extra_args) if cfg.cluster.etcd is not None else {}
+    argv = k8s_etcd.etcd_command(
+        k8s_etcd.EtcdArgs(
+            name=hostname,
+            advertise_ip=advertise_ip,
+            state=state,
+            initial_cluster=initial_cluster or {},
+            data_dir=str(layout.data_dir),
+            pki_dir=str(layout.pki_dir),
+            extra_args=extra,
+        )
+    )
+    health = None
+    etcdctl = shutil.which("etcdctl") or ETCDCTL
+    if Path(etcdctl).exists():
+        pki = layout.pki_dir
+        health = HealthCheck(
+            kind="command",
+            command=(
+                etcdctl,
+                f"--endpoints={k8s_etcd.client_url('127.0.0.1')}",
+                f"--cacert={pki / 'ca.crt'}",
+                f"--cert={pki / 'client.crt'}",
+                f"--key={pki / 'client.key'}",
+                "--command-timeout=3s",
+                "endpoint",
+                "health",
+            ),
+            initial_delay=0.5,
+            period=5.0,
+            timeout=5.0,
+        )
+    layout.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return ServiceSpec(
+        id=SERVICE_ID,
+        argv=tuple(argv),
+        restart="always",
+        restart_delay=1.0,
+        stop_grace=10.0,
+        health=health,
+        source="built-in",
+    )
+
+
+def _client_context(layout: EtcdLayout) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(layout.pki_dir / "ca.crt"))
+    ctx.load_cert_chain(str(layout.pki_dir / "client.crt"), str(layout.pki_dir / "client.key"))
+    return ctx
+
+
+def _post(layout: EtcdLayout, host: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One gRPC-gateway call (``/v3/...``) to etcd at ``host``; EtcdError on any failure."""
+    conn = http.client.HTTPSConnection(
+        host, k8s_etcd.CLIENT_PORT, context=_client_context(layout), timeout=HTTP_TIMEOUT
+    )
+    try:
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read()
+    except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
+        raise EtcdError(f"etcd at {host}: {path}: {type(exc).__name__}: {exc}") from None
+    finally:
+        conn.close()
+    if resp.status != 200:
+        text = data.decode("utf-8", "replace")[:300]
+        raise EtcdError(f"etcd at {host}: {path}: HTTP {resp.status}: {text}")
+    try:
+        out = json.loads(data)
+    except ValueError:
+        raise EtcdError(f"etcd at {host}: {path}: the reply is not JSON") from None
+    return out if isinstance(out, dict) else {}
+
+
+async def member_list(layout: EtcdLayout, host: str = "127.0.0.1") -> list[dict[str, Any]]:
+    reply = await asyncio.to_thread(_post, layout, host, "/v3/cluster/member/list", {})
+    members = reply.get("members", [])
+    return members if isinstance(members, list) else []
+
+
+async def member_add(layout: EtcdLayout, host: str, peer_url: str) -> dict[str, list[str]]:
+    """Add a member with ``peer_url`` through etcd at ``host``; returns name -> peer URLs of
+    every member (the new one has no name yet: it is returned under the empty name)."""
+    reply = await asyncio.to_thread(
+        _post, layout, host, "/v3/cluster/member/add", {"peerURLs": [peer_url]}
+    )
+    members = reply.get("members", [])
+    return {str(m.get("name", "")): list(m.get("peerURLs", [])) for m in members}
