@@ -19,9 +19,9 @@ from libtalos.errors import TalosError
 from talos_cluster import nodes
 from talos_cluster.state import ClusterRecord
 
-# Asked once the nodes have finished booting, when talos-init's API server is already started
-# (it is one of the boot's services): a short grace covers the socket being bound just after.
-API_WAIT = 1.0
+# talos-init starts its API server right after the boot sequence (a control plane issues its
+# certificate, a worker first asks trustd): bounded by the --wait-timeout, and by this.
+API_WAIT = 60.0
 
 
 def _progress(message: str) -> None:

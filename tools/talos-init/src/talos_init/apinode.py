@@ -466,8 +466,8 @@ class NodeApi:
         addresses = await self.addresses()
         hostname = self.hostname()
         sans = list(cfg.machine.cert_sans or [])
-        machine_ca = _b64pair(cfg.machine.ca, "machine.ca")
         if config.machine_type in CONTROL_PLANE_TYPES:
+            machine_ca = _b64pair(cfg.machine.ca, "machine.ca")
             if not machine_ca.key:
                 raise TalosError("machine.ca.key: missing on a control-plane node")
             cert = await asyncio.to_thread(
@@ -489,9 +489,10 @@ class NodeApi:
                 )
                 return
             self.node.console.log(f"trustd: asking {', '.join(endpoints)} for a certificate")
+            last = ""
             while True:
                 try:
-                    cert, _ca = await worker_certificate(
+                    cert, ca_crt = await worker_certificate(
                         endpoints,
                         cfg.machine.token,
                         [*addresses, "127.0.0.1"],
@@ -501,8 +502,14 @@ class NodeApi:
                     )
                     break
                 except TalosError as exc:
-                    self.node.console.log(f"trustd: {exc.message}; retrying")
+                    if exc.message != last:
+                        self.node.console.log(f"trustd: {exc.message}; retrying")
+                        last = exc.message
                     await asyncio.sleep(TRUSTD_RETRY)
+            # A worker's config carries no machine CA (Talos's join.yaml may carry only its
+            # certificate): trustd's reply names the CA that client certificates must chain to.
+            machine_ca = CertKey(ca_crt)
+            self.node.console.log("trustd: certificate issued")
         server = ApiServer.configured(self.adapter, cert, machine_ca.crt)
         try:
             port = await server.start(host=self.host, port=self.port)
