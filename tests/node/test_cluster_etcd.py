@@ -1,0 +1,101 @@
+"""``talos-cluster create`` with real talos-init nodes reaches "etcd healthy on every control
+plane": its bootstrap step runs for real over the machine API (inside the cluster's network
+namespace), workers get their API certificate from trustd, and destroy leaves nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cluster.conftest import _probe, netns_list, processes_mentioning
+
+pytestmark = [pytest.mark.system, pytest.mark.etcd]
+
+TALOS_APPLY = str(Path(sys.executable).parent / "talos-apply")
+_counter = itertools.count(1)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
+    """(name, state dir, talosconfig); whatever the test left is removed afterwards."""
+    reason = _probe()
+    if reason is not None:
+        pytest.skip(reason)
+    if not Path("/usr/bin/etcd").exists():
+        pytest.skip("/usr/bin/etcd is not installed (Debian package etcd-server)")
+    name = f"tn{os.getpid() % 100000}x{next(_counter)}"
+    state_dir, talosconfig = tmp_path / "clusters", tmp_path / "talosconfig"
+    try:
+        yield name, state_dir, talosconfig
+    finally:
+        from talos_cluster import state
+        from talos_cluster.cmd_destroy import destroy_record
+        from talos_cluster.netlab import processes_in
+
+        with contextlib.suppress(Exception):
+            record = state.load(state_dir / name)
+            if record is not None:
+                destroy_record(record, grace=2)
+        ours = [ns for ns in netns_list() if ns == name or ns.startswith(f"{name}-")]
+        for pid in {*processes_mentioning(str(state_dir)), *processes_in(ours)}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        for ns in ours:
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True, check=False)
+
+
+def _api(netns: str, talosconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["nsenter", f"--net=/run/netns/{netns}", "--", TALOS_APPLY,
+         "--talosconfig", str(talosconfig), *args],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+
+
+def test_create_bootstraps_etcd_then_destroy(
+    cluster: tuple[str, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from talos_cluster import state
+    from talos_cluster.cli import main
+
+    name, state_dir, talosconfig = cluster
+    args = ["--name", name, "--state-dir", str(state_dir)]
+    code = main(["create", *args, "--talosconfig", str(talosconfig), "--wait-timeout", "120"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"bootstrap: {name}-master-1 (10.5.0.2)" in err
+    assert f"etcd on {name}-master-1: member" in err
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert rows[f"{name}-master-1"][-1] == "member"
+    record = state.load(state_dir / name)
+    assert record is not None
+
+    # the context create merged reaches the master over mutual TLS inside the cluster's netns
+    members = _api(name, talosconfig, "etcd", "members", "--nodes", "10.5.0.2")
+    assert members.returncode == 0, members.stderr
+    assert f"{name}-master-1" in members.stdout and "https://10.5.0.2:2380" in members.stdout
+    # the worker serves mutual TLS with a certificate from the master's trustd
+    master_console = Path(record.nodes[0].console)
+    worker_console = Path(record.nodes[1].console)
+    assert "machine API listening on :50000 (mutual TLS)" in master_console.read_text()
+    services = _api(name, talosconfig, "services", "--nodes", "10.5.0.3")
+    assert services.returncode == 0, services.stderr + worker_console.read_text()[-2000:]
+    assert "kubelet" in services.stdout and "Skipped" in services.stdout
+    assert "trustd: certificate issued" in worker_console.read_text()
+    # a worker refuses bootstrap and has no etcd
+    refused = _api(name, talosconfig, "bootstrap", "--nodes", "10.5.0.3")
+    assert refused.returncode != 0 and "workers" in refused.stderr, refused.stderr
+
+    assert main(["destroy", *args]) == 0
+    capsys.readouterr()
+    assert not {name, *(n.name for n in record.nodes)} & netns_list()
+    assert not processes_mentioning(str(state_dir))
+    assert not (state_dir / name).exists()
+    # safe to run twice
+    main(["destroy", *args])
