@@ -58,7 +58,7 @@ CONTROL_PLANE_TYPES = ("init", "controlplane")
 WORKER_TYPES = ("join", "worker")
 STOP_GRACE = 2.0  # seconds calls in flight get when a server stops
 TRUSTD_RETRY = 1.0  # seconds between a worker's certificate requests
-ETCD_JOIN_RETRY = 2.0  # seconds between a control plane's attempts to join etcd
+ETCD_JOIN_RETRY = 0.5  # seconds between a control plane's attempts to join etcd
 NO_KUBELET = "kubelet binary not found: the kubelet service is skipped"
 
 
