@@ -99,3 +99,30 @@ def test_create_bootstraps_etcd_then_destroy(
     assert not (state_dir / name).exists()
     # safe to run twice
     main(["destroy", *args])
+
+
+@pytest.mark.slow
+def test_three_control_planes_join_etcd(
+    cluster: tuple[str, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bootstrap node starts a new cluster; the two others join it (member add, then etcd
+    with initial-cluster-state=existing), whichever order they get there in."""
+    from talos_cluster.cli import main
+
+    name, state_dir, talosconfig = cluster
+    args = ["--name", name, "--state-dir", str(state_dir)]
+    code = main(["create", *args, "--talosconfig", str(talosconfig), "--masters", "3",
+                 "--workers", "0", "--wait-timeout", "120"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    masters = [f"{name}-master-{i}" for i in (1, 2, 3)]
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert all(rows[m][-1] == "member" for m in masters), out
+    for ip in ("10.5.0.2", "10.5.0.3", "10.5.0.4"):  # every member sees the same three
+        members = _api(name, talosconfig, "etcd", "members", "--nodes", ip)
+        assert members.returncode == 0, members.stderr
+        assert all(m in members.stdout for m in masters), members.stdout
+    joined = (state_dir / name / masters[1] / "console.log").read_text()
+    assert f"etcd: joining as {masters[1]}" in joined
+    assert main(["destroy", *args]) == 0
+    assert not {name, *masters} & netns_list()

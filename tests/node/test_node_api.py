@@ -23,6 +23,8 @@ WRONG_PIN = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 
 def test_maintenance_apply_then_mutual_tls(start_node, material: Material, tmp_path: Path) -> None:
     node, state = start_node()
+    node.expect(r"\[talos\] starting maintenance service$")
+    node.expect(r"\[talos\] this machine is reachable at:$")
     node.expect("server certificate fingerprint:")
     pin = node.expect(BANNER_FP).group(1)
     node.expect(r"apply-config --insecure --nodes \S+ --file <config.yaml>")

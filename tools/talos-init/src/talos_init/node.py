@@ -335,12 +335,12 @@ class Node:
         self._applied = loop.create_future()
         drop = self.state / configsource.DROP_NAME
         self.console.log("starting maintenance service")
-        self.console.log(f"waiting for a machine config: apply it, or write it to {drop}")
-        if self.api is not None:
+        if self.api is not None:  # the banner of TALOS-FACTS §7.3 follows that line
             if self.options.mode == "metal" or self.options.isolate:
                 with contextlib.suppress(OSError):
                     _loopback_up()  # the maintenance service answers on loopback too
             await self.api.enter_maintenance()
+        self.console.log(f"waiting for a machine config: apply it, or write it to {drop}")
         try:
             return await self._wait_for_config(drop)
         finally:
