@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from init.harness import NodeRun
 
 from .conftest import Material, api
@@ -100,7 +101,7 @@ def _host_pid_of(root: int, comm: str) -> int:
 
 
 @pytest.mark.etcd
-def test_bootstrap_runs_etcd(start_node, material: Material) -> None:
+def test_bootstrap_runs_etcd(start_node, material: Material, tmp_path: Path) -> None:
     if not Path("/usr/bin/etcd").exists():
         pytest.skip("/usr/bin/etcd is not installed (Debian package etcd-server)")
     node, state = start_node("--cmdline", "talos.hostname=cp-1", config=material.controlplane)
@@ -142,3 +143,32 @@ def test_bootstrap_runs_etcd(start_node, material: Material) -> None:
     node.expect("etcd: data found in EPHEMERAL: starting with it")
     node.expect(MTLS)
     assert _etcd_members(node, tc, "cp-1") == before
+
+    # a change under `cluster` applied without a reboot re-renders the static pods
+    doc = yaml.safe_load(material.controlplane.read_text())
+    doc["cluster"].setdefault("apiServer", {})["extraArgs"] = {"event-ttl": "2h"}
+    changed = tmp_path / "cp-changed.yaml"
+    changed.write_text(yaml.safe_dump(doc))
+    res = api(node, *tc, "apply-config", "--immediate", "--file", str(changed))
+    assert res.returncode == 0, res.stderr
+    pod = manifests / "talos-kube-apiserver.yaml"
+    deadline = time.monotonic() + 60
+    while "--event-ttl=2h" not in pod.read_text():
+        assert time.monotonic() < deadline, node.transcript()
+        time.sleep(0.2)
+    # a change outside `cluster` is refused with --immediate, naming what differs
+    doc["machine"]["sysctls"] = {"net.ipv4.ip_forward": "1"}
+    changed.write_text(yaml.safe_dump(doc))
+    res = api(node, *tc, "apply-config", "--immediate", "--file", str(changed))
+    assert res.returncode != 0 and "machine.sysctls" in res.stderr, res.stderr
+
+    # reset wipes STATE and EPHEMERAL and reboots; this node's config comes from --config (as
+    # from talos.config=), so it boots configured again, but etcd's data is gone
+    res = api(node, *tc, "reset", "--graceful", "--reboot")
+    assert res.returncode == 0, res.stderr
+    node.expect("reset requested through the API: wiping EPHEMERAL, STATE")
+    node.expect(r"reboot sequence: done")
+    node.expect(MTLS)
+    assert not (data / "member").exists()
+    res = api(node, *tc, "etcd", "members")
+    assert res.returncode != 0 and "bootstrap first" in res.stderr, res.stderr

@@ -211,6 +211,8 @@ class ApiNode:
             )
         node = self._node
         node.console.log(f"reset requested through the API: wiping {', '.join(sorted(labels))}")
+        if graceful and etcdmod.SERVICE_ID in node.supervisor.services:
+            await self._leave_etcd()
         await node.supervisor.stop_all()
         for label, path in (("STATE", node.state), ("EPHEMERAL", node.ephemeral)):
             if label in labels:
@@ -219,6 +221,21 @@ class ApiNode:
             node.reboot()
         else:
             node.shutdown()
+
+    async def _leave_etcd(self) -> None:
+        """Graceful reset: remove this member from etcd while the others keep quorum (a single
+        member is left alone: removing the last member is refused by etcd)."""
+        layout = self._api.etcd_layout()
+        try:
+            members = await etcdmod.member_list(layout)
+            own = [m for m in members if m.get("name") == self.hostname]
+            if len(members) > 1 and own:
+                await etcdmod.member_remove(layout, int(own[0].get("ID", 0)))
+                self._node.console.log(f"reset: left etcd (member {self.hostname})")
+        except TalosError as exc:
+            raise NodeCallError(
+                Status.FAILED_PRECONDITION, f"graceful reset: cannot leave etcd: {exc.message}"
+            ) from None
 
     # -- services -------------------------------------------------------------------------
 

@@ -160,3 +160,9 @@ async def member_add(layout: EtcdLayout, host: str, peer_url: str) -> dict[str, 
     )
     members = reply.get("members", [])
     return {str(m.get("name", "")): list(m.get("peerURLs", [])) for m in members}
+
+
+async def member_remove(layout: EtcdLayout, member_id: int, host: str = "127.0.0.1") -> None:
+    await asyncio.to_thread(
+        _post, layout, host, "/v3/cluster/member/remove", {"ID": str(member_id)}
+    )
