@@ -347,10 +347,11 @@ def _is_loopback(host: str) -> bool:
 
 
 def _import_api() -> None:
-    import talos_init.api.server
-    import talos_init.api.trustd
+    """Load the API modules (grpclib, protobuf: a few hundred ms) in a worker thread."""
+    import importlib
 
-    del talos_init
+    for name in ("talos_init.api.server", "talos_init.api.trustd"):
+        importlib.import_module(name)
 
 
 def _wipe(path: Path) -> None:
