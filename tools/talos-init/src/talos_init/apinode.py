@@ -303,9 +303,7 @@ class ApiNode:
             try:
                 ring = node.supervisor.log(service_id)
             except UnknownServiceError:
-                raise NodeCallError(
-                    Status.NOT_FOUND, f"service {service_id!r} not found"
-                ) from None
+                raise NodeCallError(Status.NOT_FOUND, f"service {service_id!r} not found") from None
         if not follow:
             for line in ring.lines(tail):
                 yield (line + "\n").encode()
