@@ -126,3 +126,46 @@ def test_three_control_planes_join_etcd(
     assert f"etcd: joining as {masters[1]}" in joined
     assert main(["destroy", *args]) == 0
     assert not {name, *masters} & netns_list()
+
+
+def _addresses(netns: str, interface: str) -> str:
+    return subprocess.run(
+        ["ip", "-n", netns, "-4", "addr", "show", "dev", interface],
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+
+
+def test_vip_from_config_patch_is_held_once_etcd_is_up(
+    cluster: tuple[str, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A config patch puts a shared IP on the master's eth0: after bootstrap, talos-init runs
+    talos-vip, which wins the election in the node's etcd and puts the /32 on the interface."""
+    import time
+
+    from talos_cluster.cli import main
+
+    name, state_dir, talosconfig = cluster
+    patch = '{"machine": {"network": {"interfaces": [{"interface": "eth0", "vip": {"ip": "10.5.0.100"}}]}}}'
+    args = ["--name", name, "--state-dir", str(state_dir)]
+    code = main(["create", *args, "--talosconfig", str(talosconfig), "--workers", "0",
+                 "--wait-timeout", "120", "--config-patch-control-plane", patch])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    master = f"{name}-master-1"
+    deadline = time.monotonic() + 60
+    while "10.5.0.100/32" not in _addresses(master, "eth0"):
+        assert time.monotonic() < deadline, (state_dir / name / master / "console.log").read_text()[-3000:]
+        time.sleep(0.2)
+    services = _api(name, talosconfig, "services", "--nodes", "10.5.0.2")
+    assert services.returncode == 0, services.stderr
+    assert "vip" in services.stdout and "etcd" in services.stdout
+
+    # negative control: a bad patch fails create before anything is made
+    code = main(["create", "--name", f"{name}b", "--state-dir", str(state_dir),
+                 "--talosconfig", str(talosconfig), "--config-patch", '{"machine": {"bogus": 1}}'])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "machine.bogus: unknown key" in err, err
+    assert f"{name}b" not in netns_list()
+
+    assert main(["destroy", *args]) == 0
+    assert name not in netns_list()

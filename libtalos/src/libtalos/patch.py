@@ -166,3 +166,19 @@ def apply_json_patch(document: Any, ops: list[Any], source: str = "patch") -> An
         elif _walk(doc, parts, where) != op["value"]:
             raise PatchError(f"{where}: test failed")
     return doc
+
+
+def patch_config(cfg: Any, patches: list[tuple[Any, str]], name: str) -> Any:
+    """Patch a typed machine config and load the result back strictly.
+
+    ``patches`` are parsed patches (:func:`read_patch`), applied in order. The result goes
+    through the strict loader, so a patch cannot introduce an unknown key or a wrong type.
+    """
+    if not patches:
+        return cfg
+    from libtalos import config as cfgmod
+
+    data = yamlio.load_one(cfgmod.encode(cfg, comments=False), name).data
+    for patch, source in patches:
+        data = apply_patch(data, patch, source)
+    return cfgmod.load(yamlio.dump(data), f"{name} (patched)").config

@@ -16,7 +16,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -73,6 +73,16 @@ def create(
     cpus_workers: Annotated[float, typer.Option(help="CPUs per worker node")] = 1.0,
     memory: Annotated[int, typer.Option(help="memory per control-plane node, MiB")] = 2048,
     memory_workers: Annotated[int, typer.Option(help="memory per worker node, MiB")] = 1024,
+    config_patch: Annotated[
+        list[str] | None,
+        typer.Option(help="patch for every config: RFC 6902 list or YAML mapping; @FILE reads one"),
+    ] = None,
+    config_patch_control_plane: Annotated[
+        list[str] | None, typer.Option(help="patch for the control-plane config")
+    ] = None,
+    config_patch_worker: Annotated[
+        list[str] | None, typer.Option(help="patch for the worker config")
+    ] = None,
     node_command: Annotated[
         str | None,
         typer.Option(
@@ -93,6 +103,14 @@ def create(
         memory_workers_mib=memory_workers,
     )
     timeout = planmod.parse_duration(wait_timeout, "--wait-timeout")
+    from libtalos.patch import read_patch
+
+    # parsed before anything is created: a bad patch fails the command with nothing to undo
+    common = [read_patch(x) for x in config_patch or []]
+    patches = {
+        "controlplane": common + [read_patch(x) for x in config_patch_control_plane or []],
+        "join": common + [read_patch(x) for x in config_patch_worker or []],
+    }
     if skip_injecting_config and with_apply_config:
         raise UsageError("--skip-injecting-config and --with-apply-config exclude each other")
     stand_in = shlex.split(node_command) if node_command else None
@@ -115,6 +133,7 @@ def create(
         kubeconfig=not skip_kubeconfig,
         talosconfig=talosconfig,
         stand_in=stand_in,
+        patches=patches,
     )
 
 
@@ -136,6 +155,7 @@ def run_create(
     talosconfig: str | None,
     stand_in: list[str] | None,
     apply: bool = False,
+    patches: dict[str, list[tuple[Any, str]]] | None = None,
 ) -> int:
     from talos_cluster import netlab, nodes, state
 
@@ -173,7 +193,7 @@ def run_create(
     record.save()
     try:
         configs = _build(
-            p, record, cdir, command, inject, kubernetes_version, kubeconfig, talosconfig
+            p, record, cdir, command, inject, kubernetes_version, kubeconfig, talosconfig, patches
         )
         if wait or apply:
             _wait(record, timeout, stand_in is not None, inject)
@@ -224,10 +244,11 @@ def _build(
     kubernetes_version: str | None,
     kubeconfig: bool,
     talosconfig: str | None,
+    patches: dict[str, list[tuple[Any, str]]] | None = None,
 ) -> dict[str, Path]:
     from talos_cluster import cgroups, netlab, nodes
 
-    configs = _configs(p, cdir, kubernetes_version, kubeconfig, talosconfig)
+    configs = _configs(p, cdir, kubernetes_version, kubeconfig, talosconfig, patches or {})
     progress(
         f"creating network namespace {p.netns}: bridge {planmod.BRIDGE} {p.gateway}/{p.prefixlen}"
     )
@@ -278,6 +299,7 @@ def _configs(
     kubernetes_version: str | None,
     kubeconfig: bool,
     talosconfig: str | None,
+    patches: dict[str, list[tuple[Any, str]]],
 ) -> dict[str, Path]:
     """Secrets, the controlplane and worker configs, the talosconfig context, the kubeconfig."""
     from libtalos import pki
@@ -285,6 +307,7 @@ def _configs(
     from libtalos.config import GenerateInput, encode, generate
     from libtalos.fsutil import SECRET_MODE, atomic_write_many
     from libtalos.k8s import admin_kubeconfig
+    from libtalos.patch import patch_config
 
     progress(f"generating secrets and configs (endpoint {p.endpoint})")
     bundle = pki.generate_secrets()
@@ -294,6 +317,8 @@ def _configs(
         ),
         bundle,
     )
+    for kind in ("controlplane", "join"):
+        made[kind] = patch_config(made[kind], patches.get(kind, []), f"{kind}.yaml")
     paths = {"controlplane": cdir / "controlplane.yaml", "worker": cdir / "join.yaml"}
     files: list[tuple[str | Path, bytes | str, int]] = [
         (cdir / "secrets.yaml", bundle.to_yaml(), SECRET_MODE),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -49,20 +48,6 @@ def _mirrors(values: list[str] | None) -> dict[str, list[str]]:
     return mirrors
 
 
-def _apply_patches(cfg: Any, patches: list[tuple[Any, str]], name: str) -> Any:
-    """Patch a generated config and load it back strictly (a patch cannot add unknown keys)."""
-    if not patches:
-        return cfg
-    from libtalos import config as talosconfig_model
-    from libtalos import yamlio
-    from libtalos.patch import apply_patch
-
-    data = yamlio.load_one(talosconfig_model.encode(cfg, comments=False), name).data
-    for patch, source in patches:
-        data = apply_patch(data, patch, source)
-    return talosconfig_model.load(yamlio.dump(data), f"{name} (patched)").config
-
-
 def build(
     name: str,
     endpoint: str,
@@ -86,7 +71,7 @@ def build(
     from libtalos import pki, talosconfig
     from libtalos.config.validate import endpoint_problem
     from libtalos.errors import UsageError
-    from libtalos.patch import read_patch
+    from libtalos.patch import patch_config, read_patch
     from libtalos.secrets import load_bundle
 
     problem = endpoint_problem(endpoint)
@@ -117,7 +102,7 @@ def build(
     outputs: list[Output] = []
     for kind in MACHINE_TYPES:
         own = worker_only if kind == "join" else cp_only
-        cfg = _apply_patches(configs[kind], common + own, f"{kind}.yaml")
+        cfg = patch_config(configs[kind], common + own, f"{kind}.yaml")
         outputs.append(Output(f"{kind}.yaml", cfgmod.encode(cfg, comments=with_comments)))
 
     admin = pki.admin_client_cert(bundle.talos_ca)

@@ -623,8 +623,26 @@ class NodeApi:
         while self.node.supervisor is sup and etcdmod.SERVICE_ID in sup.services:
             if sup.services[etcdmod.SERVICE_ID].up:
                 await self._render()
+                self._start_vip()
                 return
             await sup.changed(5.0)
+
+    def _start_vip(self) -> None:
+        """talos-vip once etcd is up, on a control plane whose config has a shared IP."""
+        from talos_init import vip
+
+        try:
+            spec = vip.service_spec(self._typed_config(), self.etcd_layout(), self.hostname())
+        except NodeCallError:
+            return
+        sup = self.node.supervisor
+        if spec is None or spec.id in sup.services:
+            return
+        if not vip.talos_vip().exists():
+            self.node.console.log(f"vip: {vip.talos_vip()} is not installed; the shared IP is off")
+            return
+        sup.add(spec)
+        sup.start(spec.id)
 
     async def _join_etcd(self) -> None:
         """A control plane without data joins the cluster of the control-plane endpoint once
