@@ -11,14 +11,21 @@ default:
 setup:
     bash scripts/setup
 
-# The main job: generate a demo cluster's configs with talosctl and validate each of them
-demo dir="_demo":
+# The main job: a local cluster (1 control plane + 1 worker, etcd bootstrapped), its status and etcd members
+demo name="demo":
+    talosctl cluster destroy --name {{name}} >/dev/null 2>&1 || true
+    mkdir -p _demo
+    talosctl cluster create --name {{name}} --talosconfig _demo/talosconfig
+    talosctl cluster show --name {{name}}
+    ip netns exec {{name}} talosctl --talosconfig _demo/talosconfig etcd members -n 10.5.0.2
+    @echo "demo: cluster {{name}} is running; talosconfig in _demo/; remove it with: talosctl cluster destroy --name {{name}}" >&2
+
+# Generate a cluster's secrets and configs with talosctl into DIR and validate each config
+configs dir="_configs":
     rm -rf {{dir}} && mkdir -p {{dir}}
     talosctl gen secrets -o {{dir}}/secrets.yaml
     talosctl gen config demo https://10.5.0.2:6443 --with-secrets {{dir}}/secrets.yaml --output-dir {{dir}}
     for f in init controlplane join; do talosctl validate --config {{dir}}/$f.yaml --mode container; done
-    talos-pki inspect {{dir}}/talosconfig >/dev/null
-    @echo "demo: configs in {{dir}}/ (talosconfig, init.yaml, controlplane.yaml, join.yaml)" >&2
 
 # Lint with ruff
 lint:
