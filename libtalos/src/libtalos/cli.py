@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
 
-from libtalos.errors import ExitCode, TalosError
+# Nothing else is imported at module level: a tool's `--version` goes through this module and
+# must cost no more than the interpreter's own start (typing, dataclasses and the error classes
+# are loaded only by the functions that need them).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
 
 def error(message: str, hint: str | None = None) -> None:
@@ -24,6 +28,8 @@ def error(message: str, hint: str | None = None) -> None:
 
 def handle(exc: BaseException) -> int:
     """Map one exception to its exit code, printing what the user needs to know."""
+    from libtalos.errors import ExitCode, TalosError
+
     if isinstance(exc, TalosError):
         error(exc.message, exc.hint)
         return int(exc.exit_code)
@@ -50,6 +56,8 @@ def handle(exc: BaseException) -> int:
 def run(app: Any, argv: Sequence[str] | None, *, prog: str) -> int:
     """Run a Typer app on ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
     import typer.main
+
+    from libtalos.errors import ExitCode
 
     # The exception classes of the click that typer itself runs on: typer 0.27 vendors it as
     # typer._click (and a separately installed click would be a different, unused copy).
@@ -91,7 +99,7 @@ def fast_version(argv: Sequence[str] | None, prog: str, version: str) -> int | N
     args = sys.argv[1:] if argv is None else argv
     if list(args) == ["--version"]:
         sys.stdout.write(f"{prog} {version}\n")
-        return int(ExitCode.OK)
+        return 0
     return None
 
 

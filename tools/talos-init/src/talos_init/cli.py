@@ -9,21 +9,24 @@ Exit codes: see :mod:`talos_init.shutdown` (0 shutdown, 1 fatal boot error, 2 us
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import Sequence
-from pathlib import Path
 
-from libtalos.cli import fast_version, run
-from libtalos.errors import UsageError
+from libtalos.cli import fast_version
 from talos_init import __version__
-from talos_init.modes import Mode
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: `--version` imports nothing more than the interpreter
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from talos_init.modes import Mode
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     fast = fast_version(argv, "talos-init", __version__)
     if fast is not None:
         return fast
+    from libtalos.cli import run
     from talos_init.app import app
 
     return run(app, argv, prog="talos-init")
@@ -48,8 +51,12 @@ def boot_node(
     api: bool = True,
     api_port: int | None = None,
 ) -> int:
+    import asyncio
+
+    from libtalos.errors import UsageError
     from talos_init import configsource, mounts, sigloop
     from talos_init.logring import Console
+    from talos_init.modes import Mode
     from talos_init.node import Node, NodeOptions
     from talos_init.services import load_services_dir
 
@@ -112,6 +119,7 @@ def _api_port(mode: Mode, isolate: bool, api: bool, port: int | None) -> int | N
     """The machine API's port, or None: off with --no-api, and by default for a container node
     that shares the launcher's namespaces (--no-isolate), whose port 50000 is not its own."""
     from libtalos.api import API_PORT
+    from talos_init.modes import Mode
 
     if not api:
         return None
@@ -125,6 +133,8 @@ INITIAL_PID_NAMESPACE = "pid:[4026531836]"  # the kernel's fixed inode for the f
 
 def _check_machine() -> None:
     """Metal mode mounts, writes kernel sysctls and reboots: only as a machine's own PID 1."""
+    from libtalos.errors import UsageError
+
     if os.getpid() != 1:
         raise UsageError("--mode metal: runs only as PID 1 of a machine (use --mode container)")
     try:
@@ -136,6 +146,8 @@ def _check_machine() -> None:
 
 
 def _local_path(source: str) -> Path | None:
+    from pathlib import Path
+
     if source.startswith("file://"):
         return Path(source[len("file://") :])
     if "://" not in source:

@@ -6,13 +6,16 @@ cryptsetup's do, not Click's 2 -- 2 means a wrong passphrase here.
 
 from __future__ import annotations
 
-import logging
 import sys
-from collections.abc import Sequence
-from typing import Any
 
 from libtalos.cli import entry, fast_version
 from talos_luks import __version__
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `--version` imports nothing beyond the interpreter's own start
+    import logging
+    from collections.abc import Sequence
+    from typing import Any
 
 PROG = "talos-luks"
 HELP = "LUKS2 volumes for Talos's STATE and EPHEMERAL partitions, through libcryptsetup."
@@ -66,21 +69,27 @@ def _app() -> Any:
     return app
 
 
-class _StderrHandler(logging.Handler):
-    """Writes to whatever ``sys.stderr`` is now (in-process callers may swap it)."""
+def _stderr_handler() -> logging.Handler:
+    """A handler writing to whatever ``sys.stderr`` is now (in-process callers may swap it)."""
+    import logging
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            sys.stderr.write(self.format(record) + "\n")
-        except Exception:  # noqa: BLE001 - logging must never raise into the command
-            self.handleError(record)
+    class StderrHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                sys.stderr.write(self.format(record) + "\n")
+            except Exception:  # noqa: BLE001 - logging must never raise into the command
+                self.handleError(record)
+
+    return StderrHandler()
 
 
 def _setup_logging(verbose: bool, debug: bool) -> None:
     """Our progress at INFO on stderr; libcryptsetup's messages only with -v/--debug."""
+    import logging
+
     root = logging.getLogger("talos_luks")
     if not root.handlers:
-        handler = _StderrHandler()
+        handler = _stderr_handler()
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
         root.addHandler(handler)
         root.propagate = False

@@ -9,12 +9,14 @@ node waits: ``--version`` (:func:`libtalos.cli.fast_version`) and ``fingerprint 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import Any
 
 from libtalos.cli import fast_version, handle
-from libtalos.errors import TalosError
 from talos_pki import __version__
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 PROG = "talos-pki"
 
@@ -24,6 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = fast_version(args, PROG, __version__)
     if code is not None:
         return code
+    from libtalos.errors import TalosError
+
     if len(args) == 2 and args[0] == "fingerprint" and (args[1] == "-" or args[1][:1] != "-"):
         from talos_pki.spki import fingerprint_input
 

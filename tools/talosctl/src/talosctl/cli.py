@@ -10,19 +10,36 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from talosctl import __version__
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-@dataclass(frozen=True)
+
 class Route:
-    words: tuple[str, ...]  # talosctl's command words
-    module: str  # the tool's cli module (has main(argv))
-    prefix: tuple[str, ...]  # the tool's command words
-    summary: str
-    defaults: dict[str, tuple[str, ...]] = field(default_factory=dict)  # flag -> args if absent
+    """One talosctl command: its words, the tool module that runs it, that tool's words.
+
+    A plain class, not a dataclass: importing dataclasses would cost every talosctl start
+    more than the routing itself.
+    """
+
+    __slots__ = ("defaults", "module", "prefix", "summary", "words")
+
+    def __init__(
+        self,
+        words: tuple[str, ...],  # talosctl's command words
+        module: str,  # the tool's cli module (has main(argv))
+        prefix: tuple[str, ...],  # the tool's command words
+        summary: str,
+        defaults: dict[str, tuple[str, ...]] | None = None,  # flag -> args when it is absent
+    ) -> None:
+        self.words = words
+        self.module = module
+        self.prefix = prefix
+        self.summary = summary
+        self.defaults = defaults or {}
 
 
 ROUTES: tuple[Route, ...] = (
