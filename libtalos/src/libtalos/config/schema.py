@@ -371,6 +371,19 @@ def scalar(value: Any) -> str:
         if math.isnan(value) or math.isinf(value):
             return {True: ".inf", False: "-.inf"}[value > 0] if math.isinf(value) else ".nan"
         return repr(value)
+    if isinstance(value, str):
+        return _str_scalar(value)
+    return _yaml_scalar(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _str_scalar(value: str) -> str:
+    # Cached: the same strings (examples, defaults, the CA data of init and controlplane) recur
+    # across a generation, and asking PyYAML is most of the cost of writing a commented config.
+    return _yaml_scalar(value)
+
+
+def _yaml_scalar(value: Any) -> str:
     text: str = yaml.safe_dump(value, default_flow_style=True, width=1_000_000, allow_unicode=True)
     text = text.removesuffix("\n").removesuffix("\n...")
     if "\n" in text or text.startswith("'"):
