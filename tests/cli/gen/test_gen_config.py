@@ -295,3 +295,57 @@ def test_patch_passes_through_unchanged_without_patches(
 def test_version_fast_path(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("talos-gen ")
+
+
+def test_fast_path_matches_the_typer_command(tmp_path, secrets_file, capsys):
+    """`config NAME ENDPOINT [-o] [--with-secrets] [--force]` skips Typer; same files either way."""
+    from talos_gen.cli import simple_config_args
+    from talos_gen.cmd_config import config_command
+
+    fast = [
+        "config",
+        "demo",
+        ENDPOINT,
+        "--with-secrets",
+        str(secrets_file),
+        "-o",
+        str(tmp_path / "fast"),
+    ]
+    assert simple_config_args(fast) is not None
+    assert main(fast) == 0
+    config_command(
+        "demo", ENDPOINT, output_dir=str(tmp_path / "typer"), force=False, with_secrets=str(secrets_file),
+        install_disk="/dev/sda", install_image=None, additional_sans=None, dns_domain="cluster.local",
+        kubernetes_version=None, registry_mirror=None, persist=True, talos_version="",
+        config_version="v1alpha1", config_patch=None, config_patch_control_plane=None,
+        config_patch_worker=None, with_docs=True,
+    )  # fmt: skip
+    for name in ("init.yaml", "controlplane.yaml", "join.yaml"):
+        assert (tmp_path / "fast" / name).read_text() == (tmp_path / "typer" / name).read_text()
+    # errors keep their codes on the fast path
+    capsys.readouterr()
+    assert main(fast) == 1 and "file exists" in capsys.readouterr().err
+    assert main(["config", "demo", "http://x:1", "-o", str(tmp_path / "x")]) == 2
+    # anything else goes through Typer (which knows every flag and reports typos)
+    for other in (
+        ["config", "demo", ENDPOINT, "--additional-sans", "a"],
+        ["config", "demo", ENDPOINT, "-o", "a", "-o", "b"],
+        ["config", "demo", ENDPOINT, "--with-secret", "f"],
+        ["config", "--help"],
+        ["config", "demo"],
+    ):
+        assert simple_config_args(other) is None, other
+    assert main(["config", "demo", ENDPOINT, "--with-secret", "f"]) == 2
+
+
+def test_fast_path_does_not_import_the_cli_framework(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from talos_gen.cli import main; "
+        f"rc = main(['config', 'demo', {ENDPOINT!r}, '-o', {str(tmp_path / 'o')!r}]); "
+        "print(rc, 'typer' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "False"]
