@@ -12,6 +12,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from libtalos.errors import OutputExistsError, TalosIOError
+from libtalos.inputs import read_input, read_input_bytes
+
+__all__ = [
+    "PUBLIC_MODE",
+    "SECRET_MODE",
+    "atomic_write",
+    "atomic_write_many",
+    "read_input",
+    "read_input_bytes",
+    "write_output",
+]
 
 SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644
@@ -104,27 +115,6 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(dfd)
-
-
-def read_input(name: str) -> tuple[str, str]:
-    """Read a text input named on the command line; ``-`` is stdin.
-
-    Returns ``(text, source)`` where ``source`` is the name to use in messages.
-    """
-    if name == "-":
-        return sys.stdin.read(), "<stdin>"
-    try:
-        return Path(name).read_text(encoding="utf-8"), name
-    except FileNotFoundError:
-        raise TalosIOError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise TalosIOError(f"{name}: is a directory") from None
-    except PermissionError:
-        raise TalosIOError(f"{name}: permission denied") from None
-    except UnicodeDecodeError:
-        raise TalosIOError(f"{name}: not UTF-8 text") from None
-    except OSError as exc:
-        raise TalosIOError(f"{name}: cannot read: {exc.strerror}") from None
 
 
 def write_output(name: str, data: str, *, mode: int = PUBLIC_MODE, force: bool = True) -> None:

@@ -14,9 +14,9 @@ import base64
 import binascii
 import hashlib
 import re
-import sys
 
-from libtalos.errors import PKIError, TalosIOError
+from libtalos.errors import PKIError
+from libtalos.inputs import read_input_bytes
 
 _SEQUENCE = 0x30
 _CONTEXT_0 = 0xA0  # [0] EXPLICIT version
@@ -101,24 +101,7 @@ def fingerprint(data: bytes, what: str = "certificate") -> str:
     return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
 
 
-def read_bytes(name: str) -> tuple[bytes, str]:
-    """Read a named input as bytes (``-`` is stdin), with the same messages as libtalos.fsutil."""
-    if name == "-":
-        return sys.stdin.buffer.read(), "<stdin>"
-    try:
-        with open(name, "rb") as fh:
-            return fh.read(), name
-    except FileNotFoundError:
-        raise TalosIOError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise TalosIOError(f"{name}: is a directory") from None
-    except PermissionError:
-        raise TalosIOError(f"{name}: permission denied") from None
-    except OSError as exc:
-        raise TalosIOError(f"{name}: cannot read: {exc.strerror}") from None
-
-
 def fingerprint_input(name: str) -> str:
     """The fingerprint of the certificate in file ``name`` (``-`` for stdin)."""
-    data, source = read_bytes(name)
+    data, source = read_input_bytes(name)
     return fingerprint(data, source)
