@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the .venv's bin: where the console scripts live
+
+# A background job of a non-interactive shell (as CI may start us) inherits SIGINT ignored, and an
+# ignored signal stays ignored across exec: the tools under test would never see the Ctrl-C that
+# some tests deliver. A handler (unlike SIG_IGN) is reset to the default in every child.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def script(name: str) -> str:

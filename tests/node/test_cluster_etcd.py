@@ -114,8 +114,8 @@ def test_three_control_planes_join_etcd(
     code = main(["create", *args, "--talosconfig", str(talosconfig), "--masters", "3",
                  "--workers", "0", "--wait-timeout", "120"])  # fmt: skip
     out, err = capsys.readouterr()
-    assert code == 0, err
     masters = [f"{name}-master-{i}" for i in (1, 2, 3)]
+    assert code == 0, err + _consoles(state_dir / name, masters)
     rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
     assert all(rows[m][-1] == "member" for m in masters), out
     for ip in ("10.5.0.2", "10.5.0.3", "10.5.0.4"):  # every member sees the same three
@@ -126,6 +126,16 @@ def test_three_control_planes_join_etcd(
     assert f"etcd: joining as {masters[1]}" in joined
     assert main(["destroy", *args]) == 0
     assert not {name, *masters} & netns_list()
+
+
+def _consoles(cluster_dir: Path, nodes: list[str]) -> str:
+    """The tail of each node's console, for a failure message."""
+    parts = []
+    for node in nodes:
+        path = cluster_dir / node / "console.log"
+        text = path.read_text(errors="replace") if path.exists() else "(no console)"
+        parts.append(f"--- {node} ---\n{text[-4000:]}")
+    return "\n".join(parts)
 
 
 def _addresses(netns: str, interface: str) -> str:
