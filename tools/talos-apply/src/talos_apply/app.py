@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from talos_apply.commands import apply_config, config, etcd, kubeconfig, lifecycle, logs
+from talos_apply.commands import health as health_cmd
 from talos_apply.commands import services as services_cmd
 from talos_apply.commands import version as version_cmd
 from talos_apply.options import ContextOpt, EndpointsOpt, Globals, NodesOpt, TalosconfigOpt
@@ -40,5 +41,6 @@ app.command("logs")(logs.logs)
 app.command("reboot")(lifecycle.reboot)
 app.command("shutdown")(lifecycle.shutdown)
 app.command("reset")(lifecycle.reset)
+app.command("health")(health_cmd.health)
 app.add_typer(etcd.app, name="etcd")
 app.add_typer(config.app, name="config")

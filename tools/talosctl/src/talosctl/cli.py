@@ -103,6 +103,7 @@ ROUTES: tuple[Route, ...] = (
     Route(("shutdown",), "talos_apply.cli", ("shutdown",), "Power off (talos-apply shutdown)"),
     Route(("reset",), "talos_apply.cli", ("reset",), "Reset nodes (talos-apply reset)"),
     Route(("etcd",), "talos_apply.cli", ("etcd",), "etcd members (talos-apply etcd)"),
+    Route(("health",), "talos_apply.cli", ("health",), "Cluster health (talos-apply health)"),
     Route(("config",), "talos_apply.cli", ("config",), "Edit the talosconfig (talos-apply config)"),
 )
 
