@@ -30,6 +30,7 @@ from talos_init.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from talos_init.apinode import NodeApi
+    from talos_init.disks import SystemDisk
 
 MAINTENANCE_POLL = 0.2  # seconds between looks for a dropped config file
 BOOT_TIMEOUT = 15 * 60.0  # Talos's BootTimeout for startEverything
@@ -70,6 +71,8 @@ class NodeOptions:
     manage_network: bool = False  # container mode: the node owns its network namespace
     fetch_timeout: float = configsource.FETCH_TIMEOUT
     api_port: int | None = None  # the machine API (talos_init.apinode); None: not served
+    cert_ttl: float | None = None  # seconds; the API certificate's lifetime (None: 24 h)
+    cert_check: float = 3600.0  # seconds between certificate renewal checks
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class Node:
         self._root_built = False
         self.boots = 0  # completed boot sequences (a container-mode reboot adds one)
         self._booted: list[asyncio.Event] = []
+        self._disk: SystemDisk | None = None  # metal mode's STATE and EPHEMERAL
         self.api: NodeApi | None = None
         if options.api_port is not None:
             from talos_init.apinode import NodeApi
@@ -212,6 +216,8 @@ class Node:
         self._start_signal_loop()
         if self.config is None:
             self.config = await self._maintenance()
+        if self.options.mode == "metal":
+            await self.sequencer.run("install", [Phase("install", [("install", self._install)])])
         await self.sequencer.run("boot", self._boot_phases())
         self.boots += 1
         for event in self._booted:
@@ -232,6 +238,8 @@ class Node:
                     *requirements,
                 ]
             phases.append(Phase("systemRequirements", requirements))
+            if self.options.mode == "metal":
+                phases.append(Phase("mountSystem", [("mountState", self._mount_state)]))
         phases.append(Phase("config", [("loadConfig", self._load_config)]))
         return phases
 
@@ -377,9 +385,12 @@ class Node:
     # -- boot -------------------------------------------------------------------------------
 
     def _boot_phases(self) -> list[Phase]:
+        metal = self.options.mode == "metal"
         return [
+            *([Phase("mountState", [("mountState", self._mount_state)])] if metal else []),
             Phase("validateConfig", [("validateConfig", self._validate_config)]),
             Phase("saveConfig", [("saveConfig", self._save_config)]),
+            *([Phase("ephemeral", [("mountEphemeral", self._mount_ephemeral)])] if metal else []),
             Phase("userSetup", [
                 ("writeUserFiles", self._write_user_files),
                 ("setHostname", self._set_hostname),
@@ -388,6 +399,28 @@ class Node:
             Phase("setupNetwork", [("setupNetwork", self._setup_network)]),
             Phase("startEverything", [("startAllServices", self._start_all_services)]),
         ]  # fmt: skip
+
+    # -- system disk (metal mode): talos_init.disks and talos_init.install -------------------
+
+    def _system_disk(self) -> SystemDisk:
+        from talos_init.disks import SystemDisk
+
+        if self._disk is None:
+            self._disk = SystemDisk(self.console, self.reaper, self.options.cmdline)
+        return self._disk
+
+    async def _mount_state(self) -> None:
+        mounted = await self._system_disk().mount_state(self.config, self.state)
+        self.state = mounted or self.state
+
+    async def _install(self) -> None:
+        from talos_init.install import install
+
+        await install(self.console, self.reaper, self._config())
+
+    async def _mount_ephemeral(self) -> None:
+        mounted = await self._system_disk().mount_ephemeral(self._config())
+        self.ephemeral = mounted or self.ephemeral
 
     def _config(self) -> MachineConfig:
         if self.config is None:  # boot phases run only after a config was loaded

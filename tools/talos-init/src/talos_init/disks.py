@@ -1,0 +1,433 @@
+"""The system disk in metal mode: find its partitions, open and mount STATE and EPHEMERAL.
+
+Partitions are found by their GPT partition name (Talos's labels) in sysfs: each
+``/sys/class/block/<name>/uevent`` of a partition carries ``PARTNAME=`` and ``DEVNAME=``. There is
+no udev in the node, so the device drivers of the buses that carry disks are loaded here first
+(``modprobe`` over the devices' ``modalias``, the way udev's coldplug does), with ``dm_crypt``
+and ``xfs`` (TALOS-FACTS §6, §9).
+
+Mounting a partition follows Talos's mount-time flow: when the config asks for encryption
+(``machine.systemDiskEncryption.<state|ephemeral>``), ``talos-luks apply`` formats or opens it
+and syncs its key slots, in a child process (libcryptsetup is never loaded into PID 1), and
+prints the mapped device; a device with no filesystem is then made xfs (label STATE or
+EPHEMERAL); then it is mounted: STATE on ``/system/state``, EPHEMERAL on ``/var``.
+
+STATE must be opened before the config is read (the persisted config lives in it), so its
+encryption config is also kept outside it, in META, as Talos keeps it (its ADV tag 9): here a
+small record of ours (not Talos's ADV layout) holding a machine config with only that subtree.
+As in Talos, a ``static`` passphrase for STATE is therefore readable from META: use nodeID keys
+for STATE.
+
+Installing (the ``install`` step, :mod:`talos_init.install`) lays Talos's partitions on a blank
+``machine.install.disk``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import shutil
+import struct
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from libtalos.errors import TalosError
+
+if TYPE_CHECKING:
+    from talos_init.configsource import MachineConfig
+    from talos_init.logring import Console
+    from talos_init.reaper import Reaper
+
+SYS_BLOCK = Path("/sys/class/block")
+STATE_MOUNT = Path("/system/state")
+EPHEMERAL_MOUNT = Path("/var")
+LUKS_MAGIC = b"LUKS\xba\xbe"
+MIB = 1 << 20
+DEVICE_WAIT = 10.0  # seconds a disk or partition node gets to appear after a driver or sfdisk
+CHILD_POLL = 0.05  # seconds between reaps while waiting for a child before the signal loop runs
+BUSES = ("pci", "virtio", "scsi", "nvme", "usb")  # where disks hang; their drivers are loaded
+MODULES = ("dm_crypt", "xfs")
+PBKDFS = ("argon2id", "argon2i", "pbkdf2")
+# xfsprogs 5.19+ refuses filesystems under 300 MB except under fstests, which it recognises by
+# these variables; Talos's STATE is 100 MiB. They are set for mkfs.xfs only.
+XFS_SMALL_ENV = {"TEST_DIR": "/tmp", "TEST_DEV": "talos", "QA_CHECK_FS": "0"}
+
+META_MAGIC = b"talos-init META\n"  # 16 bytes at the start of META, then length, YAML, sha256
+META_HEADER = struct.Struct(">16sI")
+
+
+class DiskError(TalosError):
+    """A system-disk step cannot complete (the message names the device and the step)."""
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str  # kernel name, e.g. vda5
+    label: str  # GPT partition name, e.g. STATE
+    disk: str  # kernel name of the whole disk, e.g. vda
+    number: int
+
+    @property
+    def device(self) -> str:
+        return f"/dev/{self.name}"
+
+
+def _uevent(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text()
+    except OSError:
+        return {}
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def partitions(sys_block: Path = SYS_BLOCK) -> list[Partition]:
+    """Every partition the kernel knows, with its GPT name (``PARTNAME``), in name order."""
+    out = []
+    for entry in sorted(sys_block.glob("*")):
+        if not (entry / "partition").exists():
+            continue
+        info = _uevent(entry / "uevent")
+        parent = entry.resolve().parent.name
+        out.append(
+            Partition(
+                name=info.get("DEVNAME", entry.name),
+                label=info.get("PARTNAME", ""),
+                disk=parent,
+                number=int(info.get("PARTN", "0") or 0),
+            )
+        )
+    return out
+
+
+def find(label: str, disk: str | None = None, sys_block: Path = SYS_BLOCK) -> Partition | None:
+    """The partition named ``label`` (on ``disk`` when given: a kernel name or /dev path)."""
+    want = os.path.basename(os.path.realpath(disk)) if disk else None
+    for part in partitions(sys_block):
+        if part.label == label and (want is None or part.disk == want):
+            return part
+    return None
+
+
+def is_luks(device: str) -> bool:
+    with open(device, "rb") as fh:
+        return fh.read(len(LUKS_MAGIC)) == LUKS_MAGIC
+
+
+def encryption(config: MachineConfig | None, partition: str) -> dict[str, Any] | None:
+    """``machine.systemDiskEncryption.<partition>`` of the config, as data, or ``None``."""
+    if config is None or not isinstance(config.data, dict):
+        return None
+    node: Any = config.data
+    for key in ("machine", "systemDiskEncryption", partition.lower()):
+        if not isinstance(node, dict) or node.get(key) is None:
+            return None
+        node = node[key]
+    return node if isinstance(node, dict) else None
+
+
+def encryption_document(partition: str, spec: dict[str, Any]) -> str:
+    """A machine config holding only one partition's encryption subtree: what talos-luks reads.
+
+    The rest of the config (CA keys, tokens) never reaches the child, nor META.
+    """
+    from libtalos.yamlio import dump
+
+    return dump(
+        {
+            "version": "v1alpha1",
+            "machine": {"type": "join", "systemDiskEncryption": {partition.lower(): spec}},
+            "cluster": {},
+        }
+    )
+
+
+# -- META: the STATE encryption config, readable before STATE is open -------------------------
+
+
+def read_meta(device: str) -> str | None:
+    """The record kept in META (a machine config with STATE's encryption), or ``None``."""
+    try:
+        with open(device, "rb") as fh:
+            head = fh.read(META_HEADER.size)
+            if len(head) < META_HEADER.size:
+                return None
+            magic, length = META_HEADER.unpack(head)
+            if magic != META_MAGIC or length > MIB:
+                return None
+            payload = fh.read(length)
+            digest = fh.read(32)
+    except OSError as exc:
+        raise DiskError(f"META {device}: cannot read: {exc.strerror}") from None
+    if len(payload) != length or hashlib.sha256(payload).digest() != digest:
+        return None  # torn or foreign: as if absent
+    return payload.decode("utf-8", "replace")
+
+
+def write_meta(device: str, text: str) -> None:
+    payload = text.encode()
+    record = META_HEADER.pack(META_MAGIC, len(payload)) + payload
+    record += hashlib.sha256(payload).digest()
+    try:
+        fd = os.open(device, os.O_WRONLY)
+        try:
+            os.pwrite(fd, record, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise DiskError(f"META {device}: cannot write: {exc.strerror}") from None
+
+
+# -- child processes (through the one reaper; never subprocess in PID 1) ----------------------
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+async def run(
+    reaper: Reaper,
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    config_text: str | None = None,
+) -> Result:
+    """Run ``argv`` to its end through the reaper; capture its stdout and stderr.
+
+    ``config_text`` reaches the child through a pipe named on its command line as
+    ``--config /proc/self/fd/N`` (never as a file, never in argv): the node's spawn gives every
+    child ``/dev/null`` as stdin. Works before the signal loop runs: waiting reaps itself.
+    """
+    from talos_init.reaper import exit_code
+
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[int] = loop.create_future()
+
+    def exited(_pid: int, status: int) -> None:
+        if not done.done():
+            done.set_result(status)
+
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    cfg_r = -1
+    try:
+        if config_text is not None:
+            cfg_r, cfg_w = os.pipe()
+            data = config_text.encode()
+            if len(data) > 60_000:  # written before the child runs: must fit the pipe
+                raise DiskError(f"{argv[0]}: config too large for its pipe")
+            os.write(cfg_w, data)
+            os.close(cfg_w)
+            os.set_inheritable(cfg_r, True)
+            argv = [*argv, "--config", f"/proc/self/fd/{cfg_r}"]
+        try:
+            reaper.spawn(argv, exited, env=env, stdout=out_w, stderr=err_w)
+        except TalosError as exc:
+            raise DiskError(exc.message) from None
+    finally:
+        for fd in (out_w, err_w, cfg_r):
+            if fd >= 0:
+                os.close(fd)
+    reading = asyncio.gather(
+        asyncio.to_thread(_read_all, out_r), asyncio.to_thread(_read_all, err_r)
+    )
+    while not done.done():
+        reaper.reap()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CHILD_POLL):
+                await asyncio.shield(done)
+    out, err = await reading
+    return Result(exit_code(done.result()), out, err)
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def tool(name: str) -> str:
+    """A program of ours: beside the interpreter (the node's venv), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    return shutil.which(name) or name
+
+
+async def wait_for(path: str | Path, timeout: float = DEVICE_WAIT) -> bool:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+# -- the node's side ------------------------------------------------------------------------------
+
+
+class SystemDisk:
+    """STATE and EPHEMERAL of a metal node: found, opened (LUKS through talos-luks), mounted."""
+
+    def __init__(self, console: Console, reaper: Reaper, cmdline: dict[str, str]) -> None:
+        self.console = console
+        self.reaper = reaper
+        self.cmdline = cmdline
+        self.mounted: dict[str, Path] = {}
+        self._coldplugged = False
+
+    def log(self, message: str) -> None:
+        self.console.log(message)
+
+    async def coldplug(self) -> None:
+        """Load the drivers of the disks present and dm_crypt and xfs (once)."""
+        if self._coldplugged:
+            return
+        self._coldplugged = True
+        aliases = set()
+        for bus in BUSES:
+            for alias in Path("/sys/bus", bus, "devices").glob("*/modalias"):
+                with contextlib.suppress(OSError):
+                    aliases.add(alias.read_text().strip())
+        result = await run(self.reaper, ["modprobe", "-q", "-a", *MODULES, *sorted(aliases)])
+        # modprobe -q reports aliases without a module (most devices) as a failure: not ours
+        self.log(f"loaded the drivers of {len(aliases)} devices and {', '.join(MODULES)}"
+                 f" (modprobe exit {result.code})")  # fmt: skip
+
+    async def mount_state(self, config: MachineConfig | None, state_dir: Path) -> Path | None:
+        """Open and mount STATE; its mount point, or ``None`` when there is no STATE (yet).
+
+        Without a config (before it is loaded) the encryption config comes from META, and a
+        STATE that cannot be opened or has no filesystem yet is left for the boot sequence.
+        """
+        if "STATE" in self.mounted:
+            return self.mounted["STATE"]
+        await self.coldplug()
+        part = find("STATE")
+        if part is None:
+            self.log("no STATE partition: the system disk is not installed")
+            return None
+        spec_text: str | None = None
+        spec = encryption(config, "STATE")
+        meta = find("META", part.disk)
+        if spec is not None:
+            spec_text = encryption_document("STATE", spec)
+        elif meta is not None:
+            spec_text = read_meta(meta.device)
+            if spec_text is not None:
+                self.log(f"STATE encryption config read from META ({meta.device})")
+        if spec_text is None and is_luks(part.device):
+            if config is None:
+                self.log(f"STATE ({part.device}) is encrypted and META does not say how to open"
+                         " it: waiting for the machine config")  # fmt: skip
+                return None
+            raise DiskError(f"STATE ({part.device}) is LUKS2-encrypted but neither the machine"
+                            " config nor META sets machine.systemDiskEncryption.state")  # fmt: skip
+        target = STATE_MOUNT if STATE_MOUNT.parent.is_dir() else state_dir
+        mounted = await self._mount(part, spec_text, target, may_format=config is not None)
+        if mounted is None:
+            return None
+        saved = read_meta(meta.device) if meta is not None and spec is not None else None
+        if meta is not None and spec is not None and spec_text and saved != spec_text:
+            write_meta(meta.device, spec_text)
+            self.log(f"STATE encryption config saved to META ({meta.device})")
+        return mounted
+
+    async def mount_ephemeral(self, config: MachineConfig) -> Path | None:
+        if "EPHEMERAL" in self.mounted:
+            return self.mounted["EPHEMERAL"]
+        await self.coldplug()
+        part = find("EPHEMERAL")
+        if part is None:
+            self.log("no EPHEMERAL partition: /var stays as it is")
+            return None
+        spec = encryption(config, "EPHEMERAL")
+        text = encryption_document("EPHEMERAL", spec) if spec is not None else None
+        if text is None and is_luks(part.device):
+            raise DiskError(f"EPHEMERAL ({part.device}) is LUKS2-encrypted but the machine config"
+                            " does not set machine.systemDiskEncryption.ephemeral")  # fmt: skip
+        return await self._mount(part, text, EPHEMERAL_MOUNT, may_format=True)
+
+    async def _mount(
+        self, part: Partition, spec_text: str | None, target: Path, *, may_format: bool
+    ) -> Path | None:
+        from talos_init import mounts
+
+        device = part.device
+        if spec_text is not None:
+            device = await self.luks_apply(part, spec_text)
+        fstype = await self.fs_type(device)
+        if fstype is None:
+            if not may_format:
+                self.log(f"{part.label} ({device}) has no filesystem yet: left for the boot")
+                return None
+            await self.mkfs_xfs(device, part.label)
+        elif fstype != "xfs":
+            raise DiskError(f"{part.label} ({device}) holds a {fstype} filesystem, not xfs;"
+                            " refusing to mount or format it")  # fmt: skip
+        target.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            mounts.mount(device, str(target), "xfs", mounts.MS_NOSUID | mounts.MS_NODEV)
+        except mounts.MountError as exc:
+            raise DiskError(f"{part.label}: {exc.message}") from None
+        how = "encrypted, " if spec_text is not None else ""
+        self.log(f"{part.label} mounted on {target} ({how}{device})")
+        self.mounted[part.label] = target
+        return target
+
+    def _pbkdf_args(self) -> list[str]:
+        """``talos.luks.pbkdf=TYPE[:ITERATIONS]`` on the kernel command line (ours, not Talos's):
+        the PBKDF of key slots written at this boot, for small machines and tests."""
+        value = self.cmdline.get("talos.luks.pbkdf")
+        if not value:
+            return []
+        kind, _, iterations = value.partition(":")
+        if kind not in PBKDFS or (iterations and not iterations.isdigit()):
+            raise DiskError(f"talos.luks.pbkdf={value}: expected one of {', '.join(PBKDFS)},"
+                            " optionally followed by :ITERATIONS")  # fmt: skip
+        args = ["--pbkdf", kind]
+        if iterations:
+            args += ["--pbkdf-force-iterations", iterations]
+        return args
+
+    async def luks_apply(self, part: Partition, spec_text: str) -> str:
+        argv = [tool("talos-luks"), "apply", "--partition", part.label, "--device", part.device,
+                *self._pbkdf_args()]  # fmt: skip
+        result = await run(self.reaper, argv, config_text=spec_text)
+        for line in result.err.splitlines():
+            self.log(f"talos-luks: {line}")
+        if result.code != 0:
+            raise DiskError(f"{part.label} ({part.device}): talos-luks apply exited {result.code}")
+        mapped = result.out.strip().splitlines()[-1:] or [""]
+        if not mapped[0].startswith("/dev/mapper/") or not await wait_for(mapped[0]):
+            raise DiskError(f"{part.label}: talos-luks apply printed no mapped device")
+        return mapped[0]
+
+    async def fs_type(self, device: str) -> str | None:
+        """The filesystem (or other signature) blkid finds on ``device``; ``None`` for none."""
+        result = await run(self.reaper, ["blkid", "-p", "-o", "value", "-s", "TYPE", device])
+        if result.code == 2:  # nothing found
+            return None
+        if result.code != 0:
+            raise DiskError(f"{device}: blkid exited {result.code}")
+        return result.out.strip() or "unknown"
+
+    async def mkfs_xfs(self, device: str, label: str) -> None:
+        env = {**os.environ, **XFS_SMALL_ENV}
+        result = await run(self.reaper, ["mkfs.xfs", "-f", "-q", "-L", label, device], env=env)
+        if result.code != 0:
+            tail = result.err.strip().splitlines()[-1:] or [""]
+            raise DiskError(f"{label}: mkfs.xfs {device} exited {result.code}: {tail[0]}")
+        self.log(f"{label}: made an xfs filesystem on {device}")

@@ -1,0 +1,169 @@
+"""Installing the system disk: Talos's partition layout on a blank ``machine.install.disk``.
+
+The layout of TALOS-FACTS §9 (v0.9), GPT, partition names equal to the labels:
+
+====  =========  ==========  ==============  =============================================
+ #    label      size        GPT type        filesystem made here
+====  =========  ==========  ==============  =============================================
+ 1    EFI        100 MiB     EFI System      vfat, label EFI
+ 2    BIOS       1 MiB       BIOS boot       none (legacy-BIOS-bootable attribute)
+ 3    BOOT       300 MiB     Linux data      xfs, label BOOT
+ 4    META       1 MiB       Linux data      none (raw)
+ 5    STATE      100 MiB     Linux data      none: made at first mount (after LUKS)
+ 6    EPHEMERAL  the rest    Linux data      none: made at first mount (after LUKS)
+====  =========  ==========  ==============  =============================================
+
+A disk is *blank* when its first and last MiB are all zero bytes (no partition table, primary or
+backup, and no filesystem signature). A disk that already has STATE and EPHEMERAL is installed
+and left alone; any other non-blank disk is refused and left untouched. The partition table is
+written by ``sfdisk`` (util-linux, Debian package fdisk), which also asks the kernel to re-read it.
+No bootloader or kernel is installed: the machine this runs on boots its kernel by other means.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from talos_init.disks import MIB, XFS_SMALL_ENV, DiskError, Result, find, run, wait_for
+
+if TYPE_CHECKING:
+    from talos_init.configsource import MachineConfig
+    from talos_init.logring import Console
+    from talos_init.reaper import Reaper
+
+EFI_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+BIOS_TYPE = "21686148-6449-6E6F-744E-656564454649"
+LINUX_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    label: str
+    size_mib: int  # 0: the rest of the disk
+    type_guid: str
+    attrs: str = ""
+
+
+LAYOUT = (
+    PartSpec("EFI", 100, EFI_TYPE),
+    PartSpec("BIOS", 1, BIOS_TYPE, "LegacyBIOSBootable"),
+    PartSpec("BOOT", 300, LINUX_TYPE),
+    PartSpec("META", 1, LINUX_TYPE),
+    PartSpec("STATE", 100, LINUX_TYPE),
+    PartSpec("EPHEMERAL", 0, LINUX_TYPE),
+)
+FIXED_MIB = sum(p.size_mib for p in LAYOUT) + 2  # + the GPT and 1 MiB alignment at the start
+MIN_EPHEMERAL_MIB = 100
+
+
+def sfdisk_script() -> str:
+    lines = ["label: gpt"]
+    for p in LAYOUT:
+        fields = [f"size={p.size_mib}MiB"] if p.size_mib else []
+        fields += [f"type={p.type_guid}", f'name="{p.label}"']
+        if p.attrs:
+            fields.append(f'attrs="{p.attrs}"')
+        lines.append(", ".join(fields))
+    return "\n".join(lines) + "\n"
+
+
+def disk_size(path: str) -> int:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+def is_blank(path: str) -> bool:
+    """First and last MiB all zeros: no partition table (primary or backup), no signature."""
+    size = disk_size(path)
+    with open(path, "rb") as fh:
+        head = fh.read(MIB)
+        fh.seek(max(0, size - MIB))
+        tail = fh.read(MIB)
+    return not head.strip(b"\0") and not tail.strip(b"\0")
+
+
+def install_disk(config: MachineConfig) -> str | None:
+    data = config.data if isinstance(config.data, dict) else {}
+    install = (data.get("machine") or {}).get("install") or {}
+    disk = install.get("disk") if isinstance(install, dict) else None
+    return disk if isinstance(disk, str) and disk else None
+
+
+async def install(console: Console, reaper: Reaper, config: MachineConfig) -> bool:
+    """Partition and format ``machine.install.disk`` when it is blank; True when it did.
+
+    A disk that holds other data is refused with a message, and nothing is written to it: the
+    node goes on without a system disk (STATE and EPHEMERAL stay where they were).
+    """
+    disk = install_disk(config)
+    if disk is None:
+        console.log("install: machine.install.disk is not set; nothing to install")
+        return False
+    if not await wait_for(disk):
+        raise DiskError(f"install: machine.install.disk {disk} does not exist")
+    if find("STATE", disk) is not None and find("EPHEMERAL", disk) is not None:
+        console.log(f"install: {disk} is installed already (STATE and EPHEMERAL found)")
+        return False
+    try:
+        blank = is_blank(disk)
+        size = disk_size(disk)
+    except OSError as exc:
+        raise DiskError(f"install: {disk}: cannot read: {exc.strerror}") from None
+    if not blank:
+        console.log(f"install: {disk} holds data (a partition table or a filesystem) and no Talos"
+                    " partitions: refusing to touch it; wipe it to install")  # fmt: skip
+        return False
+    if size < (FIXED_MIB + MIN_EPHEMERAL_MIB) * MIB:
+        console.log(f"install: {disk} is {size // MIB} MiB; Talos's layout needs at least"
+                    f" {FIXED_MIB + MIN_EPHEMERAL_MIB} MiB: refusing to install")  # fmt: skip
+        return False
+    console.log(f"install: partitioning {disk} ({size // MIB} MiB): "
+                + ", ".join(p.label for p in LAYOUT))  # fmt: skip
+    script = sfdisk_script()
+    result = await _sfdisk(reaper, disk, script)
+    if result.code != 0:
+        tail = result.err.strip().splitlines()[-1:] or [""]
+        raise DiskError(f"install: sfdisk {disk} exited {result.code}: {tail[0]}")
+    parts = {}
+    for p in LAYOUT:
+        found = None
+        for _ in range(200):  # the kernel re-read the table; sysfs and /dev follow at once
+            found = find(p.label, disk)
+            if found is not None and await wait_for(found.device):
+                break
+            await _pause()
+        if found is None:
+            raise DiskError(f"install: {disk}: partition {p.label} did not appear after sfdisk")
+        parts[p.label] = found
+    efi, boot = parts["EFI"].device, parts["BOOT"].device
+    for argv, env in (
+        (["mkfs.vfat", "-F", "32", "-n", "EFI", efi], None),
+        (["mkfs.xfs", "-f", "-q", "-L", "BOOT", boot], {**os.environ, **XFS_SMALL_ENV}),
+    ):
+        made = await run(reaper, argv, env=env)
+        if made.code != 0:
+            raise DiskError(f"install: {argv[0]} {argv[-1]} exited {made.code}")
+    console.log(f"install: {disk}: partitions written; EFI (vfat) and BOOT (xfs) formatted")
+    return True
+
+
+async def _sfdisk(reaper: Reaper, disk: str, script: str) -> Result:
+    """sfdisk reads its script from stdin, which the node's children never get: a temp file."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", prefix="talos-sfdisk-", suffix=".txt") as fh:
+        fh.write(script)
+        fh.flush()
+        sh = 'exec sfdisk --quiet --wipe always "$1" < "$2"'
+        return await run(reaper, ["/bin/sh", "-c", sh, "sfdisk", disk, fh.name])
+
+
+async def _pause() -> None:
+    import asyncio
+
+    await asyncio.sleep(0.05)
