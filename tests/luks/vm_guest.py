@@ -99,6 +99,15 @@ def run() -> int:
     write_and_check(path, "xfs", payload)
     luks("close", "ours")
     result["ours_closed"] = not Path(path).exists()
+    # an inactive name, with device-mapper present: both tools' exit codes (cryptsetup's table)
+    result["inactive_exits"] = {
+        "status": luks_code("status", "ours")[0],
+        "close": luks_code("close", "ours")[0],
+        "cryptsetup status": subprocess.run(["cryptsetup", "status", "ours"], check=False,
+                                            stdout=subprocess.DEVNULL).returncode,
+        "cryptsetup close": subprocess.run(["cryptsetup", "close", "ours"], check=False,
+                                           stderr=subprocess.DEVNULL).returncode,
+    }  # fmt: skip
     path = luks("open", dev, "ours", "--key-file", key).strip()
     result["ours_readback"] = read_back(path, "xfs") == payload
     luks("close", "ours")

@@ -23,7 +23,16 @@ from talos_luks.errors import (
     WrongDeviceError,
 )
 
-__all__ = ["check", "ffi", "lib", "log", "open_by_name", "open_device", "set_debug"]
+__all__ = [
+    "check",
+    "ffi",
+    "lib",
+    "log",
+    "mapping_status_code",
+    "open_by_name",
+    "open_device",
+    "set_debug",
+]
 
 log = logging.getLogger("talos_luks.libcryptsetup")
 
@@ -93,6 +102,16 @@ def check(rc: int, what: str) -> int:
 
 def clear_last_error() -> None:
     _LastError.text = None
+
+
+def mapping_status_code(name: str) -> int:
+    """``crypt_status(NULL, name)``: CRYPT_INVALID when device-mapper is unavailable, else the
+    mapping's state. The error it logs does not replace the one a failed call left behind."""
+    saved = _LastError.text
+    try:
+        return int(lib.crypt_status(ffi.NULL, name.encode()))
+    finally:
+        _LastError.text = saved
 
 
 @contextmanager

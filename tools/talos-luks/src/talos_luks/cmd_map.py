@@ -42,7 +42,7 @@ def close(name: Name) -> None:
 
 
 def status(name: Name) -> None:
-    """Print the mapping NAME as YAML (exit 4 when it is not active)."""
+    """Print the mapping NAME as YAML (exit 4 when it is not active, 1 without device-mapper)."""
     from libtalos.yamlio import dump
 
     typer.echo(dump(mapping_status(name)), nl=False)

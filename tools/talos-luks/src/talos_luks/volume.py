@@ -258,10 +258,12 @@ class Volume:
     def activate(self, name: str, key: bytes, slot: int = -1, flags: int = 0) -> int:
         from talos_luks.binding import check, lib
 
-        return check(
-            lib.crypt_activate_by_passphrase(self._cd, name.encode(), slot, key, len(key), flags),
-            f"open {self.path} as {name}",
-        )
+        rc = lib.crypt_activate_by_passphrase(self._cd, name.encode(), slot, key, len(key), flags)
+        if rc < 0 and device_mapper_state(name) == "unavailable":
+            # cryptsetup exits 1 here too; the library's own message only says the name is bad
+            raise LuksError(f"open {self.path} as {name}: device-mapper is not available",
+                            hint=DM_HINT)  # fmt: skip
+        return check(rc, f"open {self.path} as {name}")
 
     # -- reading the header -----------------------------------------------------------------
     def slot_active(self, slot: int) -> bool:
@@ -348,10 +350,34 @@ def _check_slot(slot: int) -> None:
         raise LuksError(f"--key-slot: {slot} is out of range (0-{MAX_SLOTS - 1})")
 
 
+DM_HINT = "device-mapper with dm-crypt is needed for open, close and status (modprobe dm_crypt)"
+
+
+def device_mapper_state(name: str) -> str:
+    """``"unavailable"`` (no device-mapper here), ``"inactive"``, ``"active"`` or ``"busy"``:
+    libcryptsetup's answer for the mapping ``name``, without needing a handle on it."""
+    from talos_luks.binding import lib, mapping_status_code
+
+    return {
+        lib.CRYPT_INACTIVE: "inactive",
+        lib.CRYPT_ACTIVE: "active",
+        lib.CRYPT_BUSY: "busy",
+    }.get(mapping_status_code(name), "unavailable")
+
+
 def mapping_status(name: str) -> dict[str, Any]:
-    """The active mapping ``name``: what ``status`` prints; exit-4 error when it is not active."""
+    """The active mapping ``name``: what ``status`` prints.
+
+    As ``cryptsetup status``: exit 1 when device-mapper is unavailable, 4 when ``name`` is not
+    an active mapping.
+    """
     from talos_luks.binding import check, ffi, lib, open_by_name
 
+    state = device_mapper_state(name)
+    if state == "unavailable":
+        raise LuksError(f"status {name}: device-mapper is not available", hint=DM_HINT)
+    if state == "inactive":
+        raise WrongDeviceError(f"/dev/mapper/{name} is inactive")
     with open_by_name(name) as cd:
         st = lib.crypt_status(cd, name.encode())
         if st not in (lib.CRYPT_ACTIVE, lib.CRYPT_BUSY):
@@ -379,7 +405,14 @@ def mapping_status(name: str) -> dict[str, Any]:
 
 
 def deactivate(name: str) -> None:
+    """Remove the mapping ``name``; exit 4 when it is not active or device-mapper is unavailable
+    (as ``cryptsetup close``)."""
     from talos_luks.binding import check, lib, open_by_name
 
+    state = device_mapper_state(name)
+    if state == "unavailable":
+        raise WrongDeviceError(f"close {name}: device-mapper is not available", hint=DM_HINT)
+    if state == "inactive":
+        raise WrongDeviceError(f"close {name}: no active mapping named {name}")
     with open_by_name(name) as cd:
         check(lib.crypt_deactivate(cd, name.encode()), f"close {name}")
