@@ -99,7 +99,10 @@ def _service_result(node: str, reply: Any, control_plane: bool) -> Result:
     for s in reply.services:
         if s.state == "Skipped":
             last = s.health.last_message or (s.events.events[-1].msg if s.events.events else "")
-            skipped.append(f"{s.id} skipped: {last}" if last else f"{s.id} skipped")
+            if "skipped" in last:  # the reason says it already
+                skipped.append(f"{s.id}: {last}")
+            else:
+                skipped.append(f"{s.id} skipped: {last}" if last else f"{s.id} skipped")
         elif s.state not in FINE_STATES:
             why = s.events.events[-1].msg if s.events.events else ""
             bad.append(f"{s.id} is {s.state}" + (f" ({why})" if why else ""))

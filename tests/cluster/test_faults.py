@@ -1,0 +1,287 @@
+"""Faults on a real three-master cluster: talos-init nodes in namespaces, real etcd.
+
+One cluster (``cluster create --masters 3 --workers 0``, inside its own network namespaces) serves
+every test of this module, in order; each test starts from a healthy cluster and leaves one:
+
+- bootstrap twice: the second is refused and etcd keeps its members and data;
+- etcd SIGKILLed on a control plane: the supervisor restarts it and the member is healthy again;
+- one of three control planes stopped: etcd keeps quorum, ``health`` names the missing node; the
+  node started again (same command line as create's) rejoins with its data (same member ID);
+- ``reset --graceful`` of a joined control plane: it leaves etcd, wipes EPHEMERAL, reboots, and
+  joins again as a new member.
+
+``talos-apply`` (the client under test) and ``etcdctl`` run inside the cluster's network
+namespace or a node's namespaces: no packet leaves them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cluster.conftest import _probe, netns_list, processes_mentioning
+
+pytestmark = [pytest.mark.system, pytest.mark.etcd]
+
+TALOS_APPLY = str(Path(sys.executable).parent / "talos-apply")
+ETCD_PKI = "/system/secrets/etcd"  # inside a control-plane node's root
+_counter = itertools.count(1)
+
+
+@dataclass
+class Cluster:
+    name: str
+    state_dir: Path
+    talosconfig: Path
+
+    @property
+    def dir(self) -> Path:
+        return self.state_dir / self.name
+
+    def record(self) -> Any:
+        from talos_cluster import state
+
+        record = state.load(self.dir)
+        assert record is not None
+        return record
+
+    def masters(self) -> list[Any]:
+        return [n for n in self.record().nodes if n.role == "controlplane"]
+
+    def api(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """talos-apply inside the cluster's network namespace."""
+        return subprocess.run(
+            ["nsenter", f"--net=/run/netns/{self.name}", "--", TALOS_APPLY,
+             "--talosconfig", str(self.talosconfig), *args],
+            capture_output=True, text=True, check=False, timeout=timeout,
+        )  # fmt: skip
+
+    def health(self, wait: str) -> subprocess.CompletedProcess[str]:
+        return self.api("health", "--wait-timeout", wait, timeout=600)
+
+    def members(self, ip: str) -> dict[str, str]:
+        """member hostname -> ID, as the node at ``ip`` lists them."""
+        done = self.api("etcd", "members", "--nodes", ip, "-o", "json")
+        assert done.returncode == 0, done.stderr
+        (reply,) = json.loads(done.stdout)
+        return {m.get("hostname", ""): m["id"] for m in reply["members"]}
+
+    def etcdctl(self, node: Any, *args: str) -> subprocess.CompletedProcess[str]:
+        """etcdctl on the node itself (its network and mount namespaces, its client cert)."""
+        from talos_cluster import nodes
+
+        pid1 = nodes.node_pid1(node.pid)
+        assert pid1 is not None, f"{node.name} is not running"
+        return subprocess.run(
+            ["nsenter", f"--target={pid1}", "--net", "--mount", "--", "/usr/bin/etcdctl",
+             "--endpoints=https://127.0.0.1:2379", f"--cacert={ETCD_PKI}/ca.crt",
+             f"--cert={ETCD_PKI}/client.crt", f"--key={ETCD_PKI}/client.key",
+             "--command-timeout=10s", *args],
+            capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+
+    def consoles(self) -> str:
+        parts = []
+        for n in self.masters():
+            path = Path(n.console)
+            text = path.read_text(errors="replace") if path.exists() else "(no console)"
+            parts.append(f"--- {n.name} ---\n{text[-3000:]}")
+        return "\n".join(parts)
+
+    def assert_healthy(self, wait: str = "120s") -> str:
+        done = self.health(wait)
+        assert done.returncode == 0, done.stdout + done.stderr + self.consoles()
+        return done.stdout
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    reason = _probe()
+    if reason is not None:
+        pytest.skip(reason)
+    if not Path("/usr/bin/etcd").exists() or not Path("/usr/bin/etcdctl").exists():
+        pytest.skip("etcd/etcdctl are not installed (Debian packages etcd-server, etcd-client)")
+    tmp = tmp_path_factory.mktemp("faults")
+    c = Cluster(f"tf{os.getpid() % 100000}x{next(_counter)}", tmp / "clusters", tmp / "talosconfig")
+    from talos_cluster.cli import main
+
+    try:
+        code = main(["create", "--name", c.name, "--state-dir", str(c.state_dir),
+                     "--talosconfig", str(c.talosconfig), "--masters", "3", "--workers", "0",
+                     "--wait-timeout", "120"])  # fmt: skip
+        assert code == 0, "cluster create failed (its messages are in the captured stderr)"
+        yield c
+    finally:
+        _remove(c)
+
+
+def _remove(c: Cluster) -> None:
+    from talos_cluster import state
+    from talos_cluster.cmd_destroy import destroy_record
+    from talos_cluster.netlab import processes_in
+
+    with contextlib.suppress(Exception):
+        record = state.load(c.dir)
+        if record is not None:
+            destroy_record(record, grace=2)
+    ours = [ns for ns in netns_list() if ns == c.name or ns.startswith(f"{c.name}-")]
+    for pid in {*processes_mentioning(str(c.state_dir)), *processes_in(ours)}:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for ns in ours:
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True, check=False)
+
+
+def _etcd_pid(node: Any) -> int | None:
+    """The etcd process of ``node``: a child of the node's PID 1 running /usr/bin/etcd."""
+    from talos_cluster import nodes
+
+    pid1 = nodes.node_pid1(node.pid)
+    if pid1 is None:
+        return None
+    for child in Path(f"/proc/{pid1}/task/{pid1}/children").read_text().split():
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            if argv[0].endswith(b"/etcd") and f"--name={node.name}".encode() in argv:
+                return int(child)
+    return None
+
+
+def _relaunch(c: Cluster, node: Any) -> None:
+    """Start a stopped node again with create's command line; the record follows."""
+    from talos_cluster import nodes
+
+    record = c.record()
+    rec = record.node(node.name)
+    argv = [*nodes.talos_init_command(), "--mode", "container", "--state-dir", rec.dir,
+            "--cmdline", f"talos.hostname={rec.name}", "--config",
+            str(c.dir / "controlplane.yaml")]  # fmt: skip
+    # no cgroup: the node's groups may be gone with its processes; limits are not under test
+    rec.pid, rec.start_time = nodes.launch(
+        netns=rec.netns, node_command=argv, console=Path(rec.console), cgroup_procs=[]
+    )
+    record.save()
+
+
+def _wait_until(what: str, check: Any, bound: float = 60) -> Any:
+    deadline = time.monotonic() + bound
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not after {bound:g}s"
+        time.sleep(0.2)
+
+
+# ------------------------------------------------------------------------------------ tests
+
+
+def test_healthy_after_create_and_bootstrap_twice_refused(cluster: Cluster) -> None:
+    c = cluster
+    out = c.assert_healthy()
+    masters = c.masters()
+    for n in masters:
+        assert any(line.split()[:2] == [n.ip, "etcd"] and "OK" in line for line in out.splitlines())
+    put = c.etcdctl(masters[0], "put", "/faults/kept", "before")
+    assert put.returncode == 0, put.stderr
+    before = c.members(masters[0].ip)
+    assert sorted(before) == sorted(n.name for n in masters)
+
+    for n in (masters[0], masters[1]):  # the bootstrapped node and a joined one
+        again = c.api("bootstrap", "--nodes", n.ip)
+        assert again.returncode == 1, again.stdout + again.stderr
+        assert "etcd data directory is not empty" in again.stderr, again.stderr
+
+    assert c.members(masters[0].ip) == before  # same members, same IDs
+    got = c.etcdctl(masters[2], "get", "/faults/kept", "--print-value-only")
+    assert got.returncode == 0 and got.stdout.strip() == "before", got.stderr
+    c.assert_healthy("30s")
+
+
+def test_killed_etcd_is_restarted(cluster: Cluster) -> None:
+    c = cluster
+    node = c.masters()[1]
+    before = c.members(node.ip)
+    old = _etcd_pid(node)
+    assert old is not None, c.consoles()
+    os.kill(old, signal.SIGKILL)
+    new = _wait_until("etcd running again", lambda: (p := _etcd_pid(node)) != old and p)
+    assert new != old
+    c.assert_healthy()
+    assert c.members(node.ip) == before  # the same member came back, with its data
+    got = c.etcdctl(node, "get", "/faults/kept", "--print-value-only")
+    assert got.returncode == 0 and got.stdout.strip() == "before", got.stderr
+
+
+def test_stopped_control_plane_named_then_rejoins(cluster: Cluster) -> None:
+    from talos_cluster import nodes
+
+    c = cluster
+    first, _, third = c.masters()
+    before = c.members(first.ip)
+    nodes.stop(third.pid, third.start_time)
+    assert not nodes.alive(third.pid, third.start_time)
+
+    # quorum is kept: two of three members list the members and take writes
+    assert c.members(first.ip) == before
+    put = c.etcdctl(first, "put", "/faults/while-down", "yes")
+    assert put.returncode == 0, put.stderr
+
+    down = c.health("3s")
+    assert down.returncode == 1, down.stdout + down.stderr
+    failed = {tuple(line.split()[:2]) for line in down.stdout.splitlines() if " FAIL " in line}
+    assert (third.ip, "api") in failed, down.stdout
+    assert all(node == third.ip for node, _ in failed), down.stdout  # only the missing node
+    assert f"{third.ip}: api" in down.stderr and f"etcd member {third.name}" in down.stdout
+
+    _relaunch(c, third)
+    c.assert_healthy()
+    assert c.members(third.ip) == before  # rejoined with its data: the same member ID
+    got = c.etcdctl(c.record().node(third.name), "get", "/faults/while-down", "--print-value-only")
+    assert got.returncode == 0 and got.stdout.strip() == "yes", got.stderr  # caught up
+    console = Path(third.console).read_text()
+    assert "etcd: data found in EPHEMERAL: starting with it" in console
+
+
+def test_reset_member_rejoins_as_new_member(cluster: Cluster) -> None:
+    c = cluster
+    first, second, _ = c.masters()
+    before = c.members(first.ip)
+    args = ("reset", "--graceful", "--reboot", "--system-labels-to-wipe", "EPHEMERAL",
+            "--nodes", second.ip)  # fmt: skip
+    # etcd refuses a member removal until every member has been connected for 5 s (its
+    # strict reconfiguration check: "unhealthy cluster"); the node then changes nothing, and
+    # the reset is asked again, as a user would after a node came back moments ago
+    deadline = time.monotonic() + 30
+    while True:
+        reset = c.api(*args)
+        if reset.returncode == 0 or time.monotonic() > deadline:
+            break
+        assert "graceful reset: cannot leave etcd" in reset.stderr, reset.stderr
+        assert "unhealthy cluster" in reset.stderr, reset.stderr
+        assert c.members(first.ip) == before  # refused: nothing changed
+        time.sleep(1)
+    assert reset.returncode == 0, reset.stderr + c.consoles()
+    c.assert_healthy()
+    after = c.members(first.ip)
+    assert sorted(after) == sorted(before)  # three members again, the same names
+    assert after[second.name] != before[second.name]  # the reset node is a new member
+    assert {k: v for k, v in after.items() if k != second.name} == {
+        k: v for k, v in before.items() if k != second.name
+    }
+    console = Path(second.console).read_text()
+    assert f"reset: left etcd (member {second.name})" in console
+    got = c.etcdctl(second, "get", "/faults/kept", "--print-value-only")
+    assert got.returncode == 0 and got.stdout.strip() == "before", got.stderr  # synced anew
