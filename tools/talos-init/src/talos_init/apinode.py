@@ -50,6 +50,7 @@ from talos_init.api.node import (
 from talos_init.supervisor import State, UnknownServiceError
 
 if TYPE_CHECKING:
+    from talos_init.api.renewal import CertRenewal, Issued
     from talos_init.api.server import ApiServer
     from talos_init.api.trustd import TrustdServer
     from talos_init.node import Node as InitNode
@@ -352,6 +353,11 @@ def _import_api() -> None:
         importlib.import_module(name)
 
 
+def _issued(made: dict[str, Any]) -> Issued:
+    cert = CertKey(str(made["crt"]).encode(), str(made["key"]).encode())
+    return cert, float(made["not_before"]), float(made["not_after"])
+
+
 def _wipe(path: Path) -> None:
     for child in path.iterdir():
         if child.is_dir() and not child.is_symlink():
@@ -376,6 +382,7 @@ class NodeApi:
         self._addresses: list[str] | None = None
         self._etcd_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        self.renewal: CertRenewal | None = None
 
     def _spawn(self, coro: Any, name: str) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name=name)
@@ -435,12 +442,27 @@ class NodeApi:
 
     # -- maintenance ----------------------------------------------------------------------
 
+    async def _issue(self, request: dict[str, Any], timeout: float | None = None) -> Any:
+        """Certificate work in a short-lived child (PID 1 never loads cryptography)."""
+        from talos_init.api.issuer import ISSUE_TIMEOUT, issue
+
+        return await issue(self.node.reaper, request, timeout or ISSUE_TIMEOUT)
+
     async def enter_maintenance(self) -> None:
         await asyncio.to_thread(_import_api)  # off the loop: services keep being supervised
         from talos_init.api import ApiServer, MaintenanceCert, maintenance_banner
 
         addresses = await self.addresses()
-        cert = await asyncio.to_thread(MaintenanceCert.create, addresses, self.hostname())
+        try:
+            made = await self._issue(
+                {"op": "maintenance", "addresses": addresses, "hostname": self.hostname()}
+            )
+        except TalosError as exc:
+            self.node.console.log(f"maintenance service: {exc.message}")
+            return
+        # The ephemeral CA's key is never needed again: the child kept it, and is gone.
+        server_cert = CertKey(made["crt"].encode(), made["key"].encode())
+        cert = MaintenanceCert(CertKey(b""), server_cert, made["fingerprint"])
         server = ApiServer.maintenance(self.adapter, cert)
         try:
             port = await server.start(host=self.host, port=self.port)
@@ -492,23 +514,37 @@ class NodeApi:
 
     async def _serve(self) -> None:
         await asyncio.to_thread(_import_api)
-        from talos_init.api import ApiServer, node_server_cert
-        from talos_init.api.trustd import TrustdServer, worker_certificate
+        from talos_init.api import ApiServer
+        from talos_init.api.renewal import CertRenewal
+        from talos_init.api.trustd import TrustdServer
 
         cfg = self._typed_config()
         config = self.node.config
         assert config is not None  # noqa: S101 - _typed_config checked it
         addresses = await self.addresses()
         hostname = self.hostname()
-        sans = list(cfg.machine.cert_sans or [])
+        sans = [str(s) for s in cfg.machine.cert_sans or []]
+        names = {"addresses": [*addresses, "127.0.0.1"], "hostname": hostname, "sans": sans}
+        reissue: Any
         if config.machine_type in CONTROL_PLANE_TYPES:
             machine_ca = _b64pair(cfg.machine.ca, "machine.ca")
             if not machine_ca.key:
                 raise TalosError("machine.ca.key: missing on a control-plane node")
-            cert = await asyncio.to_thread(
-                node_server_cert, machine_ca, [*addresses, "127.0.0.1"], hostname, sans
+            ca = {"ca_crt": machine_ca.crt.decode(), "ca_key": machine_ca.key.decode()}
+            ttl = self.node.options.cert_ttl
+
+            async def reissue() -> Issued:
+                made = await self._issue({"op": "node", **ca, **names, "ttl": ttl})
+                return _issued(made)
+
+            async def sign(csr: bytes) -> bytes:
+                made = await self._issue({"op": "sign", **ca, "csr": csr.decode("ascii")})
+                return str(made["crt"]).encode()
+
+            issued = await reissue()
+            trustd = TrustdServer(
+                machine_ca, cfg.machine.token, addresses, hostname, own=issued[0], signer=sign
             )
-            trustd = TrustdServer(machine_ca, cfg.machine.token, addresses, hostname)
             try:
                 await trustd.start(host=self.host)
                 self.trustd = trustd
@@ -516,6 +552,7 @@ class NodeApi:
                 self.node.console.log(f"trustd: cannot listen: {exc.strerror}")
             if not self.etcd_layout().has_data() and config.machine_type == "controlplane":
                 self._spawn(self._join_etcd(), "etcd-join")
+            ca_crt = machine_ca.crt
         else:
             endpoints = self._trustd_endpoints(cfg)
             if not endpoints:
@@ -524,28 +561,30 @@ class NodeApi:
                 )
                 return
             self.node.console.log(f"trustd: asking {', '.join(endpoints)} for a certificate")
+            request = {"op": "worker", "endpoints": endpoints, "token": cfg.machine.token,
+                       **names, "timeout": 5.0}  # fmt: skip
+            bound = 5.0 * len(endpoints) + 30.0
+
+            async def reissue() -> Issued:
+                made = await self._issue(request, bound)
+                return _issued(made)
+
             last = ""
             while True:
                 try:
-                    cert, ca_crt = await worker_certificate(
-                        endpoints,
-                        cfg.machine.token,
-                        [*addresses, "127.0.0.1"],
-                        hostname,
-                        sans,
-                        timeout=5.0,
-                    )
+                    made = await self._issue(request, bound)
                     break
                 except TalosError as exc:
                     if exc.message != last:
                         self.node.console.log(f"trustd: {exc.message}; retrying")
                         last = exc.message
                     await asyncio.sleep(TRUSTD_RETRY)
+            issued = _issued(made)
             # A worker's config carries no machine CA (Talos's join.yaml may carry only its
             # certificate): trustd's reply names the CA that client certificates must chain to.
-            machine_ca = CertKey(ca_crt)
+            ca_crt = str(made["ca"]).encode()
             self.node.console.log("trustd: certificate issued")
-        server = ApiServer.configured(self.adapter, cert, machine_ca.crt)
+        server = ApiServer.configured(self.adapter, issued[0], ca_crt)
         try:
             port = await server.start(host=self.host, port=self.port)
         except OSError as exc:
@@ -553,6 +592,17 @@ class NodeApi:
             return
         self.server = server
         self.node.console.log(f"machine API listening on :{port} (mutual TLS)")
+        self.renewal = CertRenewal(
+            issued, reissue, self._install_cert, self.node.console.log,
+            period=self.node.options.cert_check,
+        )  # fmt: skip
+        self._spawn(self.renewal.run(), "cert-renewal")
+
+    def _install_cert(self, cert: CertKey) -> None:
+        if self.server is not None:
+            self.server.renew(cert)
+        if self.trustd is not None:
+            self.trustd.renew(cert)
 
     @staticmethod
     def _trustd_endpoints(cfg: Any) -> list[str]:
@@ -748,5 +798,6 @@ class NodeApi:
             await trustd.stop()
         for task in list(self._background):
             task.cancel()
+        self.renewal = None
         self.maintenance = False
         self._addresses = None

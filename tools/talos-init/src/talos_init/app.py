@@ -60,6 +60,13 @@ def boot(
     reap_orphans: Annotated[
         bool, typer.Option(hidden=True, help="off only for the tests' negative control")
     ] = True,
+    cert_ttl: Annotated[
+        float | None,
+        typer.Option(hidden=True, help="tests: API certificate lifetime in seconds (24 h)"),
+    ] = None,
+    cert_check_period: Annotated[
+        float, typer.Option(hidden=True, help="tests: seconds between renewal checks (1 h)")
+    ] = 3600.0,
 ) -> int:
     return boot_node(
         mode=mode,
@@ -74,4 +81,6 @@ def boot(
         reap_orphans=reap_orphans,
         api=api,
         api_port=api_port,
+        cert_ttl=cert_ttl,
+        cert_check_period=cert_check_period,
     )

@@ -20,9 +20,12 @@ from typing import Any
 
 from libtalos.errors import TalosError
 from libtalos.fsutil import atomic_write
-from libtalos.k8s import etcd as k8s_etcd
 from libtalos.secrets import CertKey
 from talos_init.services import HealthCheck, ServiceSpec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from libtalos.k8s import etcd as k8s_etcd
 
 SERVICE_ID = "etcd"
 ETCDCTL = "/usr/bin/etcdctl"
@@ -57,6 +60,8 @@ def etcd_ca(cfg: Any) -> CertKey:
 
 
 def write_certs(layout: EtcdLayout, cfg: Any, hostname: str, ips: list[str]) -> None:
+    from libtalos.k8s import etcd as k8s_etcd  # here, not above: cryptography only for etcd
+
     certs = k8s_etcd.issue_etcd_certs(etcd_ca(cfg), hostname=hostname, ips=ips)
     layout.pki_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     for name, (data, mode) in certs.files().items():
@@ -71,6 +76,8 @@ def service_spec(
     state: k8s_etcd.ClusterState = "new",
     initial_cluster: dict[str, list[str]] | None = None,
 ) -> ServiceSpec:
+    from libtalos.k8s import etcd as k8s_etcd
+
     if not Path(k8s_etcd.ETCD_BINARY).exists():
         raise EtcdError(f"{k8s_etcd.ETCD_BINARY}: not installed (Debian package etcd-server)")
     extra = dict(cfg.cluster.etcd.extra_args) if cfg.cluster.etcd is not None else {}
@@ -125,6 +132,8 @@ def _client_context(layout: EtcdLayout) -> ssl.SSLContext:
 
 def _post(layout: EtcdLayout, host: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
     """One gRPC-gateway call (``/v3/...``) to etcd at ``host``; EtcdError on any failure."""
+    from libtalos.k8s import etcd as k8s_etcd
+
     conn = http.client.HTTPSConnection(
         host, k8s_etcd.CLIENT_PORT, context=_client_context(layout), timeout=HTTP_TIMEOUT
     )

@@ -41,11 +41,12 @@ class Reaper:
         env: Mapping[str, str] | None = None,
         stdout: int | None = None,
         stderr: int | None = None,
+        stdin: int | None = None,
     ) -> int:
         """Start a child and watch it; ``on_exit`` runs on the calling thread's asyncio loop."""
         loop = _running_loop()
         with self._lock:  # no reap can run between the spawn and the registration
-            pid = spawn(argv, env=env, stdout=stdout, stderr=stderr)
+            pid = spawn(argv, env=env, stdout=stdout, stderr=stderr, stdin=stdin)
             self._watchers[pid] = (on_exit, loop)
         return pid
 

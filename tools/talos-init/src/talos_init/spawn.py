@@ -67,12 +67,13 @@ def spawn(
     stdout: int | None = None,
     stderr: int | None = None,
     new_session: bool = True,
+    stdin: int | None = None,
 ) -> int:
     """Start ``argv`` (``argv[0]`` looked up in ``PATH`` when it has no slash); return its pid.
 
     ``stdout``/``stderr`` are file descriptors to install as the child's 1 and 2 (the defaults
-    keep ours); stdin is always ``/dev/null``. No other descriptor is inherited (Python opens
-    everything close-on-exec).
+    keep ours); stdin is ``/dev/null`` unless ``stdin`` names a descriptor. No other descriptor
+    is inherited (Python opens everything close-on-exec).
     """
     if not argv:
         raise SpawnError("<empty command>", errno.ENOENT)
@@ -82,7 +83,10 @@ def spawn(
     _libc.posix_spawn_file_actions_init(actions)
     _libc.posix_spawnattr_init(attr)
     try:
-        _libc.posix_spawn_file_actions_addopen(actions, 0, b"/dev/null", os.O_RDONLY, 0)
+        if stdin is None:
+            _libc.posix_spawn_file_actions_addopen(actions, 0, b"/dev/null", os.O_RDONLY, 0)
+        else:
+            _libc.posix_spawn_file_actions_adddup2(actions, stdin, 0)
         if stdout is not None:
             _libc.posix_spawn_file_actions_adddup2(actions, stdout, 1)
         if stderr is not None:

@@ -32,9 +32,33 @@ protocol; :class:`~talos_init.api.memory.MemoryNode` is a complete in-memory imp
 
 from __future__ import annotations
 
-from talos_init.api.certs import MaintenanceCert, maintenance_banner, node_server_cert
-from talos_init.api.node import ApplyMode, Node, NodeCallError
-from talos_init.api.server import ApiServer
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from talos_init.api.certs import MaintenanceCert, maintenance_banner, node_server_cert
+    from talos_init.api.node import ApplyMode, Node, NodeCallError
+    from talos_init.api.server import ApiServer
+
+# Loaded on first use: PID 1 imports talos_init.api.node without the server, and never
+# cryptography (see talos_init.api.issuer).
+_WHERE = {
+    "ApiServer": "talos_init.api.server",
+    "ApplyMode": "talos_init.api.node",
+    "MaintenanceCert": "talos_init.api.certs",
+    "Node": "talos_init.api.node",
+    "NodeCallError": "talos_init.api.node",
+    "maintenance_banner": "talos_init.api.certs",
+    "node_server_cert": "talos_init.api.certs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "ApiServer",

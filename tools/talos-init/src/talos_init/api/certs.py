@@ -6,9 +6,15 @@ import datetime as dt
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from libtalos import pki
 from libtalos.secrets import CertKey
+
+if TYPE_CHECKING:
+    from libtalos import pki
+
+# libtalos.pki (cryptography) is imported inside the functions: PID 1 imports this module for
+# the banner and the constants, and issues certificates in a child (talos_init.api.issuer).
 
 MAINTENANCE_TTL = dt.timedelta(hours=24)
 NODE_CERT_TTL = dt.timedelta(hours=24)  # trustd's library default; renewed at half-life
@@ -42,6 +48,8 @@ class MaintenanceCert:
         cls, addresses: Sequence[str], hostname: str = "", clock: pki.Clock | None = None
     ) -> MaintenanceCert:
         """SANs: every given address plus 127.0.0.1 and ::1, and the hostname (as Talos)."""
+        from libtalos import pki
+
         ca = pki.new_ca(algorithm="ed25519", organizations=[""], ttl=MAINTENANCE_TTL, clock=clock)
         ips, dns = _split_sans([*addresses, "127.0.0.1", "::1", hostname])
         server = pki.issue(
@@ -69,6 +77,8 @@ def node_server_cert(
     workers trustd issues the same shape): Ed25519, ServerAuth+ClientAuth (the node also dials
     other nodes when proxying), SANs = the node's addresses, the hostname (and
     ``hostname.domainname``), and ``machine.certSANs``."""
+    from libtalos import pki
+
     names = [*addresses, hostname, *cert_sans]
     if hostname and domainname:
         names.append(f"{hostname}.{domainname}")
@@ -86,10 +96,17 @@ def node_server_cert(
 
 def needs_renewal(crt_pem: bytes, now: dt.datetime | None = None) -> bool:
     """True once half of the certificate's lifetime has passed (Talos renews at half-life)."""
+    from libtalos import pki
+
     cert = pki.load_certificate(crt_pem, "node certificate")
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
     current = now or dt.datetime.now(dt.UTC)
-    return current >= start + (end - start) / 2
+    return past_half_life(start.timestamp(), end.timestamp(), current.timestamp())
+
+
+def past_half_life(not_before: float, not_after: float, now: float) -> bool:
+    """The renewal rule on Unix times (PID 1 keeps the validity the issuing child reported)."""
+    return now >= not_before + (not_after - not_before) / 2
 
 
 def maintenance_banner(

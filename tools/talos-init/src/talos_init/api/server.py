@@ -14,12 +14,16 @@ from typing import Any
 
 from grpclib.server import Server
 
-from libtalos.api import API_PORT, tls
+from libtalos.api import API_PORT
 from libtalos.secrets import CertKey
-from talos_init.api.certs import MaintenanceCert
+from talos_init.api import sslctx
 from talos_init.api.node import Node
 from talos_init.api.proxy import Forwarder, proxied_mapping
 from talos_init.api.service import MachineService
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from talos_init.api.certs import MaintenanceCert
 
 
 class _Server(Server):
@@ -70,7 +74,7 @@ class ApiServer:
 
     @classmethod
     def maintenance(cls, node: Node, cert: MaintenanceCert) -> ApiServer:
-        ctx = tls.server_context(cert.server.crt, cert.server.key)
+        ctx = sslctx.server_context(cert.server.crt, cert.server.key)
         return cls(MachineService(node, maintenance=True), ctx)
 
     @classmethod
@@ -79,10 +83,10 @@ class ApiServer:
     ) -> ApiServer:
         """Mutual TLS: clients need a certificate from ``machine_ca_crt``. ``server_cert`` is
         also this node's client certificate when it forwards calls to other nodes."""
-        ctx = tls.server_context(server_cert.crt, server_cert.key, client_ca=machine_ca_crt)
+        ctx = sslctx.server_context(server_cert.crt, server_cert.key, client_ca=machine_ca_crt)
         forwarder = None
         if proxy:
-            client = tls.client_context(machine_ca_crt, server_cert.crt, server_cert.key)
+            client = sslctx.client_context(machine_ca_crt, server_cert.crt, server_cert.key)
             forwarder = Forwarder(client, node.hostname or "talos")
         return cls(MachineService(node, maintenance=False), ctx, forwarder)
 
@@ -95,8 +99,12 @@ class ApiServer:
         return self.port
 
     def renew(self, server_cert: CertKey) -> None:
-        """Use a new certificate for new connections (renewal at half-life)."""
-        tls.load_chain(self.ssl, server_cert.crt, server_cert.key, "server")
+        """Use a new certificate for new connections (renewal at half-life); the listener and
+        the connections already open are kept. It is also the client certificate this node
+        presents when it forwards calls."""
+        sslctx.load_chain(self.ssl, server_cert.crt, server_cert.key, "server")
+        if self.forwarder is not None:
+            sslctx.load_chain(self.forwarder.client_ssl, server_cert.crt, server_cert.key, "client")
 
     def _busy(self) -> bool:
         handlers: Any = self._server._handlers  # grpclib: one per connection

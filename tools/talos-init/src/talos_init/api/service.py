@@ -25,7 +25,6 @@ from libtalos.api import common_pb2, machine_pb2
 from libtalos.api._gen.machine import machine_grpc
 from libtalos.api.wire import kubeconfig_archive
 from libtalos.errors import DocumentError, TalosError
-from talos_init.api.kubeconfig import admin_kubeconfig
 from talos_init.api.node import ApplyMode, Node, NodeCallError
 
 MAX_CONFIG_BYTES = 4 << 20  # a machine config is a few KiB; refuse anything absurd
@@ -258,6 +257,8 @@ class MachineService(machine_grpc.MachineServiceBase):
         if text is None:
             raise _fail(GrpcStatus.FAILED_PRECONDITION, "the node has no config")
         cfg = talosconfig_model.load(text, "running config").config
+        from talos_init.api.kubeconfig import admin_kubeconfig  # cryptography: on demand only
+
         try:
             data = admin_kubeconfig(cfg)
         except NodeCallError as exc:

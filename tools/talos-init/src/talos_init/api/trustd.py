@@ -17,25 +17,28 @@ import datetime as dt
 import hmac
 import ipaddress
 import secrets
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.x509.oid import ExtendedKeyUsageOID
 from grpclib import GRPCError
 from grpclib.const import Status as GrpcStatus
 from grpclib.server import Server, Stream
 
-from libtalos import pki
-from libtalos.api import TRUSTD_PORT, security_pb2, tls
+from libtalos.api import TRUSTD_PORT, security_pb2
 from libtalos.api._gen.security import security_grpc
 from libtalos.api.wire import split_target
-from libtalos.errors import NetworkError, PKIError
+from libtalos.errors import NetworkError, PKIError, TalosError
 from libtalos.secrets import CertKey
+from talos_init.api import sslctx
 from talos_init.api.certs import NODE_CERT_TTL, node_server_cert
 from talos_init.api.proxy import ClosingChannel
+
+if TYPE_CHECKING:
+    from libtalos import pki
+
+# cryptography (libtalos.pki, x509) is imported inside the functions that sign: in PID 1 they
+# run in a child (talos_init.api.issuer), so the server itself never loads it.
+Signer = Callable[[bytes], Awaitable[bytes]]  # CSR PEM -> certificate PEM
 
 TOKEN_KEY = "token"  # noqa: S105 - the name of a metadata key, not a secret
 MAX_CSR_BYTES = 64 << 10
@@ -49,6 +52,13 @@ def sign_csr(
     clock: pki.Clock | None = None,
 ) -> bytes:
     """A certificate for ``csr_pem``'s key, subject and SANs, signed by ``machine_ca``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from libtalos import pki
+
     ca = pki.LoadedCA.load(machine_ca, "machine CA")
     try:
         csr = x509.load_pem_x509_csr(csr_pem)
@@ -99,10 +109,19 @@ def sign_csr(
 
 
 class SecurityService(security_grpc.SecurityServiceBase):
-    def __init__(self, machine_ca: CertKey, token: str) -> None:
-        pki.LoadedCA.load(machine_ca, "machine CA")  # fail at start-up, not per call
+    def __init__(self, machine_ca: CertKey, token: str, signer: Signer | None = None) -> None:
+        if signer is None:
+            from libtalos import pki
+
+            pki.LoadedCA.load(machine_ca, "machine CA")  # fail at start-up, not per call
         self.machine_ca = machine_ca
         self._token = token.encode()
+        self._signer = signer
+
+    async def _sign(self, csr: bytes) -> bytes:
+        if self._signer is not None:
+            return await self._signer(csr)
+        return sign_csr(self.machine_ca, csr)
 
     def _authorize(self, stream: Stream[Any, Any]) -> None:
         given = stream.metadata.get(TOKEN_KEY, "") if stream.metadata is not None else ""
@@ -116,8 +135,8 @@ class SecurityService(security_grpc.SecurityServiceBase):
         if len(req.csr) > MAX_CSR_BYTES:
             raise GRPCError(GrpcStatus.INVALID_ARGUMENT, "the CSR is too large")
         try:
-            crt = sign_csr(self.machine_ca, req.csr)
-        except PKIError as exc:
+            crt = await self._sign(req.csr)
+        except TalosError as exc:
             raise GRPCError(GrpcStatus.INVALID_ARGUMENT, exc.message) from None
         await stream.send_message(security_pb2.CertificateResponse(ca=self.machine_ca.crt, crt=crt))
 
@@ -129,13 +148,29 @@ class SecurityService(security_grpc.SecurityServiceBase):
 
 
 class TrustdServer:
+    """trustd on a control plane. ``own``: its TLS certificate (default: issued here from
+    ``machine_ca``); ``signer``: signs CSRs (default: :func:`sign_csr` in this process; PID 1
+    passes a child-process signer, so that it never loads cryptography)."""
+
     def __init__(
-        self, machine_ca: CertKey, token: str, addresses: Sequence[str], hostname: str = ""
+        self,
+        machine_ca: CertKey,
+        token: str,
+        addresses: Sequence[str],
+        hostname: str = "",
+        *,
+        own: CertKey | None = None,
+        signer: Signer | None = None,
     ) -> None:
-        own = node_server_cert(machine_ca, [*addresses, "127.0.0.1"], hostname)
-        self.ssl = tls.server_context(own.crt, own.key)
-        self._server = Server([SecurityService(machine_ca, token)])
+        if own is None:
+            own = node_server_cert(machine_ca, [*addresses, "127.0.0.1"], hostname)
+        self.ssl = sslctx.server_context(own.crt, own.key)
+        self._server = Server([SecurityService(machine_ca, token, signer)])
         self.port: int | None = None
+
+    def renew(self, own: CertKey) -> None:
+        """A new TLS certificate for new connections; the listener stays."""
+        sslctx.load_chain(self.ssl, own.crt, own.key, "trustd")
 
     async def start(self, host: str | None = None, port: int = TRUSTD_PORT) -> int:
         await self._server.start(host, port, ssl=self.ssl, reuse_address=True)
@@ -152,6 +187,12 @@ def make_csr(
     addresses: Sequence[str], hostname: str, cert_sans: Sequence[str] = ()
 ) -> tuple[bytes, bytes]:
     """A new Ed25519 key (Talos's PEM label) and a CSR with the node's SANs."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from libtalos import pki
+
     key = ed25519.Ed25519PrivateKey.generate()
     names: list[x509.GeneralName] = []
     for name in dict.fromkeys([*addresses, hostname, *cert_sans]):
@@ -178,13 +219,14 @@ async def worker_certificate(
     timeout: float = 30.0,
 ) -> tuple[CertKey, bytes]:
     """The worker's API certificate from trustd: (cert and key, machine CA certificate)."""
+    from libtalos import pki
     from libtalos.api._gen.security.security_grpc import SecurityServiceStub
 
     key, csr = make_csr(addresses, hostname, cert_sans)
     reasons: list[str] = []
     for endpoint in endpoints:
         host, port = split_target(endpoint, TRUSTD_PORT)
-        channel = ClosingChannel(host, port, ssl=tls.insecure_client_context())
+        channel = ClosingChannel(host, port, ssl=sslctx.insecure_client_context())
         try:
             reply = await SecurityServiceStub(channel).Certificate(
                 security_pb2.CertificateRequest(csr=csr),

@@ -1,0 +1,201 @@
+"""Certificate work of PID 1, done by a short-lived child: ``python -m talos_init.api.issuer``.
+
+PID 1 never imports ``cryptography`` (about 15 MiB of resident memory for the whole life of the
+node, for a few signatures a day). :func:`issue` starts this module as a child through the
+reaper (the one owner of ``wait()``), hands it one JSON request on stdin and reads one JSON reply
+from stdout. Both are anonymous memory files (``memfd``): the machine CA's key and the token
+never touch a disk, never appear on a command line, and no pipe can fill up.
+
+Requests (``op``), each answered with PEM text and the validity as Unix times:
+
+- ``maintenance``: the ephemeral self-signed Ed25519 certificate of maintenance mode
+  (``addresses``, ``hostname``) -> ``crt``, ``key``, ``fingerprint``;
+- ``node``: the configured node's API certificate from ``machine.ca`` (``ca_crt``, ``ca_key``,
+  ``addresses``, ``hostname``, ``sans``, ``ttl`` seconds) -> ``crt``, ``key``;
+- ``sign``: trustd's signature of a worker's CSR (``ca_crt``, ``ca_key``, ``csr``) -> ``crt``;
+- ``worker``: a worker's certificate through trustd (``endpoints``, ``token``, ``addresses``,
+  ``hostname``, ``sans``, ``timeout``) -> ``crt``, ``key``, ``ca``.
+
+A failure is ``{"error": message}`` with exit code 1; messages carry no key material (they are
+libtalos's messages, or the exception's type alone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+from libtalos.errors import TalosError
+
+ISSUE_TIMEOUT = 60.0  # seconds a child gets beyond the request's own network timeout
+
+
+class IssueError(TalosError):
+    """The certificate child failed (the message says why, never with key material)."""
+
+
+# -- PID 1 side ------------------------------------------------------------------------------
+
+
+def _memfd(name: str, data: bytes = b"") -> int:
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    if data:
+        os.write(fd, data)
+        os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _read_all(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def issue(reaper: Any, request: dict[str, Any], timeout: float = ISSUE_TIMEOUT) -> Any:
+    """Run one request in a child (``reaper``: :class:`talos_init.reaper.Reaper`); its reply."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[int] = loop.create_future()
+
+    def exited(_pid: int, status: int) -> None:
+        if not done.done():
+            done.set_result(status)
+
+    what = str(request.get("op", "?"))
+    stdin = _memfd("talos-issue-in", json.dumps(request).encode())
+    stdout = _memfd("talos-issue-out")
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            pid = reaper.spawn(
+                [sys.executable, "-m", "talos_init.api.issuer"],
+                exited,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=devnull,
+            )
+        finally:
+            os.close(devnull)
+        try:
+            async with asyncio.timeout(timeout):
+                status = await asyncio.shield(done)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            await done
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise IssueError(f"certificate ({what}): no answer within {timeout:g}s") from None
+        raw = _read_all(stdout)
+    finally:
+        os.close(stdin)
+        os.close(stdout)
+    try:
+        reply = json.loads(raw) if raw else {}
+    except ValueError:
+        reply = {}
+    if not isinstance(reply, dict):
+        reply = {}
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and "error" not in reply:
+        return reply
+    from talos_init.reaper import describe
+
+    reason = reply.get("error") or f"the certificate child {describe(status)}"
+    raise IssueError(f"certificate ({what}): {reason}")
+
+
+# -- child side ------------------------------------------------------------------------------
+
+
+def _validity(crt_pem: bytes) -> dict[str, float]:
+    from libtalos import pki
+
+    cert = pki.load_certificate(crt_pem, "certificate")
+    return {
+        "not_before": cert.not_valid_before_utc.timestamp(),
+        "not_after": cert.not_valid_after_utc.timestamp(),
+    }
+
+
+def _ca(request: dict[str, Any]) -> Any:
+    from libtalos.secrets import CertKey
+
+    return CertKey(request["ca_crt"].encode(), request["ca_key"].encode())
+
+
+def _serve(request: dict[str, Any]) -> dict[str, Any]:
+    import datetime as dt
+
+    op = request.get("op")
+    if op == "maintenance":
+        from talos_init.api.certs import MaintenanceCert
+
+        cert = MaintenanceCert.create(request.get("addresses", []), request.get("hostname", ""))
+        return {
+            "crt": cert.server.crt.decode(),
+            "key": cert.server.key.decode(),
+            "fingerprint": cert.fingerprint,
+            **_validity(cert.server.crt),
+        }
+    if op == "node":
+        from talos_init.api.certs import NODE_CERT_TTL, node_server_cert
+
+        ttl = request.get("ttl")
+        made = node_server_cert(
+            _ca(request),
+            request.get("addresses", []),
+            request.get("hostname", ""),
+            request.get("sans", []),
+            ttl=dt.timedelta(seconds=float(ttl)) if ttl else NODE_CERT_TTL,
+        )
+        return {"crt": made.crt.decode(), "key": made.key.decode(), **_validity(made.crt)}
+    if op == "sign":
+        from talos_init.api.trustd import sign_csr
+
+        crt = sign_csr(_ca(request), request["csr"].encode())
+        return {"crt": crt.decode()}
+    if op == "worker":
+        from talos_init.api.trustd import worker_certificate
+
+        made, ca = asyncio.run(
+            worker_certificate(
+                request["endpoints"],
+                request["token"],
+                request.get("addresses", []),
+                request.get("hostname", ""),
+                request.get("sans", []),
+                timeout=float(request.get("timeout", 5.0)),
+            )
+        )
+        return {
+            "crt": made.crt.decode(),
+            "key": made.key.decode(),
+            "ca": ca.decode(),
+            **_validity(made.crt),
+        }
+    return {"error": f"unknown request {op!r}"}
+
+
+def main() -> int:
+    try:
+        request = json.loads(sys.stdin.buffer.read())
+        reply = _serve(request)
+    except TalosError as exc:
+        reply = {"error": exc.message}
+    except (KeyError, TypeError, ValueError) as exc:
+        reply = {"error": f"malformed request ({type(exc).__name__})"}
+    except Exception as exc:  # noqa: BLE001 - the type only: a message could quote a key
+        reply = {"error": f"internal error ({type(exc).__name__})"}
+    sys.stdout.write(json.dumps(reply))
+    sys.stdout.flush()
+    return 1 if "error" in reply else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
