@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import errno as _errno
 import logging
-from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from talos_luks._libcryptsetup import ffi, lib  # compiled by cffi; untyped
 from talos_luks.errors import (
@@ -22,6 +20,11 @@ from talos_luks.errors import (
     LuksOutOfMemoryError,
     WrongDeviceError,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs start-up time
+    from collections.abc import Iterator
+    from typing import Any
 
 __all__ = [
     "check",

@@ -2,6 +2,10 @@
 
 Exit codes are cryptsetup's (see ``talos_luks.errors``): command-line usage errors exit 1, as
 cryptsetup's do, not Click's 2 -- 2 means a wrong passphrase here.
+
+The common forms of format, open, close, status, dump, test-key and apply are parsed by
+``talos_luks.fastpath`` without importing Typer; everything else goes through the Typer app.
+Both run the functions of ``talos_luks.jobs``.
 """
 
 from __future__ import annotations
@@ -106,9 +110,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     fast = fast_version(argv, PROG, __version__)
     if fast is not None:
         return fast
-    import typer.main
-
     from libtalos.cli import handle
+    from talos_luks.fastpath import parse
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    job = parse(args)
+    if job is not None:
+        # The common forms skip Typer (see talos_luks.fastpath); same jobs, same exit codes.
+        _setup_logging(False, False)
+        try:
+            job()
+        except BaseException as exc:  # noqa: BLE001 - exceptions become exit codes in handle()
+            if isinstance(exc, SystemExit):
+                return int(exc.code) if isinstance(exc.code, int) else 1
+            return handle(exc)
+        return 0
+    import typer.main
 
     try:
         from click.exceptions import Abort, ClickException, Exit, UsageError
@@ -116,7 +133,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from typer._click.exceptions import ClickException, UsageError  # type: ignore[no-redef,unused-ignore]
         from typer.exceptions import Abort, Exit  # type: ignore[no-redef,assignment,unused-ignore]
 
-    args = list(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(_app())
     try:
         result = command.main(args=args, prog_name=PROG, standalone_mode=False)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from talos_luks.errors import LuksError
+from talos_luks.jobs import apply_job
 from talos_luks.options import (
     DEFAULT,
     ForceIterations,
@@ -40,27 +40,12 @@ def apply_cmd(
     force_iterations: ForceIterations = 0,
 ) -> None:
     """Encrypt or open PARTITION on DEVICE as the machine config says; print the mapped path."""
-    from libtalos.fsutil import read_input
-    from talos_luks.apply import apply
-    from talos_luks.config import read_encryption
-
-    if partition not in ("STATE", "EPHEMERAL"):
-        raise LuksError(f"--partition: must be STATE or EPHEMERAL, not {partition!r}")
-    text, source = read_input(config)
-    spec = read_encryption(text, source, partition)
-    if spec is None:
-        raise LuksError(
-            f"{source}: machine.systemDiskEncryption.{partition.lower()} is not set;"
-            " nothing to encrypt"
-        )
-    result = apply(
+    apply_job(
+        partition,
         device,
-        spec,
-        partition=partition,
-        system_uuid=uuid,
+        config,
         name=name,
+        uuid=uuid,
+        no_activate=no_activate,
         pbkdf=pbkdf(pbkdf_type, pbkdf_memory, pbkdf_parallel, iter_time, force_iterations),
-        activate=not no_activate,
     )
-    if result.path:
-        typer.echo(result.path)

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from talos_luks.errors import LuksError, WrongDeviceError
+from talos_luks.errors import LuksError
+from talos_luks.jobs import DEFAULT_CIPHER, dump_job, format_job, test_key_job
 from talos_luks.keys import read_key
 from talos_luks.options import (
     DEFAULT,
@@ -20,7 +21,7 @@ from talos_luks.options import (
     PbkdfType,
     pbkdf,
 )
-from talos_luks.volume import FormatOptions, Volume, is_empty
+from talos_luks.volume import Volume
 
 Device = Annotated[str, typer.Argument(help="block device or image file")]
 
@@ -32,7 +33,7 @@ def format_(
     key_slot: KeySlot = None,
     cipher: Annotated[
         str, typer.Option("--cipher", "-c", help="aes-xts-plain64 or an adiantum cipher")
-    ] = "aes-xts-plain64",
+    ] = DEFAULT_CIPHER,
     key_size: Annotated[
         int,
         typer.Option(
@@ -53,31 +54,23 @@ def format_(
     ] = False,
 ) -> None:
     """Write a new LUKS2 header to DEVICE and put the key in a slot (0 unless --key-slot)."""
-    key = read_key(key_file, key_fd)
-    if not force and not is_empty(device):
-        raise WrongDeviceError(
-            f"{device}: not empty (its first MiB holds data); refusing to format it",
-            hint="pass --force to destroy what it holds",
-        )
-    opts = FormatOptions(
+    format_job(
+        device,
+        key_file,
+        key_fd,
+        key_slot,
         cipher=cipher,
         key_size=key_size,
         sector_size=sector_size,
         label=label,
         pbkdf=pbkdf(pbkdf_type, pbkdf_memory, pbkdf_parallel, iter_time, force_iterations),
+        force=force,
     )
-    with Volume.handle(device) as vol:
-        slot = vol.format(key, 0 if key_slot is None else key_slot, opts)
-    typer.echo(f"{device}: formatted LUKS2, key slot {slot}", err=True)
 
 
 def dump(device: Device) -> None:
     """Print DEVICE's LUKS2 header as YAML: cipher, key size, sector size, key slots, tokens."""
-    from libtalos.yamlio import dump as dump_yaml
-
-    with Volume.load(device) as vol:
-        data = vol.describe()
-    typer.echo(dump_yaml(data), nl=False)
+    dump_job(device)
 
 
 def add_key(
@@ -142,7 +135,4 @@ def test_key(
     key_slot: KeySlot = None,
 ) -> None:
     """Exit 0 when the key opens DEVICE (in --key-slot if given), 2 when it does not."""
-    key = read_key(key_file, key_fd)
-    with Volume.load(device) as vol:
-        slot = vol.test_key(key, -1 if key_slot is None else key_slot)
-    typer.echo(f"{device}: key opens slot {slot}", err=True)
+    test_key_job(device, key_file, key_fd, key_slot)

@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 
-from talos_luks.keys import read_key
+from talos_luks.jobs import close_job, open_job, status_job
 from talos_luks.options import KeyFd, KeyFile, KeySlot
-from talos_luks.volume import Volume, deactivate, mapping_status
 
 Name = Annotated[str, typer.Argument(help="mapping name (/dev/mapper/NAME)")]
 
@@ -25,24 +24,14 @@ def open_(
     ] = False,
 ) -> None:
     """Map DEVICE as /dev/mapper/NAME and print that path."""
-    from talos_luks.binding import lib
-
-    key = read_key(key_file, key_fd)
-    flags = (lib.CRYPT_ACTIVATE_READONLY if readonly else 0) | (
-        lib.CRYPT_ACTIVATE_ALLOW_DISCARDS if allow_discards else 0
-    )
-    with Volume.load(device) as vol:
-        vol.activate(name, key, -1 if key_slot is None else key_slot, flags)
-    typer.echo(f"/dev/mapper/{name}")
+    open_job(device, name, key_file, key_fd, key_slot, readonly, allow_discards)
 
 
 def close(name: Name) -> None:
     """Remove the mapping NAME."""
-    deactivate(name)
+    close_job(name)
 
 
 def status(name: Name) -> None:
     """Print the mapping NAME as YAML (exit 4 when it is not active, 1 without device-mapper)."""
-    from libtalos.yamlio import dump
-
-    typer.echo(dump(mapping_status(name)), nl=False)
+    status_job(name)

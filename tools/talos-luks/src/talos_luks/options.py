@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from talos_luks.jobs import make_pbkdf as pbkdf
 from talos_luks.volume import Pbkdf
 
 KeyFile = Annotated[
@@ -30,8 +31,4 @@ ForceIterations = Annotated[
 
 DEFAULT = Pbkdf()
 
-
-def pbkdf(kind: str, memory: int, parallel: int, iter_time: int, iterations: int) -> Pbkdf:
-    return Pbkdf(
-        type=kind, time_ms=iter_time, iterations=iterations, memory_kb=memory, parallel=parallel
-    )
+__all__ = ["DEFAULT", "pbkdf"]

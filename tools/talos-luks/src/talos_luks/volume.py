@@ -6,15 +6,17 @@ message. Every call goes through :func:`talos_luks.binding.check`.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from talos_luks.errors import LuksError, NotLuksError, WrongDeviceError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing and json cost start-up time; json is imported where it is used
+    from collections.abc import Iterator
+    from typing import Any
 
 LUKS2 = "LUKS2"
 CIPHERS = ("aes-xts-plain64", "xchacha12,aes-adiantum-plain64", "xchacha20,aes-adiantum-plain64")
@@ -288,7 +290,7 @@ class Volume:
         from talos_luks.binding import check, lib
 
         return check(
-            lib.crypt_token_json_set(self._cd, token, json.dumps(doc).encode()),
+            lib.crypt_token_json_set(self._cd, token, _json().dumps(doc).encode()),
             f"set token {token} on {self.path}",
         )
 
@@ -324,7 +326,7 @@ class Volume:
             js = ffi.new("const char **")
             doc: Any = None
             if lib.crypt_token_json_get(self._cd, t, js) >= 0:
-                doc = json.loads(ffi.string(js[0]).decode())
+                doc = _json().loads(ffi.string(js[0]).decode())
             tokens[str(t)] = {"type": text(typ[0]), "keyslots": (doc or {}).get("keyslots", [])}
         return {
             "device": self.path,
@@ -337,6 +339,12 @@ class Volume:
             "keyslots": slots,
             "tokens": tokens,
         }
+
+
+def _json() -> Any:
+    import json
+
+    return json
 
 
 def _ffi_null() -> Any:
