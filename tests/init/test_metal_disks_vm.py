@@ -1,0 +1,312 @@
+"""Metal mode's system disk in a QEMU guest: install on a blank disk, LUKS2 STATE and EPHEMERAL.
+
+Two boots of one sparse disk image, talos-init as the machine's PID 1 with the KSPP parameters:
+
+1. ``talos.config=file://…`` with ``machine.install.disk: /dev/vda`` and nodeID encryption for
+   STATE and EPHEMERAL: talos-init partitions the blank disk with Talos's layout, formats STATE
+   and EPHEMERAL as LUKS2 through ``talos-luks apply`` (a child process), makes xfs inside,
+   mounts them, persists the config into STATE; a probe service writes a marker to /var.
+2. No ``talos.config``: STATE is opened with the key recorded in META, the config comes from
+   STATE, the disk is not installed again, EPHEMERAL opens with the same nodeID key and the
+   marker is read back.
+
+The host then reads the raw image: the GPT names, LUKS2 headers at STATE's and EPHEMERAL's
+offsets (``cryptsetup luksDump``), the nodeID key opening them, and neither the marker nor the
+config's secrets in plaintext anywhere. The host-only tests at the end check the partition
+script on a sparse file and the refusal of a disk that holds data (no VM needed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .harness import TALOS_INIT, base_config, write_config
+
+UUID = "8c1f4e2a-6b3d-4a97-b2e5-1d9f07c3a654"
+KSPP = ["slab_nomerge", "pti=on", "talos.platform=metal"]
+FAST_PBKDF = "talos.luks.pbkdf=pbkdf2:1000"  # key slots cheap to open under TCG
+DISK_BYTES = 1 << 30  # sparse: 502 MiB of fixed partitions, EPHEMERAL takes the rest
+NODEID = {"provider": "luks2", "keys": [{"nodeID": {}, "slot": 0}]}
+LABELS = ["EFI", "BIOS", "BOOT", "META", "STATE", "EPHEMERAL"]
+
+
+def _vmlib() -> Any:
+    import vmlib  # tests/ is on sys.path (tests/init/conftest.py)
+
+    reason = vmlib.missing()
+    if reason is not None:
+        pytest.skip(f"cannot boot a VM: {reason}")
+    return vmlib
+
+
+def _sparse(path: Path, size: int) -> Path:
+    with path.open("wb") as fh:
+        fh.truncate(size)
+    return path
+
+
+def contains(path: Path, needle: bytes, start: int = 0, size: int | None = None) -> bool:
+    """Whether ``needle`` occurs in the file's bytes [start, start+size) (chunked, overlapped)."""
+    overlap = len(needle) - 1
+    tail = b""
+    left = size if size is not None else path.stat().st_size - start
+    with path.open("rb") as fh:
+        fh.seek(start)
+        while left > 0 and (chunk := fh.read(min(8 << 20, left))):
+            left -= len(chunk)
+            if needle in tail + chunk:
+                return True
+            tail = chunk[-overlap:]
+    return False
+
+
+def gpt(image: Path) -> dict[str, dict[str, int]]:
+    """Partition name -> start and size in bytes, from the image's GPT (sfdisk --json)."""
+    out = subprocess.run(
+        ["sfdisk", "--json", str(image)], capture_output=True, text=True, check=True
+    ).stdout
+    table = json.loads(out)["partitiontable"]
+    sector = int(table.get("sectorsize", 512))
+    return {
+        p.get("name", ""): {"start": p["start"] * sector, "size": p["size"] * sector}
+        for p in table["partitions"]
+    }
+
+
+def header_of(image: Path, start: int, out: Path) -> Path:
+    """The first 16 MiB of a partition (LUKS2 header and key slots) copied into a file."""
+    with image.open("rb") as src, out.open("wb") as dst:
+        src.seek(start)
+        dst.write(src.read(16 << 20))
+    return out
+
+
+PROBE = (
+    "set -e; o={out}; : > $o; "
+    "grep -E ' (/var|{state}) ' /proc/mounts >> $o; "
+    "ls /dev/mapper >> $o; "
+    "test -s {state}/config.yaml && echo config-in-state >> $o; "
+    "stat -c 'config-mode %a' {state}/config.yaml >> $o; "
+    "{action}; "
+    "sync; kill -TERM 1"
+)
+
+
+def _probe(share: Path, name: str, action: str) -> None:
+    services = share / "services"
+    services.mkdir(exist_ok=True)
+    for old in services.iterdir():
+        old.unlink()
+    script = PROBE.format(out=f"/run/vmlib/{name}", state="/run/node/state", action=action)
+    (services / "probe.yaml").write_text(
+        f"name: probe\ncommand: /bin/sh\nargs: ['-c', {json.dumps(script)}]\nrestart: never\n"
+    )
+
+
+def _boot(vmlib: Any, share: Path, disk: Path, cmdline: list[str]) -> Any:
+    argv = [sys.executable, TALOS_INIT, "--mode", "metal", "--state-dir", "/run/node",
+            "--services-dir", f"{vmlib.GUEST_SHARE}/services", "--no-api"]  # fmt: skip
+    g = vmlib.boot(
+        argv, share=share, disks={"system": disk}, smbios_uuid=UUID, cmdline=cmdline, timeout=400
+    )
+    print(f"guest ran {g.seconds:.1f} s")
+    print("\n".join(line for line in g.console.splitlines() if "[talos]" in line))
+    return g
+
+
+@pytest.fixture(scope="module")
+def two_boots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    vmlib = _vmlib()
+    share = tmp_path_factory.mktemp("share")
+    disk = _sparse(tmp_path_factory.mktemp("disk") / "system.img", DISK_BYTES)
+    marker = "TALOS-VAR-MARKER-" + secrets.token_hex(8)
+    config = write_config(
+        share / "config.yaml", "init", "disk-1",
+        install={**base_config("init")["machine"]["install"], "disk": "/dev/vda"},
+        systemDiskEncryption={"state": NODEID, "ephemeral": NODEID},
+    )  # fmt: skip
+    # the same marker also goes through BOOT, xfs in the clear: the scan's negative control
+    control = (f"mkdir /tmp/boot && mount -t xfs /dev/vda3 /tmp/boot && "
+               f"echo {marker} > /tmp/boot/marker && umount /tmp/boot")  # fmt: skip
+    _probe(share, "first.txt", f"echo {marker} > /var/marker; {control}")
+    first = _boot(vmlib, share, disk, [*KSPP, FAST_PBKDF,
+                                       f"talos.config=file://{vmlib.GUEST_SHARE}/config.yaml"])  # fmt: skip
+    assert "[talos] powering off" in first.console, first.console[-6000:]
+    layout = gpt(disk)  # read between the boots: the second must not change it
+    _probe(share, "second.txt", "cat /var/marker >> $o")
+    second = _boot(vmlib, share, disk, [*KSPP, FAST_PBKDF])
+    assert "[talos] powering off" in second.console, second.console[-6000:]
+    return {
+        "first": first.console,
+        "second": second.console,
+        "first_out": (share / "first.txt").read_text(),
+        "second_out": (share / "second.txt").read_text(),
+        "disk": disk,
+        "layout": layout,
+        "marker": marker.encode(),
+        "config": config.read_text(),
+    }
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_first_boot_installs_and_encrypts(two_boots: dict[str, Any]) -> None:
+    console = two_boots["first"]
+    assert "[talos] no STATE partition: the system disk is not installed" in console
+    assert "[talos] install: partitioning /dev/vda (1024 MiB): " + ", ".join(LABELS) in console
+    assert "[talos] task install (1/1): done" in console
+    for label, n in (("STATE", 5), ("EPHEMERAL", 6)):
+        assert f"{label}: made an xfs filesystem on /dev/mapper/vda{n}-encrypted" in console
+    assert (
+        "[talos] STATE mounted on /run/node/state (encrypted, /dev/mapper/vda5-encrypted)"
+        in console
+    ), console[-6000:]
+    assert "[talos] EPHEMERAL mounted on /var (encrypted, /dev/mapper/vda6-encrypted)" in console
+    assert "[talos] STATE encryption config saved to META (/dev/vda4)" in console
+    assert "[talos] config saved to /run/node/state/config.yaml" in console
+    out = two_boots["first_out"].splitlines()
+    assert any(line.startswith("/dev/mapper/vda5-encrypted /run/node/state xfs ") for line in out)
+    assert any(line.startswith("/dev/mapper/vda6-encrypted /var xfs ") for line in out)
+    assert "config-in-state" in out and "config-mode 600" in out
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_disk_has_talos_layout_and_luks2_headers(two_boots: dict[str, Any], tmp_path: Path) -> None:
+    layout = two_boots["layout"]
+    assert list(layout) == LABELS
+    mib = 1 << 20
+    assert [layout[n]["size"] // mib for n in LABELS[:5]] == [100, 1, 300, 1, 100]
+    disk = two_boots["disk"]
+    assert layout["EPHEMERAL"]["start"] + layout["EPHEMERAL"]["size"] > DISK_BYTES - 2 * mib
+    assert gpt(disk) == layout  # the second boot did not install again
+    from talos_luks.volume import Volume
+
+    for label in ("STATE", "EPHEMERAL"):
+        header = header_of(disk, layout[label]["start"], tmp_path / f"{label}.hdr")
+        dump = subprocess.run(
+            ["cryptsetup", "luksDump", str(header)], capture_output=True, text=True, check=True
+        ).stdout
+        assert "Version:       \t2" in dump, dump
+        assert "aes-xts-plain64" in dump and "pbkdf2" in dump
+        with Volume.load(str(header)) as vol:  # Talos's nodeID key: SMBIOS UUID + label
+            assert vol.try_key((UUID + label).encode(), 0) == 0
+            other = "EPHEMERAL" if label == "STATE" else "STATE"
+            assert vol.try_key((UUID + other).encode()) is None
+    # BOOT is xfs and EFI vfat in the clear, as the installer leaves them
+    for label, magic, offset in (("BOOT", b"XFSB", 0), ("EFI", b"FAT32", 82)):
+        with disk.open("rb") as fh:
+            fh.seek(layout[label]["start"] + offset)
+            assert fh.read(len(magic)) == magic, label
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_no_plaintext_on_the_raw_disk(two_boots: dict[str, Any], tmp_path: Path) -> None:
+    disk, marker, layout = two_boots["disk"], two_boots["marker"], two_boots["layout"]
+    control = tmp_path / "control.img"  # negative control of the scan itself
+    control.write_bytes(os.urandom(5000) + marker + os.urandom(5000))
+    assert contains(control, marker)
+    # negative control on the disk: the marker written through BOOT (xfs, not encrypted) by the
+    # same guest is found in BOOT's bytes, so the scan would see /var's copy if it were clear
+    assert contains(disk, marker, **layout["BOOT"])
+    for label in ("STATE", "EPHEMERAL"):
+        assert not contains(disk, marker, **layout[label]), f"marker in plaintext on {label}"
+    outside_boot = [(0, layout["BOOT"]["start"]),
+                    (layout["BOOT"]["start"] + layout["BOOT"]["size"], DISK_BYTES)]  # fmt: skip
+    for start, end in outside_boot:
+        assert not contains(disk, marker, start, end - start), "the /var marker is in the clear"
+    # the persisted config's secrets (its machine token, its CA key) are not readable either
+    config = two_boots["config"]
+    token = base_token(config)
+    assert token in config
+    assert not contains(disk, token.encode()), "the persisted config is on the raw disk"
+
+
+def base_token(config_text: str) -> str:
+    import yaml
+
+    return str(yaml.safe_load(config_text)["machine"]["token"])
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_second_boot_opens_with_the_same_key_and_finds_the_config(
+    two_boots: dict[str, Any],
+) -> None:
+    console = two_boots["second"]
+    assert "STATE encryption config read from META (/dev/vda4)" in console, console[-6000:]
+    assert "[talos] config loaded from STATE (/run/node/state/config.yaml)" in console
+    assert "fetching config" not in console and "config loaded from file" not in console
+    assert "[talos] install: /dev/vda is installed already (STATE and EPHEMERAL found)" in console
+    assert "made an xfs filesystem" not in console and "formatted LUKS2" not in console
+    assert "[talos] EPHEMERAL mounted on /var (encrypted, /dev/mapper/vda6-encrypted)" in console
+    out = two_boots["second_out"].splitlines()
+    assert two_boots["marker"].decode() in out  # /var's content survived, read through LUKS
+    assert "config-in-state" in out
+
+
+# -- host only: the partition script and the refusal, on sparse files ---------------------------
+
+
+def test_sfdisk_script_writes_talos_layout(tmp_path: Path) -> None:
+    if shutil.which("sfdisk") is None:
+        pytest.skip("sfdisk is not installed (Debian package fdisk)")
+    from talos_init.install import LAYOUT, sfdisk_script
+
+    image = _sparse(tmp_path / "disk.img", DISK_BYTES)
+    subprocess.run(["sfdisk", "--quiet", str(image)], input=sfdisk_script(), text=True, check=True)
+    layout = gpt(image)
+    assert list(layout) == [p.label for p in LAYOUT] == LABELS
+    dump = json.loads(subprocess.run(["sfdisk", "--json", str(image)], capture_output=True,
+                                     text=True, check=True).stdout)  # fmt: skip
+    parts = dump["partitiontable"]["partitions"]
+    assert parts[0]["type"] == "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+    assert parts[1]["type"] == "21686148-6449-6E6F-744E-656564454649"
+    assert parts[1].get("attrs") == "LegacyBIOSBootable"
+
+
+class _Console:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def log(self, message: str) -> None:
+        self.lines.append(message)
+
+
+def test_install_refuses_a_disk_with_data_and_leaves_it_untouched(tmp_path: Path) -> None:
+    from talos_init.configsource import parse
+    from talos_init.install import install, is_blank
+    from talos_init.reaper import Reaper
+
+    image = _sparse(tmp_path / "used.img", 700 << 20)
+    with image.open("r+b") as fh:  # one byte of someone's data near the end
+        fh.seek((700 << 20) - 4096)
+        fh.write(b"x")
+    assert not is_blank(str(image))
+    assert is_blank(str(_sparse(tmp_path / "blank.img", 700 << 20)))  # the control
+    before = image.read_bytes()
+    data = base_config("init")
+    data["machine"]["install"]["disk"] = str(image)
+    from libtalos.yamlio import dump
+
+    config = parse(dump(data), "test.yaml", "container")
+    console = _Console()
+    done = asyncio.run(install(console, Reaper(), config))  # type: ignore[arg-type]
+    assert done is False
+    assert any("holds data" in line and "refusing to touch it" in line for line in console.lines)
+    assert image.read_bytes() == before
