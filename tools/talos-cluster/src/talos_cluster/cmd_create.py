@@ -57,7 +57,11 @@ def create(
         typer.Option("--with-apply-config", help="deliver configs with apply-config over the API"),
     ] = False,
     skip_kubeconfig: Annotated[
-        bool, typer.Option("--skip-kubeconfig", help="do not write the kubeconfig")
+        bool,
+        typer.Option(
+            "--skip-kubeconfig",
+            help="do not merge the admin kubeconfig into $KUBECONFIG or ~/.kube/config",
+        ),
     ] = False,
     state_dir: Annotated[
         Path | None,
@@ -122,6 +126,12 @@ def create(
             "installed",
             hint="leave the flag out: configs are then injected with --config",
         )
+    kube_path = None
+    if not skip_kubeconfig and not skip_injecting_config and stand_in is None:
+        from talos_cluster import userkube
+
+        kube_path = userkube.default_path()
+        userkube.check(kube_path)  # a file the merge would fail on stops create up front
     return run_create(
         p,
         state_root=state_dir or _default_state_dir(),
@@ -134,6 +144,7 @@ def create(
         talosconfig=talosconfig,
         stand_in=stand_in,
         patches=patches,
+        kube_path=kube_path,
     )
 
 
@@ -156,7 +167,9 @@ def run_create(
     stand_in: list[str] | None,
     apply: bool = False,
     patches: dict[str, list[tuple[Any, str]]] | None = None,
+    kube_path: Path | None = None,
 ) -> int:
+    """``kube_path``: the user's kubeconfig, merged once etcd is up (None: not merged)."""
     from talos_cluster import netlab, nodes, state
 
     cdir = planmod.cluster_dir(state_root.absolute(), p.name)
@@ -227,6 +240,8 @@ def run_create(
 
         path = tc.default_path(talosconfig)
         etcd = bootstrap(record, path, tc.load(path).context, timeout)
+    if etcd and kubeconfig and kube_path is not None:
+        _merge_kubeconfig(cdir / "kubeconfig", kube_path)
     from talos_cluster.status import table
 
     progress(f"cluster {p.name} created in {time.monotonic() - started:.1f}s")
@@ -341,6 +356,23 @@ def _configs(
     if kubeconfig:
         progress(f"wrote the admin kubeconfig to {cdir / 'kubeconfig'}")
     return paths
+
+
+def _merge_kubeconfig(admin: Path, target: Path) -> None:
+    """Merge the cluster's admin kubeconfig into the user's, as talosctl's create does."""
+    from talos_cluster import userkube
+
+    try:
+        current, notes = userkube.merge(target, admin.read_bytes())
+    except (TalosError, OSError) as exc:
+        reason = exc.message if isinstance(exc, TalosError) else str(exc.strerror)
+        raise TalosError(
+            f"the cluster is up, but merging its kubeconfig into {target} failed: {reason}",
+            hint=f"the admin kubeconfig is in {admin}",
+        ) from None
+    for note in notes:
+        progress(f"  {note}")
+    progress(f"merged kubeconfig context {current} into {target}")
 
 
 def _wait(record: ClusterRecord, timeout: float, stand_in: bool, inject: bool) -> None:
