@@ -140,9 +140,15 @@ def test_node_api_methods(start_node: Any, material: Material, tmp_path: Path) -
     assert bad.returncode != 0  # negative control: an unknown service is not "stopped"
 
     # -- logs: history with --tail, then a line printed after the follow started -------------
-    res = api(node, *tc, "logs", "ticker")
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.count("ticker line 5") >= 3, res.stdout  # three runs so far
+    deadline = time.monotonic() + BOUND
+    while True:  # the third run's lines reach the log ring a moment after it starts
+        res = api(node, *tc, "logs", "ticker")
+        assert res.returncode == 0, res.stderr
+        if res.stdout.count("ticker ready") == 3:  # three runs so far, each in the log
+            break
+        assert time.monotonic() < deadline, res.stdout
+        time.sleep(0.2)
+    assert res.stdout.count("ticker line 5") == 3, res.stdout
     tail = api(node, *tc, "logs", "ticker", "--tail", "2")
     assert tail.returncode == 0, tail.stderr
     lines = tail.stdout.splitlines()
