@@ -30,9 +30,9 @@ TALOS_CLUSTER = str(BIN / "talos-cluster")
 TALOS_INIT = str(BIN / "talos-init")
 
 
-def _run(argv: list[str]) -> tuple[float, str]:
+def _run(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
     start = time.perf_counter()
-    res = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
+    res = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600, env=env)
     took = time.perf_counter() - start
     if res.returncode != 0:
         raise SystemExit(f"bench: {' '.join(argv[:2])} failed: {res.stderr[-600:]}")
@@ -42,7 +42,11 @@ def _run(argv: list[str]) -> tuple[float, str]:
 def _shape(masters: int, workers: int, runs: int, tmp: Path) -> None:
     count = masters + workers
     creates, destroys = [], []
-    etcd = False
+    etcd = True
+    # the user's kubeconfig and talosconfig are the bench's own (create merges into them)
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "TALOSCONFIG")}
+    env["HOME"] = str(tmp)
+    env["KUBECONFIG"] = str(tmp / "kubeconfig")
     for i in range(runs):
         name = f"bench{os.getpid() % 100000}x{masters}x{workers}x{i}"
         common = ["--name", name, "--state-dir", str(tmp / "clusters")]
@@ -57,11 +61,13 @@ def _shape(masters: int, workers: int, runs: int, tmp: Path) -> None:
                 str(workers),
                 "--talosconfig",
                 str(tmp / "talosconfig"),
-            ]
+            ],
+            env,
         )
         creates.append(took)
-        etcd = etcd or "etcd on" in out
-        took, _ = _run([TALOS_CLUSTER, "destroy", *common])
+        # create returns once etcd answers on every control plane, each listing itself
+        etcd = etcd and out.count(": member\n") >= masters
+        took, _ = _run([TALOS_CLUSTER, "destroy", *common], env)
         destroys.append(took)
     floor = []
     for _ in range(runs):
@@ -70,7 +76,7 @@ def _shape(masters: int, workers: int, runs: int, tmp: Path) -> None:
             subprocess.run([TALOS_INIT, "--help"], capture_output=True, check=True)
         floor.append(time.perf_counter() - start)
     ref = statistics.median(floor)
-    what = "etcd healthy" if etcd else "nodes up (bootstrap skipped: no API yet)"
+    what = "etcd healthy on every control plane" if etcd else "nodes up (bootstrap skipped)"
     label = f"{masters}+{workers}"
     print(f"-- {label}: create -> {what}; median of {runs}")
     row(f"{count} x talos-init --help (floor)", ref)
