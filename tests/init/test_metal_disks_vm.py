@@ -310,3 +310,56 @@ def test_install_refuses_a_disk_with_data_and_leaves_it_untouched(tmp_path: Path
     assert done is False
     assert any("holds data" in line and "refusing to touch it" in line for line in console.lines)
     assert image.read_bytes() == before
+
+
+def _fake_sysfs(root: Path) -> Path:
+    """/sys/class/block as the kernel lays it out: links into /sys/devices/.../block/<disk>/."""
+    devices = root / "devices" / "virtio1" / "block"
+    klass = root / "class" / "block"
+    klass.mkdir(parents=True)
+    entries = {"vda": None, "vda4": ("META", 4), "vda5": ("STATE", 5), "vdb": None,
+               "vdb1": ("STATE", 1), "loop0": None}  # fmt: skip
+    for name, part in entries.items():
+        disk = name.rstrip("0123456789") if part else name
+        path = devices / disk if part is None else devices / disk / name
+        path.mkdir(parents=True, exist_ok=True)
+        uevent = f"MAJOR=254\nDEVNAME={name}\n"
+        if part is not None:
+            (path / "partition").write_text(f"{part[1]}\n")
+            uevent += f"DEVTYPE=partition\nPARTN={part[1]}\nPARTNAME={part[0]}\n"
+        (path / "uevent").write_text(uevent)
+        (klass / name).symlink_to(path)
+    return klass
+
+
+def test_partitions_found_by_gpt_name_in_sysfs(tmp_path: Path) -> None:
+    from talos_init.disks import Partition, find, partitions
+
+    sys_block = _fake_sysfs(tmp_path)
+    assert [p.name for p in partitions(sys_block)] == ["vda4", "vda5", "vdb1"]
+    assert find("STATE", sys_block=sys_block) == Partition("vda5", "STATE", "vda", 5)
+    assert find("STATE", "/dev/vdb", sys_block=sys_block) == Partition("vdb1", "STATE", "vdb", 1)
+    assert find("META", "vdb", sys_block=sys_block) is None
+    assert find("EPHEMERAL", sys_block=sys_block) is None
+    assert find("STATE", sys_block=sys_block).device == "/dev/vda5"  # type: ignore[union-attr]
+
+
+def test_meta_record_round_trip_and_torn_record(tmp_path: Path) -> None:
+    from talos_init.disks import encryption_document, read_meta, write_meta
+
+    meta = _sparse(tmp_path / "meta.img", 1 << 20)
+    assert read_meta(str(meta)) is None  # zeros: nothing recorded
+    text = encryption_document("STATE", NODEID)
+    write_meta(str(meta), text)
+    assert read_meta(str(meta)) == text
+    assert meta.stat().st_size == 1 << 20  # written in place, the partition is not grown
+    from talos_luks.config import read_encryption
+
+    spec = read_encryption(text, "META", "STATE")  # what talos-luks apply reads on stdin
+    assert spec is not None and spec.keys[0].kind == "nodeID" and spec.keys[0].slot == 0
+    with meta.open("r+b") as fh:  # a torn write: one payload byte differs from the checksum
+        fh.seek(30)
+        byte = fh.read(1)
+        fh.seek(30)
+        fh.write(bytes([byte[0] ^ 1]))
+    assert read_meta(str(meta)) is None

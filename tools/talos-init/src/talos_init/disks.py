@@ -49,6 +49,9 @@ EPHEMERAL_MOUNT = Path("/var")
 LUKS_MAGIC = b"LUKS\xba\xbe"
 MIB = 1 << 20
 DEVICE_WAIT = 10.0  # seconds a disk or partition node gets to appear after a driver or sfdisk
+PIPE_FILL = (
+    60_000  # bytes written into a child's stdin pipe before it starts (the pipe holds 64 KiB)
+)
 CHILD_POLL = 0.05  # seconds between reaps while waiting for a child before the signal loop runs
 BUSES = ("pci", "virtio", "scsi", "nvme", "usb")  # where disks hang; their drivers are loaded
 MODULES = ("dm_crypt", "xfs")
@@ -198,13 +201,13 @@ async def run(
     argv: list[str],
     *,
     env: dict[str, str] | None = None,
-    config_text: str | None = None,
+    stdin: str | None = None,
 ) -> Result:
     """Run ``argv`` to its end through the reaper; capture its stdout and stderr.
 
-    ``config_text`` reaches the child through a pipe named on its command line as
-    ``--config /proc/self/fd/N`` (never as a file, never in argv): the node's spawn gives every
-    child ``/dev/null`` as stdin. Works before the signal loop runs: waiting reaps itself.
+    ``stdin`` (small: it is written into the pipe before the child starts) is the child's
+    standard input; without it the child reads ``/dev/null``. Works before the signal loop
+    runs: the wait reaps by itself.
     """
     from talos_init.reaper import exit_code
 
@@ -217,23 +220,22 @@ async def run(
 
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    cfg_r = -1
+    in_r = -1
     try:
-        if config_text is not None:
-            cfg_r, cfg_w = os.pipe()
-            data = config_text.encode()
-            if len(data) > 60_000:  # written before the child runs: must fit the pipe
-                raise DiskError(f"{argv[0]}: config too large for its pipe")
-            os.write(cfg_w, data)
-            os.close(cfg_w)
-            os.set_inheritable(cfg_r, True)
-            argv = [*argv, "--config", f"/proc/self/fd/{cfg_r}"]
+        if stdin is not None:
+            data = stdin.encode()
+            if len(data) > PIPE_FILL:
+                raise DiskError(f"{argv[0]}: input too large for its pipe")
+            in_r, in_w = os.pipe()
+            os.write(in_w, data)
+            os.close(in_w)
         try:
-            reaper.spawn(argv, exited, env=env, stdout=out_w, stderr=err_w)
+            reaper.spawn(argv, exited, env=env, stdout=out_w, stderr=err_w,
+                         stdin=in_r if in_r >= 0 else None)  # fmt: skip
         except TalosError as exc:
             raise DiskError(exc.message) from None
     finally:
-        for fd in (out_w, err_w, cfg_r):
+        for fd in (out_w, err_w, in_r):
             if fd >= 0:
                 os.close(fd)
     reading = asyncio.gather(
@@ -405,7 +407,7 @@ class SystemDisk:
     async def luks_apply(self, part: Partition, spec_text: str) -> str:
         argv = [tool("talos-luks"), "apply", "--partition", part.label, "--device", part.device,
                 *self._pbkdf_args()]  # fmt: skip
-        result = await run(self.reaper, argv, config_text=spec_text)
+        result = await run(self.reaper, argv, stdin=spec_text)  # the config, on stdin
         for line in result.err.splitlines():
             self.log(f"talos-luks: {line}")
         if result.code != 0:

@@ -153,14 +153,7 @@ async def install(console: Console, reaper: Reaper, config: MachineConfig) -> bo
 
 
 async def _sfdisk(reaper: Reaper, disk: str, script: str) -> Result:
-    """sfdisk reads its script from stdin, which the node's children never get: a temp file."""
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", prefix="talos-sfdisk-", suffix=".txt") as fh:
-        fh.write(script)
-        fh.flush()
-        sh = 'exec sfdisk --quiet --wipe always "$1" < "$2"'
-        return await run(reaper, ["/bin/sh", "-c", sh, "sfdisk", disk, fh.name])
+    return await run(reaper, ["sfdisk", "--quiet", "--wipe", "always", disk], stdin=script)
 
 
 async def _pause() -> None:
