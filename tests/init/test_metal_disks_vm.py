@@ -175,6 +175,11 @@ def test_first_boot_installs_and_encrypts(two_boots: dict[str, Any]) -> None:
     assert "[talos] EPHEMERAL mounted on /var (encrypted, /dev/mapper/vda6-encrypted)" in console
     assert "[talos] STATE encryption config saved to META (/dev/vda4)" in console
     assert "[talos] config saved to /run/node/state/config.yaml" in console
+    # at power off, after the services stopped: unmounted, then the mappings closed
+    shutdown = console[console.index("[talos] shutdown sequence") :]
+    for label, n, target in (("EPHEMERAL", 6, "/var"), ("STATE", 5, "/run/node/state")):
+        assert f"[talos] {label} unmounted from {target}" in shutdown, shutdown
+        assert f"[talos] {label}: closed /dev/mapper/vda{n}-encrypted" in shutdown
     out = two_boots["first_out"].splitlines()
     assert any(line.startswith("/dev/mapper/vda5-encrypted /run/node/state xfs ") for line in out)
     assert any(line.startswith("/dev/mapper/vda6-encrypted /var xfs ") for line in out)

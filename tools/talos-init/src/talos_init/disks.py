@@ -288,6 +288,7 @@ class SystemDisk:
         self.reaper = reaper
         self.cmdline = cmdline
         self.mounted: dict[str, Path] = {}
+        self.mapped: dict[str, str] = {}  # label -> /dev/mapper/<name> opened at this boot
         self._coldplugged = False
 
     def log(self, message: str) -> None:
@@ -370,6 +371,7 @@ class SystemDisk:
         device = part.device
         if spec_text is not None:
             device = await self.luks_apply(part, spec_text)
+            self.mapped[part.label] = device
         fstype = await self.fs_type(device)
         if fstype is None:
             if not may_format:
@@ -388,6 +390,30 @@ class SystemDisk:
         self.log(f"{part.label} mounted on {target} ({how}{device})")
         self.mounted[part.label] = target
         return target
+
+    async def unmount(self) -> None:
+        """At shutdown, after the services stopped: unmount EPHEMERAL then STATE, close LUKS."""
+        from talos_init import mounts
+
+        for label in ("EPHEMERAL", "STATE"):
+            target = self.mounted.pop(label, None)
+            if target is None:
+                continue
+            try:
+                mounts.umount(str(target))
+            except mounts.MountError as exc:
+                self.log(f"{label}: {exc.message}; left mounted")
+                continue
+            self.log(f"{label} unmounted from {target}")
+            mapped = self.mapped.pop(label, None)
+            if mapped is None:
+                continue
+            name = os.path.basename(mapped)
+            result = await run(self.reaper, [tool("talos-luks"), "close", name])
+            if result.code != 0:
+                self.log(f"{label}: talos-luks close {name} exited {result.code}")
+            else:
+                self.log(f"{label}: closed {mapped}")
 
     def _pbkdf_args(self) -> list[str]:
         """``talos.luks.pbkdf=TYPE[:ITERATIONS]`` on the kernel command line (ours, not Talos's):

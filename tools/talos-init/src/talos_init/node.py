@@ -172,7 +172,8 @@ class Node:
             name = "reboot" if request.kind == "reboot" else "shutdown"
             with contextlib.suppress(TaskFailedError):
                 stop = Phase("stopEverything", [("stopAllServices", self._stop_all)])
-                await self.sequencer.run(name, [stop])
+                disk = [Phase("unmountSystem", [("unmountSystemDisk", self._unmount_system)])]
+                await self.sequencer.run(name, [stop, *(disk if self._disk else [])])
             if self.api is not None:
                 await self.api.stop()
             self.reaper.reap()
@@ -421,6 +422,10 @@ class Node:
     async def _mount_ephemeral(self) -> None:
         mounted = await self._system_disk().mount_ephemeral(self._config())
         self.ephemeral = mounted or self.ephemeral
+
+    async def _unmount_system(self) -> None:
+        if self._disk is not None:
+            await self._disk.unmount()
 
     def _config(self) -> MachineConfig:
         if self.config is None:  # boot phases run only after a config was loaded
