@@ -92,22 +92,27 @@ def _rss_kib(pid: int) -> int:
 _UNREAD: dict[int, list[bytes]] = {}  # per console fd: complete lines not looked at yet
 
 
-def _wait_line(proc: subprocess.Popen[bytes], needle: str, bound: float = 120.0) -> None:
-    """Read PID 1's console until a line holds ``needle``; give up loudly after ``bound``."""
+def _wait_line(proc: subprocess.Popen[bytes], *needles: str, bound: float = 120.0) -> None:
+    """Read PID 1's console until every needle was in a line (in any order); give up loudly
+    after ``bound``."""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     lines = _UNREAD.setdefault(fd, [b""])  # the last item is a partial line
     deadline = time.monotonic() + bound
+    missing = list(needles)
+    needle = " and ".join(map(repr, needles))
     while True:
         while len(lines) > 1:
-            if needle in lines.pop(0).decode("utf-8", "replace"):
+            text = lines.pop(0).decode("utf-8", "replace")
+            missing = [n for n in missing if n not in text]
+            if not missing:
                 return
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
-            raise SystemExit(f"bench: no {needle!r} from PID 1 within {bound:g}s")
+            raise SystemExit(f"bench: no {needle} from PID 1 within {bound:g}s")
         chunk = os.read(fd, 65536)
         if not chunk:
-            raise SystemExit(f"bench: PID 1 exited before printing {needle!r}")
+            raise SystemExit(f"bench: PID 1 exited before printing {needle}")
         partial = lines.pop()
         lines.extend((partial + chunk).split(b"\n"))
 
@@ -121,17 +126,23 @@ def _stop(proc: subprocess.Popen[bytes], pid1: int) -> None:
         proc.stdout.close()
 
 
-def _workload(binary: str, orphans: int) -> list[str]:
-    # "start" lets the bench read PID 1's CPU time before the forks begin.
-    script = f"echo start; sleep 0.3; {binary} {orphans}; exec sleep 1000"
+def _workload(binary: str, orphans: int, go: str) -> list[str]:
+    # "start", then the forks once the file ``go`` exists: the bench creates it when PID 1 is
+    # idle (for talos-init: services running and the machine API listening), so that the CPU
+    # time measured is the reaping, not the end of the boot.
+    wait = f"while [ ! -e {go} ]; do sleep 0.02; done"
+    script = f"echo start; {wait}; {binary} {orphans}; exec sleep 1000"
     return ["/bin/sh", "-c", script]
 
 
-def _measure(proc: subprocess.Popen[bytes], orphans: int) -> tuple[float, float, int]:
-    """(PID 1 CPU seconds, wall seconds start->no zombies, idle RSS KiB) for one PID 1."""
+def _measure(
+    proc: subprocess.Popen[bytes], orphans: int, go: Path, idle: tuple[str, ...] = ()
+) -> tuple[float, float, int]:
+    """(PID 1 CPU seconds, wall seconds go->no zombies, idle RSS KiB) for one PID 1."""
     pid1 = _pid1_below(proc.pid)
-    _wait_line(proc, "start")
+    _wait_line(proc, "start", *idle)
     cpu0 = _cpu(pid1)
+    go.touch()
     t0 = time.perf_counter()
     _wait_line(proc, f"orphans {orphans} done")
     while _zombies(pid1):
@@ -143,10 +154,12 @@ def _measure(proc: subprocess.Popen[bytes], orphans: int) -> tuple[float, float,
     return cpu, wall, rss
 
 
-def run_tini(binary: str, orphans: int) -> tuple[float, float, int]:
-    argv = [*UNSHARE, TINI, "--", *_workload(binary, orphans)]
+def run_tini(binary: str, orphans: int, work: Path) -> tuple[float, float, int]:
+    go = work / "tini-go"
+    go.unlink(missing_ok=True)
+    argv = [*UNSHARE, TINI, "--", *_workload(binary, orphans, str(go))]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    return _measure(proc, orphans)
+    return _measure(proc, orphans, go)
 
 
 def run_talos_init(binary: str, orphans: int, work: Path) -> tuple[float, float, int]:
@@ -155,14 +168,15 @@ def run_talos_init(binary: str, orphans: int, work: Path) -> tuple[float, float,
     (state / "ephemeral").mkdir(parents=True)
     services.mkdir(exist_ok=True)
     shutil.copy(binary, state / "ephemeral" / "fork_orphans")  # /var/fork_orphans in the node
-    args = ", ".join(f'"{a}"' for a in _workload("/var/fork_orphans", orphans)[1:])
+    args = ", ".join(f'"{a}"' for a in _workload("/var/fork_orphans", orphans, "/var/go")[1:])
     (services / "orphans.yaml").write_text(f"name: orphans\ncommand: /bin/sh\nargs: [{args}]\n")
     config = work / "config.yaml"
     config.write_text(_config_text())
     argv = [*NODE_NS, TALOS_INIT, "--mode", "container", "--state-dir", str(state),
             "--services-dir", str(services), "--config", str(config), "--echo-services"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    return _measure(proc, orphans)
+    idle = ("services running: 1", "machine API listening")
+    return _measure(proc, orphans, state / "ephemeral" / "go", idle)
 
 
 def boot_times(work: Path, runs: int) -> list[float]:
@@ -215,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([cc, "-O2", "-o", binary, str(HELPER_C)], check=True)
         ours, theirs = [], []
         for _ in range(args.rounds):  # interleaved, so load changes hit both alike
-            theirs.append(run_tini(binary, args.orphans))
+            theirs.append(run_tini(binary, args.orphans, work))
             ours.append(run_talos_init(binary, args.orphans, work))
         cpu_t = statistics.median(r[0] for r in ours)
         cpu_r = statistics.median(r[0] for r in theirs)

@@ -54,14 +54,20 @@ class Reaper:
         return len(self._watchers)
 
     def reap(self) -> int:
-        """Collect every exited child (``waitpid(-1, WNOHANG)`` until none is left)."""
+        """Collect every exited child (``waitpid(-1, WNOHANG)`` until none is left).
+
+        The loop is kept tight (it runs once per orphan: 10 000 orphans are 10 000 turns): local
+        names, no call and no allocation for an orphan beyond the status tuple ``waitpid``
+        returns; only a watched child goes through :meth:`_dispatch`.
+        """
         with self._lock:
             if not self.reap_orphans:
                 return self._reap_watched_only()
-            count = 0
+            waitpid, wnohang, watchers = os.waitpid, os.WNOHANG, self._watchers
+            count = orphans = 0
             while True:
                 try:
-                    pid, status = os.waitpid(-1, os.WNOHANG)
+                    pid, status = waitpid(-1, wnohang)
                 except ChildProcessError:
                     break
                 except InterruptedError:  # pragma: no cover - all signals are blocked
@@ -69,7 +75,11 @@ class Reaper:
                 if pid == 0:
                     break
                 count += 1
-                self._dispatch(pid, status)
+                if pid in watchers:
+                    self._dispatch(pid, status)
+                else:
+                    orphans += 1
+            self.orphans_reaped += orphans
             return count
 
     def _reap_watched_only(self) -> int:

@@ -16,6 +16,7 @@ import asyncio
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 # Left alone, as tini does: a fault must kill us (and, in metal mode, panic the kernel).
@@ -35,6 +36,10 @@ UNBLOCKABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
 IGNORED = (signal.SIGTTIN, signal.SIGTTOU)
 
 WAIT_BOUND = 1.0  # seconds; sigtimedwait returns at least this often so the loop can be stopped
+# After a pass that reaped something, children are exiting: wait this long before the next
+# pass, so that one wake-up collects a burst rather than one wake-up (and one sigtimedwait, one
+# empty waitpid) per child. A child's exit is still seen within this bound.
+COALESCE = 0.002  # seconds
 
 
 class ThreadsRunningError(RuntimeError):
@@ -86,13 +91,16 @@ class SignalLoop:
         self._stop.set()
 
     def _run(self) -> None:
+        sigchld, sleep = signal.SIGCHLD, time.sleep
         while not self._stop.is_set():
             info = signal.sigtimedwait(self._mask, WAIT_BOUND)
             if info is None:
                 continue
             try:
-                if info.si_signo == signal.SIGCHLD:
-                    self._reap()  # at once: the reaper hands exits of watched pids to the loop
+                if info.si_signo == sigchld:
+                    # at once: the reaper hands exits of watched pids to the loop
+                    if self._reap():
+                        sleep(COALESCE)
                 else:
                     self._loop.call_soon_threadsafe(self._handler, info.si_signo)
             except RuntimeError:  # the loop is closed: we are exiting
