@@ -22,7 +22,12 @@ if TYPE_CHECKING:  # `--version` imports nothing beyond the interpreter's own st
     from typing import Any
 
 PROG = "talos-luks"
-HELP = "LUKS2 volumes for Talos's STATE and EPHEMERAL partitions, through libcryptsetup."
+HELP = (
+    "LUKS2 volumes for Talos's STATE and EPHEMERAL partitions, through libcryptsetup. "
+    "Exit codes (cryptsetup's): 0 ok; 1 bad parameters (usage errors too) or failure, and "
+    "open/status without device-mapper; 2 bad passphrase; 3 out of memory; 4 wrong device, "
+    "close/status of an inactive name, close without device-mapper; 5 busy or exists."
+)
 
 
 def _app() -> Any:

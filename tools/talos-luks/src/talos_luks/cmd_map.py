@@ -28,7 +28,7 @@ def open_(
 
 
 def close(name: Name) -> None:
-    """Remove the mapping NAME."""
+    """Remove the mapping NAME (exit 4 when it is not active or device-mapper is missing)."""
     close_job(name)
 
 
