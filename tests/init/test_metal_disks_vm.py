@@ -368,3 +368,30 @@ def test_meta_record_round_trip_and_torn_record(tmp_path: Path) -> None:
         fh.seek(30)
         fh.write(bytes([byte[0] ^ 1]))
     assert read_meta(str(meta)) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "args"),
+    [
+        (None, []),
+        ("pbkdf2:1000", ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"]),
+        ("argon2id", ["--pbkdf", "argon2id"]),
+    ],
+)
+def test_pbkdf_kernel_parameter(value: str | None, args: list[str]) -> None:
+    from talos_init.disks import SystemDisk
+    from talos_init.reaper import Reaper
+
+    cmdline = {} if value is None else {"talos.luks.pbkdf": value}
+    disk = SystemDisk(_Console(), Reaper(), cmdline)  # type: ignore[arg-type]
+    assert disk.pbkdf_args() == args
+
+
+@pytest.mark.parametrize("value", ["scrypt", "pbkdf2:many", "pbkdf2:-1"])
+def test_pbkdf_kernel_parameter_rejected_with_its_name(value: str) -> None:
+    from talos_init.disks import DiskError, SystemDisk
+    from talos_init.reaper import Reaper
+
+    disk = SystemDisk(_Console(), Reaper(), {"talos.luks.pbkdf": value})  # type: ignore[arg-type]
+    with pytest.raises(DiskError, match=f"talos.luks.pbkdf={value}: expected one of"):
+        disk.pbkdf_args()

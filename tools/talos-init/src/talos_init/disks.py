@@ -304,10 +304,12 @@ class SystemDisk:
             for alias in Path("/sys/bus", bus, "devices").glob("*/modalias"):
                 with contextlib.suppress(OSError):
                     aliases.add(alias.read_text().strip())
-        result = await run(self.reaper, ["modprobe", "-q", "-a", *MODULES, *sorted(aliases)])
-        # modprobe -q reports aliases without a module (most devices) as a failure: not ours
-        self.log(f"loaded the drivers of {len(aliases)} devices and {', '.join(MODULES)}"
-                 f" (modprobe exit {result.code})")  # fmt: skip
+        needed = await run(self.reaper, ["modprobe", "-a", *MODULES])
+        if needed.code != 0:  # a kernel with them built in needs no module; mounts will tell
+            self.log(f"modprobe {' '.join(MODULES)} exited {needed.code}: {needed.err.strip()}")
+        # most devices have no module for their alias, which modprobe -q counts as a failure
+        await run(self.reaper, ["modprobe", "-q", "-a", *sorted(aliases)])
+        self.log(f"loaded the drivers of {len(aliases)} devices, and {', '.join(MODULES)}")
 
     async def mount_state(self, config: MachineConfig | None, state_dir: Path) -> Path | None:
         """Open and mount STATE; its mount point, or ``None`` when there is no STATE (yet).
@@ -415,7 +417,7 @@ class SystemDisk:
             else:
                 self.log(f"{label}: closed {mapped}")
 
-    def _pbkdf_args(self) -> list[str]:
+    def pbkdf_args(self) -> list[str]:
         """``talos.luks.pbkdf=TYPE[:ITERATIONS]`` on the kernel command line (ours, not Talos's):
         the PBKDF of key slots written at this boot, for small machines and tests."""
         value = self.cmdline.get("talos.luks.pbkdf")
@@ -432,7 +434,7 @@ class SystemDisk:
 
     async def luks_apply(self, part: Partition, spec_text: str) -> str:
         argv = [tool("talos-luks"), "apply", "--partition", part.label, "--device", part.device,
-                *self._pbkdf_args()]  # fmt: skip
+                *self.pbkdf_args()]  # fmt: skip
         result = await run(self.reaper, argv, stdin=spec_text)  # the config, on stdin
         for line in result.err.splitlines():
             self.log(f"talos-luks: {line}")
