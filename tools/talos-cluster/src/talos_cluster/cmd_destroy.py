@@ -23,7 +23,7 @@ import typer
 
 from libtalos.errors import TalosError
 from talos_cluster import plan as planmod
-from talos_cluster.state import ClusterRecord
+from talos_cluster.state import ClusterRecord, NodeRecord
 
 KILL_WAIT = 10.0
 
@@ -58,23 +58,33 @@ def destroy(
     return 0
 
 
-def destroy_record(record: ClusterRecord, *, grace: float = 15.0) -> None:
-    from talos_cluster import cgroups, netlab, nodes
+def _stop_order(running: list[NodeRecord]) -> list[list[NodeRecord]]:
+    """The workers with the last control plane, then the other control planes one at a time,
+    the first (bootstrap) node last.
 
-    problems: list[str] = []
-    # 1. the nodes: orderly stop of every PID 1 at once, then SIGKILL what is left
-    running = [n for n in record.nodes if n.pid and nodes.alive(n.pid, n.start_time)]
-    for n in running:
-        progress(f"stopping node {n.name}")
-        target = nodes.node_pid1(n.pid) or n.pid
+    An etcd member that leads when it gets SIGTERM hands leadership to a live peer before it
+    exits, and waits for that up to its request timeout (7 s at etcd's default timing) when the
+    peer is stopping at the same moment. One at a time, each leader finds a peer that stays up,
+    or none at all (the last one), and stops in milliseconds.
+    """
+    cps = [n for n in running if n.role == "controlplane"]
+    first = [n for n in running if n.role != "controlplane"] + cps[-1:]
+    return [b for b in [first, *([n] for n in reversed(cps[:-1]))] if b]
+
+
+def _stop(batch: list[NodeRecord], deadline: float) -> list[NodeRecord]:
+    """SIGTERM to each node's PID 1; the nodes still running at ``deadline``."""
+    from talos_cluster import nodes
+
+    for n in batch:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(target, signal.SIGTERM)
-    deadline = time.monotonic() + grace
+            os.kill(nodes.node_pid1(n.pid) or n.pid, signal.SIGTERM)
     resend = time.monotonic() + 0.5
+    running = list(batch)
     while running and time.monotonic() < deadline:
         running = [n for n in running if nodes.alive(n.pid, n.start_time)]
         if running:
-            time.sleep(0.05)
+            time.sleep(0.02)
         if time.monotonic() > resend:
             # A PID 1 ignores signals it has no handler for: a node caught before talos-init
             # set up its signal loop drops the first SIGTERM, so repeat it.
@@ -82,10 +92,23 @@ def destroy_record(record: ClusterRecord, *, grace: float = 15.0) -> None:
             for n in running:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(nodes.node_pid1(n.pid) or n.pid, signal.SIGTERM)
-    for n in running:
-        progress(f"node {n.name} did not stop within {grace:g}s: killing it")
-        pid1 = nodes.node_pid1(n.pid)
-        nodes.kill_all([p for p in (n.pid, pid1) if p])
+    return [n for n in running if nodes.alive(n.pid, n.start_time)]
+
+
+def destroy_record(record: ClusterRecord, *, grace: float = 15.0) -> None:
+    from talos_cluster import cgroups, netlab, nodes
+
+    problems: list[str] = []
+    # 1. the nodes: an orderly stop (SIGTERM), SIGKILL for what is left after the grace period
+    running = [n for n in record.nodes if n.pid and nodes.alive(n.pid, n.start_time)]
+    deadline = time.monotonic() + grace
+    for batch in _stop_order(running):
+        for n in batch:
+            progress(f"stopping node {n.name}")
+        for n in _stop(batch, deadline):
+            progress(f"node {n.name} did not stop within {grace:g}s: killing it")
+            pid1 = nodes.node_pid1(n.pid)
+            nodes.kill_all([p for p in (n.pid, pid1) if p])
     # 2. anything still living in the cluster's namespaces (e.g. a node that lost its launcher)
     deadline = time.monotonic() + KILL_WAIT
     while True:
