@@ -121,6 +121,23 @@ def is_luks(device: str) -> bool:
         return fh.read(len(LUKS_MAGIC)) == LUKS_MAGIC
 
 
+def install_disk(config: MachineConfig | None) -> str | None:
+    """``machine.install.disk`` of the config, or ``None``."""
+    data = config.data if config is not None and isinstance(config.data, dict) else {}
+    install = (data.get("machine") or {}).get("install") or {}
+    disk = install.get("disk") if isinstance(install, dict) else None
+    return disk if isinstance(disk, str) and disk else None
+
+
+def system_partition(label: str, *disks: str | None) -> Partition | None:
+    """``label`` on the first of ``disks`` that has it, else on any disk."""
+    for disk in disks:
+        found = find(label, disk) if disk else None
+        if found is not None:
+            return found
+    return find(label)
+
+
 def encryption(config: MachineConfig | None, partition: str) -> dict[str, Any] | None:
     """``machine.systemDiskEncryption.<partition>`` of the config, as data, or ``None``."""
     if config is None or not isinstance(config.data, dict):
@@ -290,6 +307,7 @@ class SystemDisk:
         self.mounted: dict[str, Path] = {}
         self.mapped: dict[str, str] = {}  # label -> /dev/mapper/<name> opened at this boot
         self._coldplugged = False
+        self.system: str | None = None  # kernel name of the disk STATE was found on
 
     def log(self, message: str) -> None:
         self.console.log(message)
@@ -320,10 +338,11 @@ class SystemDisk:
         if "STATE" in self.mounted:
             return self.mounted["STATE"]
         await self.coldplug()
-        part = find("STATE")
+        part = system_partition("STATE", install_disk(config))
         if part is None:
             self.log("no STATE partition: the system disk is not installed")
             return None
+        self.system = part.disk
         spec_text: str | None = None
         spec = encryption(config, "STATE")
         meta = find("META", part.disk)
@@ -354,7 +373,7 @@ class SystemDisk:
         if "EPHEMERAL" in self.mounted:
             return self.mounted["EPHEMERAL"]
         await self.coldplug()
-        part = find("EPHEMERAL")
+        part = system_partition("EPHEMERAL", self.system, install_disk(config))
         if part is None:
             self.log("no EPHEMERAL partition: /var stays as it is")
             return None

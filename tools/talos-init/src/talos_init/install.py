@@ -26,7 +26,16 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from talos_init.disks import MIB, XFS_SMALL_ENV, DiskError, Result, find, run, wait_for
+from talos_init.disks import (
+    MIB,
+    XFS_SMALL_ENV,
+    DiskError,
+    Result,
+    find,
+    install_disk,
+    run,
+    wait_for,
+)
 
 if TYPE_CHECKING:
     from talos_init.configsource import MachineConfig
@@ -85,13 +94,6 @@ def is_blank(path: str) -> bool:
         fh.seek(max(0, size - MIB))
         tail = fh.read(MIB)
     return not head.strip(b"\0") and not tail.strip(b"\0")
-
-
-def install_disk(config: MachineConfig) -> str | None:
-    data = config.data if isinstance(config.data, dict) else {}
-    install = (data.get("machine") or {}).get("install") or {}
-    disk = install.get("disk") if isinstance(install, dict) else None
-    return disk if isinstance(disk, str) and disk else None
 
 
 async def install(console: Console, reaper: Reaper, config: MachineConfig) -> bool:
