@@ -9,8 +9,11 @@ test's own directory: the real ``~/.kube/config`` is never read or written.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -86,6 +89,19 @@ def test_create_merges_into_home_kubeconfig_destroy_leaves_it(
     copy = yaml.safe_load((env.cluster_dir / "kubeconfig").read_text())
     assert _entry(kube, "users", f"admin@{env.name}-1")["user"] == copy["users"][0]["user"]
     merged = target.read_bytes()
+    if shutil.which("kubectl"):  # kubectl reads the merged file (locally: no server is asked)
+        view = subprocess.run(
+            ["kubectl", "config", "view", "--minify", "-o", "json"],
+            env={**os.environ, "KUBECONFIG": str(target)},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert view.returncode == 0, view.stderr
+        shown = json.loads(view.stdout)
+        assert shown["current-context"] == f"admin@{env.name}-1"
+        assert shown["clusters"][0]["cluster"]["server"] == "https://10.5.0.2:6443"
 
     assert main(["destroy", *env.args()]) == 0
     assert not env.cluster_dir.exists()
