@@ -9,6 +9,7 @@ from talos_cluster import nodes
 from talos_cluster.state import ClusterRecord, NodeRecord
 
 _SERVICES = re.compile(r"services running: (\d+)")
+_STATE = re.compile(r"service\[([^\]]+)\]\((\w+)\)")
 
 
 def _tail(path: Path, limit: int = 65536) -> str:
@@ -42,7 +43,14 @@ def node_state(node: NodeRecord, *, stand_in: bool = False) -> str:
 
 
 def services(node: NodeRecord) -> str:
-    found = _SERVICES.findall(_tail(Path(node.console)))
+    """Services Running now, from their last state lines (``service[etcd](Running): …``) since
+    the node last started; else the boot's ``services running: N``; else ``-``."""
+    log = _tail(Path(node.console))
+    log = log[log.rfind("talos-init mode") :] if "talos-init mode" in log else log
+    last = dict(_STATE.findall(log))
+    if last:
+        return str(sum(1 for state in last.values() if state == "Running"))
+    found = _SERVICES.findall(log)
     return found[-1] if found else "-"
 
 
