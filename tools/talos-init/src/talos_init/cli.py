@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 
 from libtalos.cli import fast_version
 from talos_init import __version__
@@ -19,6 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: `--version` imports nothing more than the interpreter
     from collections.abc import Sequence
     from pathlib import Path
+    from typing import Any
 
     from talos_init.modes import Mode
 
@@ -27,10 +29,80 @@ def main(argv: Sequence[str] | None = None) -> int:
     fast = fast_version(argv, "talos-init", __version__)
     if fast is not None:
         return fast
+    parsed = _fast_parse(sys.argv[1:] if argv is None else list(argv))
+    if parsed is not None:
+        from libtalos.cli import handle
+
+        try:
+            return boot_node(**parsed)
+        except BaseException as exc:  # noqa: BLE001 - mapped to messages and codes as run() does
+            if isinstance(exc, SystemExit):
+                return int(exc.code) if isinstance(exc.code, int) else 1
+            return handle(exc)
     from libtalos.cli import run
     from talos_init.app import app
 
     return run(app, argv, prog="talos-init")
+
+
+class _NotFastError(Exception):
+    """The command line is not the plain common form: Typer parses it (help, errors)."""
+
+
+# (option, type, default) of the Typer app (talos_init.app), for the common form without Typer:
+# Typer and click stay resident in PID 1 once imported (about 1.5 MiB of its 40 MiB budget).
+_VALUE_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "mode": (str, None),
+    "state_dir": (str, None),
+    "services_dir": (str, None),
+    "config": (str, None),
+    "cmdline": (str, None),
+    "fetch_timeout": (float, 70.0),
+    "api_port": (int, None),
+    "cert_ttl": (float, None),
+    "cert_check_period": (float, 3600.0),
+}
+_FLAG_OPTIONS = {
+    "isolate": True,
+    "echo_services": False,
+    "manage_network": False,
+    "api": True,
+    "reap_orphans": True,
+}
+
+
+def _fast_parse(args: list[str]) -> dict[str, Any] | None:
+    """The options of ``talos-init --mode M --state-dir D ...`` without importing Typer, or None
+    when anything is unusual (``--help``, a missing or bad value): then Typer parses it, with
+    its own messages. Same option names, types and defaults as :mod:`talos_init.app`."""
+    import argparse
+    from pathlib import Path
+
+    from talos_init.modes import Mode
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> Any:  # never exits: Typer reports usage errors
+            raise _NotFastError(message)
+
+    parser = Parser(add_help=False, allow_abbrev=False)
+    for name, (kind, default) in _VALUE_OPTIONS.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default)
+    for name, default in _FLAG_OPTIONS.items():
+        flag = name.replace("_", "-")
+        parser.add_argument(f"--{flag}", dest=name, action="store_true", default=default)
+        parser.add_argument(f"--no-{flag}", dest=name, action="store_false")
+    try:
+        values = vars(parser.parse_args(args))
+        mode = Mode(values["mode"])
+    except (_NotFastError, ValueError):
+        return None
+    if values["state_dir"] is None:
+        return None
+    values["mode"] = mode
+    values["state_dir"] = Path(values["state_dir"])
+    if values["services_dir"] is not None:
+        values["services_dir"] = Path(values["services_dir"])
+    return values
 
 
 def console() -> None:

@@ -18,8 +18,6 @@ import gzip
 import ipaddress
 import os
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -296,6 +294,9 @@ def expand_url(url: str, uuid: str | None) -> str:
 
 def fetch(url: str, timeout: float = FETCH_TIMEOUT) -> str:
     """Read a config from ``file://``, ``http://`` or ``https://`` (gzip is detected)."""
+    import urllib.error  # here: urllib.request (with http.client and email) costs PID 1 MiBs
+    import urllib.request
+
     parts = urlsplit(url)
     if parts.scheme == "file":
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import http.client
 import json
 import shutil
 import ssl
@@ -132,6 +131,8 @@ def _client_context(layout: EtcdLayout) -> ssl.SSLContext:
 
 def _post(layout: EtcdLayout, host: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
     """One gRPC-gateway call (``/v3/...``) to etcd at ``host``; EtcdError on any failure."""
+    import http.client
+
     from libtalos.k8s import etcd as k8s_etcd
 
     conn = http.client.HTTPSConnection(
