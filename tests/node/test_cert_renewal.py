@@ -200,3 +200,102 @@ def test_failed_renewal_is_logged_and_retried() -> None:
     assert len(attempts) == 2 and installed == [_cert(b"new")]
     assert "certificate renewal failed: trustd: no endpoint" in log[0]
     assert "renewed" in log[1]
+
+
+# -- issuance in a child, and PID 1 without cryptography ---------------------------------------
+
+
+def _issue(request: dict[str, object]) -> dict[str, object]:
+    """talos_init.api.issuer.issue run with a Reaper that this test process polls (the node's
+    signal loop does it on SIGCHLD); the child is this process's only one at that time."""
+    from talos_init.api.issuer import issue
+    from talos_init.reaper import Reaper
+
+    reaper = Reaper()
+
+    async def go() -> dict[str, object]:
+        task = asyncio.ensure_future(issue(reaper, request, timeout=120))
+        while not task.done():
+            reaper.reap()
+            await asyncio.sleep(0.01)
+        return task.result()
+
+    return asyncio.run(go())
+
+
+def test_child_issues_node_certificate_from_machine_ca() -> None:
+    from libtalos import pki
+
+    ca = pki.new_ca(algorithm="ed25519", organizations=["talos"])
+    made = _issue({"op": "node", "ca_crt": ca.crt.decode(), "ca_key": ca.key.decode(),
+                   "addresses": ["127.0.0.1", "10.0.0.5"], "hostname": "cp-1",
+                   "sans": ["api.example"], "ttl": 600})  # fmt: skip
+    crt = str(made["crt"]).encode()
+    pki.check_key_matches(crt, str(made["key"]).encode(), "node certificate")
+    pki.verify_chain(ca.crt, crt)
+    info = pki.inspect(crt)
+    assert {"127.0.0.1", "10.0.0.5"} <= set(info.ip_addresses)
+    assert {"cp-1", "api.example"} <= set(info.dns_names)
+    assert float(made["not_after"]) - float(made["not_before"]) == pytest.approx(600, abs=2)
+
+
+def test_child_failure_names_the_problem_without_the_key() -> None:
+    from libtalos import pki
+    from talos_init.api.issuer import IssueError
+
+    ca = pki.new_ca(algorithm="ed25519", organizations=["talos"])
+    other = pki.new_ca(algorithm="ed25519", organizations=["talos"])
+    with pytest.raises(IssueError) as err:  # a key that is not the certificate's
+        _issue({"op": "node", "ca_crt": ca.crt.decode(), "ca_key": other.key.decode(),
+                "addresses": [], "hostname": "n"})  # fmt: skip
+    assert "machine" in err.value.message.lower() or "key" in err.value.message.lower()
+    assert "PRIVATE KEY" not in err.value.message
+    with pytest.raises(IssueError, match="unknown request"):
+        _issue({"op": "bogus"})
+
+
+NO_CRYPTO = r'''
+import sys
+from pathlib import Path
+import talos_init.node, talos_init.apinode, talos_init.api.server, talos_init.api.trustd
+import talos_init.api.renewal, talos_init.api.issuer
+from talos_init.api import sslctx
+crt, key, ca = (Path(p).read_bytes() for p in sys.argv[1:4])
+sslctx.server_context(crt, key, client_ca=ca)
+sslctx.client_context(ca, crt, key)
+print(sorted(m for m in ("cryptography", "typer", "pyroute2") if m in sys.modules))
+'''
+
+
+def test_pid1_modules_and_tls_contexts_load_no_cryptography(tmp_path: Path) -> None:
+    """The API server of PID 1 builds its TLS contexts from a Talos-labelled Ed25519 key with
+    no cryptography loaded; negative control: the same check sees libtalos.pki load it."""
+    from libtalos import pki
+    from talos_init.api import node_server_cert
+
+    ca = pki.new_ca(algorithm="ed25519", organizations=["talos"])
+    cert = node_server_cert(ca, ["127.0.0.1"], "n")
+    assert b"ED25519 PRIVATE KEY" in cert.key
+    paths = []
+    for name, data in (("crt", cert.crt), ("key", cert.key), ("ca", ca.crt)):
+        (tmp_path / name).write_bytes(data)
+        paths.append(str(tmp_path / name))
+    run = [sys.executable, "-c", NO_CRYPTO, *paths]
+    out = subprocess.run(run, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    control = NO_CRYPTO.replace("import sys\n", "import sys\nimport libtalos.pki\n")
+    out = subprocess.run([sys.executable, "-c", control, *paths],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    assert out.stdout.strip() == "['cryptography']"
+
+
+def test_tls_context_from_a_mismatched_key_names_it(tmp_path: Path) -> None:
+    from libtalos import pki
+    from libtalos.errors import PKIError
+    from talos_init.api import node_server_cert, sslctx
+
+    ca = pki.new_ca(algorithm="ed25519", organizations=["talos"])
+    a = node_server_cert(ca, ["127.0.0.1"], "a")
+    b = node_server_cert(ca, ["127.0.0.1"], "b")
+    with pytest.raises(PKIError, match="server"):
+        sslctx.server_context(a.crt, b.key)

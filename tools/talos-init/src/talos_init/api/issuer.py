@@ -104,10 +104,11 @@ async def issue(reaper: Any, request: dict[str, Any], timeout: float = ISSUE_TIM
         reply = {}
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and "error" not in reply:
         return reply
+    if reply.get("error"):
+        raise IssueError(str(reply["error"]))  # libtalos's message: it names what is wrong
     from talos_init.reaper import describe
 
-    reason = reply.get("error") or f"the certificate child {describe(status)}"
-    raise IssueError(f"certificate ({what}): {reason}")
+    raise IssueError(f"certificate ({what}): the certificate child {describe(status)}")
 
 
 # -- child side ------------------------------------------------------------------------------
