@@ -88,17 +88,28 @@ def bootstrap(
     deadline = time.monotonic() + timeout
     result: dict[str, str] = {}
     while True:
-        for n in cps:
-            if n.name in result:
-                continue
-            q = subprocess.run(
-                [*base, "etcd", "members", *common, "--nodes", n.ip, "-o", "json"],
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=60,
+        # every control plane still to report is asked at once (one client process each)
+        asked = [
+            (
+                n,
+                subprocess.Popen(
+                    [*base, "etcd", "members", *common, "--nodes", n.ip, "-o", "json"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                ),
             )
-            if q.returncode == 0 and n.name in q.stdout:
+            for n in cps
+            if n.name not in result
+        ]
+        for n, proc in asked:
+            try:
+                out, _ = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                continue
+            if proc.returncode == 0 and n.name in out:
                 result[n.name] = "member"
                 _progress(f"  etcd on {n.name}: member")
         if len(result) == len(cps):
