@@ -161,6 +161,18 @@ def test_no_merge_without_bootstrap(
     assert main(env.create_args("--workers", "0", "--node-command", STAND_IN)) == 0
     assert main(["destroy", *env.args(), "--grace", "1"]) == 0
     assert main(env.create_args("--workers", "0", "--skip-injecting-config")) == 0
+    assert main(["destroy", *env.args()]) == 0
+    assert main(env.create_args("--workers", "0", "--no-wait")) == 0
+    assert main(["destroy", *env.args()]) == 0
     assert "merged kubeconfig" not in capsys.readouterr().err
     assert not (home / ".kube").exists()
-    assert main(["destroy", *env.args()]) == 0
+
+
+def test_default_path(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from talos_cluster.userkube import default_path
+
+    assert default_path() == home / ".kube" / "config"
+    monkeypatch.setenv("KUBECONFIG", "")
+    assert default_path() == home / ".kube" / "config"
+    monkeypatch.setenv("KUBECONFIG", f"{os.pathsep}~/a{os.pathsep}/b")
+    assert default_path() == home / "a"
