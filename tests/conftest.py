@@ -57,3 +57,12 @@ def openssl() -> str:
     if path is None:
         pytest.fail("openssl is required (Debian package openssl; scripts/setup installs it)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _own_kubeconfig(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cluster create`` merges the admin kubeconfig into $KUBECONFIG or ~/.kube/config: every
+    test gets a kubeconfig of its own, so no run writes into the real user's file."""
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path_factory.mktemp("kube") / "config"))
