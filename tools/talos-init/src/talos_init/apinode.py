@@ -204,6 +204,17 @@ class ApiNode:
             node.console.log("try mode: timeout reached, rolled back to the previous config")
             self._api.config_changed()
 
+    async def admin_kubeconfig(self) -> bytes:
+        """The Kubeconfig RPC's document, made in a child (a new admin certificate each call)."""
+        config = self._node.config
+        if config is None:
+            raise NodeCallError(Status.FAILED_PRECONDITION, "the node has no config")
+        try:
+            made = await self._api.issue({"op": "kubeconfig", "config": config.text})
+        except TalosError as exc:
+            raise NodeCallError(Status.FAILED_PRECONDITION, exc.message) from None
+        return str(made["kubeconfig"]).encode()
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def etcd_data_exists(self) -> bool:
@@ -442,7 +453,7 @@ class NodeApi:
 
     # -- maintenance ----------------------------------------------------------------------
 
-    async def _issue(self, request: dict[str, Any], timeout: float | None = None) -> Any:
+    async def issue(self, request: dict[str, Any], timeout: float | None = None) -> Any:
         """Certificate work in a short-lived child (PID 1 never loads cryptography)."""
         from talos_init.api.issuer import ISSUE_TIMEOUT, issue
 
@@ -454,7 +465,7 @@ class NodeApi:
 
         addresses = await self.addresses()
         try:
-            made = await self._issue(
+            made = await self.issue(
                 {"op": "maintenance", "addresses": addresses, "hostname": self.hostname()}
             )
         except TalosError as exc:
@@ -534,11 +545,11 @@ class NodeApi:
             ttl = self.node.options.cert_ttl
 
             async def reissue() -> Issued:
-                made = await self._issue({"op": "node", **ca, **names, "ttl": ttl})
+                made = await self.issue({"op": "node", **ca, **names, "ttl": ttl})
                 return _issued(made)
 
             async def sign(csr: bytes) -> bytes:
-                made = await self._issue({"op": "sign", **ca, "csr": csr.decode("ascii")})
+                made = await self.issue({"op": "sign", **ca, "csr": csr.decode("ascii")})
                 return str(made["crt"]).encode()
 
             issued = await reissue()
@@ -566,13 +577,13 @@ class NodeApi:
             bound = 5.0 * len(endpoints) + 30.0
 
             async def reissue() -> Issued:
-                made = await self._issue(request, bound)
+                made = await self.issue(request, bound)
                 return _issued(made)
 
             last = ""
             while True:
                 try:
-                    made = await self._issue(request, bound)
+                    made = await self.issue(request, bound)
                     break
                 except TalosError as exc:
                     if exc.message != last:

@@ -14,7 +14,9 @@ Requests (``op``), each answered with PEM text and the validity as Unix times:
   ``addresses``, ``hostname``, ``sans``, ``ttl`` seconds) -> ``crt``, ``key``;
 - ``sign``: trustd's signature of a worker's CSR (``ca_crt``, ``ca_key``, ``csr``) -> ``crt``;
 - ``worker``: a worker's certificate through trustd (``endpoints``, ``token``, ``addresses``,
-  ``hostname``, ``sans``, ``timeout``) -> ``crt``, ``key``, ``ca``.
+  ``hostname``, ``sans``, ``timeout``) -> ``crt``, ``key``, ``ca``;
+- ``kubeconfig``: the admin kubeconfig of the Kubeconfig RPC (``config``: the machine config
+  text) -> ``kubeconfig``.
 
 A failure is ``{"error": message}`` with exit code 1; messages carry no key material (they are
 libtalos's messages, or the exception's type alone).
@@ -180,6 +182,16 @@ def _serve(request: dict[str, Any]) -> dict[str, Any]:
             "ca": ca.decode(),
             **_validity(made.crt),
         }
+    if op == "kubeconfig":
+        from libtalos.config import load
+        from talos_init.api.kubeconfig import admin_kubeconfig
+        from talos_init.api.node import NodeCallError
+
+        try:
+            data = admin_kubeconfig(load(request["config"], "running config").config)
+        except NodeCallError as exc:
+            return {"error": exc.message}
+        return {"kubeconfig": data.decode()}
     return {"error": f"unknown request {op!r}"}
 
 

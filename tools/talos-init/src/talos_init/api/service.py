@@ -256,11 +256,16 @@ class MachineService(machine_grpc.MachineServiceBase):
         text = self.node.config_text()
         if text is None:
             raise _fail(GrpcStatus.FAILED_PRECONDITION, "the node has no config")
-        cfg = talosconfig_model.load(text, "running config").config
-        from talos_init.api.kubeconfig import admin_kubeconfig  # cryptography: on demand only
-
+        # A node may render it its own way (talos-init: in a child, so that PID 1 never loads
+        # cryptography); otherwise here.
+        own = getattr(self.node, "admin_kubeconfig", None)
         try:
-            data = admin_kubeconfig(cfg)
+            if own is not None:
+                data = await own()
+            else:
+                from talos_init.api.kubeconfig import admin_kubeconfig
+
+                data = admin_kubeconfig(talosconfig_model.load(text, "running config").config)
         except NodeCallError as exc:
             raise GRPCError(GrpcStatus(int(exc.status)), exc.message) from None
         await stream.send_message(common_pb2.Data(bytes=kubeconfig_archive(data)))
