@@ -734,15 +734,22 @@ class NodeApi:
                     members = await etcdmod.member_list(layout, host)
                     known = {str(m.get("name", "")) for m in members}
                     peers = {u for m in members for u in m.get("peerURLs", [])}
-                    if own in peers and hostname not in known:
-                        # added before but never started (an earlier attempt died): reuse it
-                        initial = {
-                            (str(m.get("name", "")) or hostname): list(m.get("peerURLs", []))
-                            for m in members
-                        }
-                    else:
-                        initial = await etcdmod.member_add(layout, host, own)
-                        initial = {(k or hostname): v for k, v in initial.items()}
+                    if not (own in peers and hostname not in known):
+                        # not a member yet (one added by an earlier attempt that died is
+                        # reused as it is): add it, then list the members that include it
+                        await etcdmod.member_add(layout, host, own)
+                        members = await etcdmod.member_list(layout, host)
+                    # Every member with its peer URLs, this node under its hostname. Another
+                    # member added but not started yet (two nodes joining at once) has no
+                    # name: it gets a stand-in, as names must be unique in --initial-cluster
+                    # and etcd matches members by peer URLs. Folded into this node's entry,
+                    # it would be missing, and etcd would refuse every start with "member
+                    # count is unequal".
+                    initial: dict[str, list[str]] = {}
+                    for m in members:
+                        urls = [str(u) for u in m.get("peerURLs", [])]
+                        name = hostname if own in urls else str(m.get("name", ""))
+                        initial[name or f"unstarted-{m.get('ID', len(initial))}"] = urls
                     initial[hostname] = [own]
                     spec = await asyncio.to_thread(self._etcd_spec_sync, "existing", initial)
                 except TalosError as exc:
