@@ -26,7 +26,7 @@ from pathlib import Path
 
 from common import BIN, row
 
-RUNS = 5
+RUNS = 7
 
 
 def _ours(*args: str) -> list[str]:
