@@ -394,6 +394,7 @@ class NodeApi:
         self._etcd_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self.renewal: CertRenewal | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set once configured
 
     def _spawn(self, coro: Any, name: str) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name=name)
@@ -501,6 +502,7 @@ class NodeApi:
         config = self.node.config
         if config is None:
             return
+        self._loop = asyncio.get_running_loop()
         if config.machine_type in CONTROL_PLANE_TYPES and self.etcd_layout().has_data():
             self._spawn(self._restart_etcd(), "etcd-restart")
         self._task = asyncio.get_running_loop().create_task(self._serve(), name="machine-api")
@@ -509,12 +511,12 @@ class NodeApi:
     async def _restart_etcd(self) -> None:
         await self.addresses()
         async with self._etcd_lock:
+            self.node.console.log("etcd: data found in EPHEMERAL: starting with it")
             try:
                 spec = await asyncio.to_thread(self._etcd_spec_sync, "existing-data")
             except TalosError as exc:
                 self.node.console.log(f"etcd: not started: {exc.message}")
                 return
-            self.node.console.log("etcd: data found in EPHEMERAL: starting with it")
             self._start_etcd(spec)
 
     def _serve_done(self, task: asyncio.Task[None]) -> None:
@@ -643,21 +645,28 @@ class NodeApi:
     def _etcd_spec_sync(
         self, state: str, initial_cluster: dict[str, list[str]] | None = None
     ) -> Any:
-        """Certificates written and the service spec made (in a worker thread: no loop calls;
-        the caller has listed the addresses)."""
-        cfg = self._typed_config()
+        """Certificates written and the service spec made, in a worker thread (the caller has
+        listed the addresses). The certificates and the command line come from the issuer
+        child (PID 1 never loads cryptography), started on the node's loop."""
+        config = self.node.config
+        if config is None or self._loop is None:
+            raise NodeCallError(Status.FAILED_PRECONDITION, "the node has no config")
         layout = self.etcd_layout()
-        hostname = self.hostname()
-        etcdmod.write_certs(layout, cfg, hostname, [*(self._addresses or []), "127.0.0.1"])
-        # With data in the data directory etcd ignores the initial-cluster flags: "new" is fine.
-        return etcdmod.service_spec(
-            layout,
-            cfg,
-            hostname,
-            self._advertise_ip(),
-            "existing" if state == "existing" else "new",
-            initial_cluster,
-        )
+        request = {
+            "op": "etcd",
+            "config": config.text,
+            "hostname": self.hostname(),
+            "ips": [*(self._addresses or []), "127.0.0.1"],
+            "advertise_ip": self._advertise_ip(),
+            # With data in the data directory etcd ignores the initial-cluster flags: "new" is
+            # fine.
+            "state": "existing" if state == "existing" else "new",
+            "initial_cluster": initial_cluster,
+            "pki_dir": str(layout.pki_dir),
+            "data_dir": str(layout.data_dir),
+        }
+        made = asyncio.run_coroutine_threadsafe(self.issue(request), self._loop).result()
+        return etcdmod.spec_for(layout, [str(a) for a in made["argv"]])
 
     async def bootstrap_etcd(self) -> None:
         async with self._etcd_lock:
@@ -763,39 +772,23 @@ class NodeApi:
                 return
 
     async def _render(self) -> None:
-        self.node.console.log(await asyncio.to_thread(self._render_control_plane))
-
-    def _render_control_plane(self) -> str:
-        """Static pods, their certificates and kubeconfigs (in a worker thread); the message."""
-        from libtalos.fsutil import atomic_write
-        from libtalos.k8s import ControlPlaneInput, render_control_plane
-
+        """Static pods, their certificates and kubeconfigs, written by the issuer child."""
+        config = self.node.config
+        if config is None:
+            return
+        request = {
+            "op": "render",
+            "config": config.text,
+            "hostname": self.hostname(),
+            "ips": [*(self._addresses or []), "127.0.0.1"],
+            "system": str(self._system_dir()),
+        }
         try:
-            cfg = self._typed_config()
-            system = self._system_dir()
-            secrets_dir = system / "secrets" / "kubernetes"
-            assets = render_control_plane(
-                cfg,
-                ControlPlaneInput(
-                    hostname=self.hostname(),
-                    ips=[*(self._addresses or []), "127.0.0.1"],
-                    secrets_dir=str(secrets_dir),
-                ),
-            )
-            manifests = system / "kubernetes" / "manifests"
-            manifests.mkdir(mode=0o755, parents=True, exist_ok=True)
-            for rel, (data, mode) in assets.secrets.items():
-                target = secrets_dir / rel
-                target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                atomic_write(target, data, mode=mode)
-            for name, text in assets.manifests.items():
-                atomic_write(manifests / name, text, mode=0o600)
+            made = await self.issue(request)
+            message = str(made["message"])
         except TalosError as exc:
-            return f"control plane: static pods not rendered: {exc.message}"
-        except OSError as exc:
-            return f"control plane: static pods not rendered: {exc.strerror}"
-        names = ", ".join(sorted(assets.manifests))
-        return f"control plane: static pod manifests in {manifests}: {names}"
+            message = f"control plane: static pods not rendered: {exc.message}"
+        self.node.console.log(message)
 
     # -- stop -----------------------------------------------------------------------------
 
@@ -819,3 +812,30 @@ class NodeApi:
         self.renewal = None
         self.maintenance = False
         self._addresses = None
+
+
+def render_control_plane_files(cfg: Any, hostname: str, ips: list[str], system: Path) -> str:
+    """Static pods, their certificates and kubeconfigs under ``system``; the console message
+    (the issuer child runs this: it loads cryptography)."""
+    from libtalos.fsutil import atomic_write
+    from libtalos.k8s import ControlPlaneInput, render_control_plane
+
+    try:
+        secrets_dir = system / "secrets" / "kubernetes"
+        assets = render_control_plane(
+            cfg, ControlPlaneInput(hostname=hostname, ips=ips, secrets_dir=str(secrets_dir))
+        )
+        manifests = system / "kubernetes" / "manifests"
+        manifests.mkdir(mode=0o755, parents=True, exist_ok=True)
+        for rel, (data, mode) in assets.secrets.items():
+            target = secrets_dir / rel
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            atomic_write(target, data, mode=mode)
+        for name, text in assets.manifests.items():
+            atomic_write(manifests / name, text, mode=0o600)
+    except TalosError as exc:
+        return f"control plane: static pods not rendered: {exc.message}"
+    except OSError as exc:
+        return f"control plane: static pods not rendered: {exc.strerror}"
+    names = ", ".join(sorted(assets.manifests))
+    return f"control plane: static pod manifests in {manifests}: {names}"

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from libtalos.k8s import etcd as k8s_etcd
 
 SERVICE_ID = "etcd"
+CLIENT_PORT = 2379  # libtalos.k8s.etcd.CLIENT_PORT, not imported: it loads cryptography
 ETCDCTL = "/usr/bin/etcdctl"
 HTTP_TIMEOUT = 5.0
 
@@ -67,14 +68,15 @@ def write_certs(layout: EtcdLayout, cfg: Any, hostname: str, ips: list[str]) -> 
         atomic_write(layout.pki_dir / name, data, mode=mode)
 
 
-def service_spec(
+def etcd_argv(
     layout: EtcdLayout,
     cfg: Any,
     hostname: str,
     advertise_ip: str,
     state: k8s_etcd.ClusterState = "new",
     initial_cluster: dict[str, list[str]] | None = None,
-) -> ServiceSpec:
+) -> list[str]:
+    """etcd's command line (libtalos.k8s.etcd); the data directory is made."""
     from libtalos.k8s import etcd as k8s_etcd
 
     if not Path(k8s_etcd.ETCD_BINARY).exists():
@@ -91,6 +93,12 @@ def service_spec(
             extra_args=extra,
         )
     )
+    layout.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return list(argv)
+
+
+def spec_for(layout: EtcdLayout, argv: list[str]) -> ServiceSpec:
+    """The supervised etcd service for ``argv``, with etcdctl's health check when installed."""
     health = None
     etcdctl = shutil.which("etcdctl") or ETCDCTL
     if Path(etcdctl).exists():
@@ -99,7 +107,7 @@ def service_spec(
             kind="command",
             command=(
                 etcdctl,
-                f"--endpoints={k8s_etcd.client_url('127.0.0.1')}",
+                f"--endpoints=https://127.0.0.1:{CLIENT_PORT}",
                 f"--cacert={pki / 'ca.crt'}",
                 f"--cert={pki / 'client.crt'}",
                 f"--key={pki / 'client.key'}",
@@ -111,7 +119,6 @@ def service_spec(
             period=5.0,
             timeout=5.0,
         )
-    layout.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     return ServiceSpec(
         id=SERVICE_ID,
         argv=tuple(argv),
@@ -120,6 +127,19 @@ def service_spec(
         stop_grace=10.0,
         health=health,
         source="built-in",
+    )
+
+
+def service_spec(
+    layout: EtcdLayout,
+    cfg: Any,
+    hostname: str,
+    advertise_ip: str,
+    state: k8s_etcd.ClusterState = "new",
+    initial_cluster: dict[str, list[str]] | None = None,
+) -> ServiceSpec:
+    return spec_for(
+        layout, etcd_argv(layout, cfg, hostname, advertise_ip, state, initial_cluster)
     )
 
 
@@ -133,10 +153,8 @@ def _post(layout: EtcdLayout, host: str, path: str, body: dict[str, Any]) -> dic
     """One gRPC-gateway call (``/v3/...``) to etcd at ``host``; EtcdError on any failure."""
     import http.client
 
-    from libtalos.k8s import etcd as k8s_etcd
-
     conn = http.client.HTTPSConnection(
-        host, k8s_etcd.CLIENT_PORT, context=_client_context(layout), timeout=HTTP_TIMEOUT
+        host, CLIENT_PORT, context=_client_context(layout), timeout=HTTP_TIMEOUT
     )
     try:
         conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})

@@ -16,7 +16,12 @@ Requests (``op``), each answered with PEM text and the validity as Unix times:
 - ``worker``: a worker's certificate through trustd (``endpoints``, ``token``, ``addresses``,
   ``hostname``, ``sans``, ``timeout``) -> ``crt``, ``key``, ``ca``;
 - ``kubeconfig``: the admin kubeconfig of the Kubeconfig RPC (``config``: the machine config
-  text) -> ``kubeconfig``.
+  text) -> ``kubeconfig``;
+- ``etcd``: etcd's certificates written under ``pki_dir`` and its command line (``config``,
+  ``hostname``, ``ips``, ``advertise_ip``, ``state``, ``initial_cluster``, ``data_dir``)
+  -> ``argv``;
+- ``render``: the control plane's static pods, certificates and kubeconfigs written under
+  ``system`` (``config``, ``hostname``, ``ips``) -> ``message``.
 
 A failure is ``{"error": message}`` with exit code 1; messages carry no key material (they are
 libtalos's messages, or the exception's type alone).
@@ -182,6 +187,32 @@ def _serve(request: dict[str, Any]) -> dict[str, Any]:
             "ca": ca.decode(),
             **_validity(made.crt),
         }
+    if op == "etcd":
+        from pathlib import Path
+
+        from libtalos.config import load
+        from talos_init import etcd as etcdmod
+
+        cfg = load(request["config"], "running config").config
+        layout = etcdmod.EtcdLayout(Path(request["pki_dir"]), Path(request["data_dir"]))
+        hostname = request["hostname"]
+        etcdmod.write_certs(layout, cfg, hostname, list(request["ips"]))
+        argv = etcdmod.etcd_argv(
+            layout, cfg, hostname, request["advertise_ip"], request["state"],
+            request.get("initial_cluster"),
+        )  # fmt: skip
+        return {"argv": argv}
+    if op == "render":
+        from pathlib import Path
+
+        from libtalos.config import load
+        from talos_init.apinode import render_control_plane_files
+
+        cfg = load(request["config"], "running config").config
+        message = render_control_plane_files(
+            cfg, request["hostname"], list(request["ips"]), Path(request["system"])
+        )
+        return {"message": message}
     if op == "kubeconfig":
         from libtalos.config import load
         from talos_init.api.kubeconfig import admin_kubeconfig
