@@ -11,6 +11,7 @@ often it is checked) drives the same :class:`CertRenewal` with a fake clock.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -205,7 +206,7 @@ def test_failed_renewal_is_logged_and_retried() -> None:
 # -- issuance in a child, and PID 1 without cryptography ---------------------------------------
 
 
-def _issue(request: dict[str, object]) -> dict[str, object]:
+def _issue(request: dict[str, object], timeout: float = 120) -> dict[str, object]:
     """talos_init.api.issuer.issue run with a Reaper that this test process polls (the node's
     signal loop does it on SIGCHLD); the child is this process's only one at that time."""
     from talos_init.api.issuer import issue
@@ -214,7 +215,7 @@ def _issue(request: dict[str, object]) -> dict[str, object]:
     reaper = Reaper()
 
     async def go() -> dict[str, object]:
-        task = asyncio.ensure_future(issue(reaper, request, timeout=120))
+        task = asyncio.ensure_future(issue(reaper, request, timeout=timeout))
         while not task.done():
             reaper.reap()
             await asyncio.sleep(0.01)
@@ -299,3 +300,21 @@ def test_tls_context_from_a_mismatched_key_names_it(tmp_path: Path) -> None:
     b = node_server_cert(ca, ["127.0.0.1"], "b")
     with pytest.raises(PKIError, match="server"):
         sslctx.server_context(a.crt, b.key)
+
+
+def test_child_that_does_not_answer_is_killed_and_reported() -> None:
+    """A worker asking a trustd that accepts but never answers: the child is killed at the
+    bound and the failure names it; no child is left behind."""
+    import socket
+
+    from talos_init.api.issuer import IssueError
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        with pytest.raises(IssueError, match="no answer within 2s"):
+            _issue({"op": "worker", "endpoints": [f"127.0.0.1:{port}"], "token": "t.t",
+                    "addresses": ["127.0.0.1"], "hostname": "w", "timeout": 600}, timeout=2)  # fmt: skip
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # reaped: no child of ours is left

@@ -40,6 +40,7 @@ from typing import Any
 from libtalos.errors import TalosError
 
 ISSUE_TIMEOUT = 60.0  # seconds a child gets beyond the request's own network timeout
+KILL_BOUND = 5.0  # seconds to wait for a killed child's exit to be reaped
 
 
 class IssueError(TalosError):
@@ -95,7 +96,10 @@ async def issue(reaper: Any, request: dict[str, Any], timeout: float = ISSUE_TIM
         except (TimeoutError, asyncio.CancelledError) as exc:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            await done
+            # bounded: when the node is stopping, the reaper may no longer be collecting
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(KILL_BOUND):
+                    await asyncio.shield(done)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise IssueError(f"certificate ({what}): no answer within {timeout:g}s") from None
