@@ -15,8 +15,9 @@ Figures (2 shared cores, load 5-7, three full runs on 2026-11-28):
 * idle RSS: 47 MiB before (cryptography, Typer, urllib loaded in PID 1), 35.4-35.6 MiB after:
   certificates are issued by a short-lived child (talos_init.api.issuer), TLS contexts are
   built from PEM without cryptography, the common command line skips Typer, one malloc arena.
-  Informational: maintenance mode 33.8 MiB, a worker waiting for trustd 34.3 MiB; a
-  control plane that joins or runs etcd about 47 MiB (libtalos.k8s loads cryptography).
+  Informational: maintenance mode 33.8 MiB, a worker waiting for trustd 34.3 MiB, an init node
+  after Bootstrap with etcd running (and a Kubeconfig, an etcd member list served) 36.7 MiB;
+  a controlplane node that joins etcd about 47 MiB (libtalos.k8s.etcd loads cryptography).
 * reap CPU ratio to tini: 2.1-3.2x before (a wake-up, a lock, a call per orphan, and the API's
   start-up counted in the window); after, 0.88x, 1.12x, 1.00x (110-190 ms against 110-170 ms):
   a tight waitpid loop and a 2 ms pause after a pass that reaped, so a burst is one wake-up.
