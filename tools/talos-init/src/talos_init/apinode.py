@@ -13,6 +13,10 @@ lifecycle of the API servers (maintenance, configured, trustd) and of etcd.
   trustd on :50001, workers ask trustd of the control-plane endpoint with ``machine.token``);
 - ``stop()``: the node reboots or stops.
 
+Certificates, CSR signatures, etcd's certificates, the static pods and the admin kubeconfig are
+made by a short-lived child (:mod:`talos_init.api.issuer`), so that PID 1 never loads
+``cryptography``; the API certificate is renewed at half-life (:mod:`talos_init.api.renewal`).
+
 :class:`ApiNode` translates the API's calls into the node's: apply (maintenance, reboot,
 no_reboot, staged, try), bootstrap (etcd as a new cluster), services, logs, etcd members.
 Everything runs on the node's asyncio loop.
