@@ -14,13 +14,41 @@ decides where the results go and when.
 
 from __future__ import annotations
 
-from libtalos.k8s.controlplane import (
-    ControlPlaneAssets,
-    ControlPlaneInput,
-    render_control_plane,
-)
-from libtalos.k8s.etcd import EtcdArgs, EtcdCerts, etcd_command, issue_etcd_certs
-from libtalos.k8s.kubeconfig import admin_kubeconfig, kubeconfig
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from libtalos.k8s.controlplane import (
+        ControlPlaneAssets,
+        ControlPlaneInput,
+        render_control_plane,
+    )
+    from libtalos.k8s.etcd import EtcdArgs, EtcdCerts, etcd_command, issue_etcd_certs
+    from libtalos.k8s.kubeconfig import admin_kubeconfig
+
+# The names are loaded on first use, so that a caller needing only the etcd command line or URLs
+# (PID 1 of a joining control plane) does not load cryptography through the certificate code.
+# The kubeconfig() function is reached through its module, libtalos.k8s.kubeconfig, whose name it
+# shares.
+_HOME = {
+    "ControlPlaneAssets": "controlplane",
+    "ControlPlaneInput": "controlplane",
+    "render_control_plane": "controlplane",
+    "EtcdArgs": "etcd",
+    "EtcdCerts": "etcd",
+    "etcd_command": "etcd",
+    "issue_etcd_certs": "etcd",
+    "admin_kubeconfig": "kubeconfig",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+
 
 __all__ = [
     "ControlPlaneAssets",
@@ -30,6 +58,5 @@ __all__ = [
     "admin_kubeconfig",
     "etcd_command",
     "issue_etcd_certs",
-    "kubeconfig",
     "render_control_plane",
 ]

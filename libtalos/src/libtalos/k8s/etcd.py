@@ -19,11 +19,13 @@ import datetime as dt
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from libtalos import pki
 from libtalos.errors import UsageError
 from libtalos.secrets import CertKey
+
+if TYPE_CHECKING:  # pki loads cryptography: imported where certificates are issued
+    from libtalos import pki
 
 ETCD_CERT_TTL = dt.timedelta(hours=87600)  # internal/pkg/etcd/certs.go: 10 years
 CLIENT_PORT = 2379
@@ -97,6 +99,8 @@ def issue_etcd_certs(
     """Issue the server, peer and client certificates of one node from ``etcd_ca``."""
     if not hostname:
         raise UsageError("etcd: the node has no hostname (the certificates' CN)")
+    from libtalos import pki
+
     loaded = pki.LoadedCA.load(etcd_ca, "cluster.etcd.ca")
     node_ips = _check_ips(ips)
     names = [hostname, *[d for d in dns_names if d != hostname]]
