@@ -264,10 +264,10 @@ import sys
 from pathlib import Path
 import talos_init.node, talos_init.apinode, talos_init.api.server, talos_init.api.trustd
 import talos_init.api.renewal, talos_init.api.issuer
-from talos_init.api import sslctx
+from libtalos.api import tls
 crt, key, ca = (Path(p).read_bytes() for p in sys.argv[1:4])
-sslctx.server_context(crt, key, client_ca=ca)
-sslctx.client_context(ca, crt, key)
+tls.server_context(crt, key, client_ca=ca)
+tls.client_context(ca, crt, key)
 print(sorted(m for m in ("cryptography", "typer", "pyroute2") if m in sys.modules))
 '''
 
@@ -296,14 +296,15 @@ def test_pid1_modules_and_tls_contexts_load_no_cryptography(tmp_path: Path) -> N
 
 def test_tls_context_from_a_mismatched_key_names_it(tmp_path: Path) -> None:
     from libtalos import pki
+    from libtalos.api import tls
     from libtalos.errors import PKIError
-    from talos_init.api import node_server_cert, sslctx
+    from talos_init.api import node_server_cert
 
     ca = pki.new_ca(algorithm="ed25519", organizations=["talos"])
     a = node_server_cert(ca, ["127.0.0.1"], "a")
     b = node_server_cert(ca, ["127.0.0.1"], "b")
     with pytest.raises(PKIError, match="server"):
-        sslctx.server_context(a.crt, b.key)
+        tls.server_context(a.crt, b.key)
 
 
 def test_child_that_does_not_answer_is_killed_and_reported() -> None:

@@ -10,9 +10,11 @@ Three shapes (TALOS-FACTS §3, §4.5):
   certificate is self-signed); the key pin, if any, is checked with :func:`check_pin` on the
   handshake's peer certificate before anything else is sent.
 
-Keys never touch the disk: PEM goes to ``ssl`` through an anonymous memory file (``memfd``);
-Talos's ``ED25519 PRIVATE KEY`` label is re-encoded as standard PKCS#8 first, because OpenSSL
-does not know that label.
+Keys never touch the disk: PEM goes to ``ssl`` through an anonymous memory file (``memfd``).
+Talos's ``ED25519 PRIVATE KEY`` label wraps standard PKCS#8, so it is relabelled ``PRIVATE KEY``
+as text. Building a context does not load ``cryptography`` (PID 1 builds its servers' contexts
+and keeps its memory small): only when OpenSSL refuses the material is ``cryptography`` asked
+for the precise reason (bad PEM, a key that does not match) or for a form OpenSSL cannot read.
 """
 
 from __future__ import annotations
@@ -26,13 +28,11 @@ import ssl
 import tempfile
 from collections.abc import Iterator
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
-from libtalos import pki
 from libtalos.errors import PKIError, UsageError
 
 ALPN = ["h2"]
+_TALOS_ED25519 = (b"-----BEGIN ED25519 PRIVATE KEY-----", b"-----END ED25519 PRIVATE KEY-----")
+_PKCS8 = (b"-----BEGIN PRIVATE KEY-----", b"-----END PRIVATE KEY-----")
 
 
 @contextlib.contextmanager
@@ -52,7 +52,16 @@ def _memory_file(data: bytes) -> Iterator[str]:
         yield fh.name
 
 
+def relabel_key_pem(key_pem: bytes) -> bytes:
+    """``key_pem`` with Talos's Ed25519 label replaced by PKCS#8's (the DER is the same)."""
+    return key_pem.replace(_TALOS_ED25519[0], _PKCS8[0]).replace(_TALOS_ED25519[1], _PKCS8[1])
+
+
 def _standard_key_pem(key_pem: bytes, what: str) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    from libtalos import pki
+
     key = pki.load_private_key(key_pem, what)
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -62,7 +71,16 @@ def _standard_key_pem(key_pem: bytes, what: str) -> bytes:
 
 
 def load_chain(ctx: ssl.SSLContext, crt_pem: bytes, key_pem: bytes, what: str) -> None:
-    pki.load_certificate(crt_pem, f"{what} certificate")  # a clear message for bad PEM
+    """Load a certificate and its key into ``ctx`` (replacing what it had, for new handshakes)."""
+    with _memory_file(crt_pem + b"\n" + relabel_key_pem(key_pem)) as path:
+        try:
+            ctx.load_cert_chain(path)  # OpenSSL also checks that the key matches
+            return
+        except ssl.SSLError:
+            pass
+    from libtalos import pki  # the precise reason, or a key form only cryptography reads
+
+    pki.load_certificate(crt_pem, f"{what} certificate")
     pki.check_key_matches(crt_pem, key_pem, what)
     with _memory_file(crt_pem + b"\n" + _standard_key_pem(key_pem, f"{what} key")) as path:
         try:
@@ -72,6 +90,15 @@ def load_chain(ctx: ssl.SSLContext, crt_pem: bytes, key_pem: bytes, what: str) -
 
 
 def _load_ca(ctx: ssl.SSLContext, ca_pem: bytes, what: str) -> None:
+    try:
+        ctx.load_verify_locations(cadata=ca_pem.decode("ascii"))
+        return
+    except (ssl.SSLError, UnicodeDecodeError, ValueError):
+        pass
+    from cryptography.hazmat.primitives import serialization
+
+    from libtalos import pki
+
     certs = pki.load_certificates(ca_pem, what)
     der = b"".join(c.public_bytes(serialization.Encoding.DER) for c in certs)
     try:
@@ -130,6 +157,9 @@ def parse_pin(text: str, what: str = "--cert-fingerprint") -> bytes:
 
 def spki_digest(cert_der: bytes) -> bytes:
     """SHA-256 over the certificate's DER SubjectPublicKeyInfo (Talos's fingerprint, raw)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     cert = x509.load_der_x509_certificate(cert_der)
     spki = cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -14,9 +14,8 @@ from typing import Any
 
 from grpclib.server import Server
 
-from libtalos.api import API_PORT
+from libtalos.api import API_PORT, tls
 from libtalos.secrets import CertKey
-from talos_init.api import sslctx
 from talos_init.api.node import Node
 from talos_init.api.proxy import Forwarder, proxied_mapping
 from talos_init.api.service import MachineService
@@ -74,7 +73,7 @@ class ApiServer:
 
     @classmethod
     def maintenance(cls, node: Node, cert: MaintenanceCert) -> ApiServer:
-        ctx = sslctx.server_context(cert.server.crt, cert.server.key)
+        ctx = tls.server_context(cert.server.crt, cert.server.key)
         return cls(MachineService(node, maintenance=True), ctx)
 
     @classmethod
@@ -83,10 +82,10 @@ class ApiServer:
     ) -> ApiServer:
         """Mutual TLS: clients need a certificate from ``machine_ca_crt``. ``server_cert`` is
         also this node's client certificate when it forwards calls to other nodes."""
-        ctx = sslctx.server_context(server_cert.crt, server_cert.key, client_ca=machine_ca_crt)
+        ctx = tls.server_context(server_cert.crt, server_cert.key, client_ca=machine_ca_crt)
         forwarder = None
         if proxy:
-            client = sslctx.client_context(machine_ca_crt, server_cert.crt, server_cert.key)
+            client = tls.client_context(machine_ca_crt, server_cert.crt, server_cert.key)
             forwarder = Forwarder(client, node.hostname or "talos")
         return cls(MachineService(node, maintenance=False), ctx, forwarder)
 
@@ -102,9 +101,9 @@ class ApiServer:
         """Use a new certificate for new connections (renewal at half-life); the listener and
         the connections already open are kept. It is also the client certificate this node
         presents when it forwards calls."""
-        sslctx.load_chain(self.ssl, server_cert.crt, server_cert.key, "server")
+        tls.load_chain(self.ssl, server_cert.crt, server_cert.key, "server")
         if self.forwarder is not None:
-            sslctx.load_chain(self.forwarder.client_ssl, server_cert.crt, server_cert.key, "client")
+            tls.load_chain(self.forwarder.client_ssl, server_cert.crt, server_cert.key, "client")
 
     def _busy(self) -> bool:
         handlers: Any = self._server._handlers  # grpclib: one per connection

@@ -24,12 +24,11 @@ from grpclib import GRPCError
 from grpclib.const import Status as GrpcStatus
 from grpclib.server import Server, Stream
 
-from libtalos.api import TRUSTD_PORT, security_pb2
+from libtalos.api import TRUSTD_PORT, security_pb2, tls
 from libtalos.api._gen.security import security_grpc
 from libtalos.api.wire import split_target
 from libtalos.errors import NetworkError, PKIError, TalosError
 from libtalos.secrets import CertKey
-from talos_init.api import sslctx
 from talos_init.api.certs import NODE_CERT_TTL, node_server_cert
 from talos_init.api.proxy import ClosingChannel
 
@@ -164,13 +163,13 @@ class TrustdServer:
     ) -> None:
         if own is None:
             own = node_server_cert(machine_ca, [*addresses, "127.0.0.1"], hostname)
-        self.ssl = sslctx.server_context(own.crt, own.key)
+        self.ssl = tls.server_context(own.crt, own.key)
         self._server = Server([SecurityService(machine_ca, token, signer)])
         self.port: int | None = None
 
     def renew(self, own: CertKey) -> None:
         """A new TLS certificate for new connections; the listener stays."""
-        sslctx.load_chain(self.ssl, own.crt, own.key, "trustd")
+        tls.load_chain(self.ssl, own.crt, own.key, "trustd")
 
     async def start(self, host: str | None = None, port: int = TRUSTD_PORT) -> int:
         await self._server.start(host, port, ssl=self.ssl, reuse_address=True)
@@ -226,7 +225,7 @@ async def worker_certificate(
     reasons: list[str] = []
     for endpoint in endpoints:
         host, port = split_target(endpoint, TRUSTD_PORT)
-        channel = ClosingChannel(host, port, ssl=sslctx.insecure_client_context())
+        channel = ClosingChannel(host, port, ssl=tls.insecure_client_context())
         try:
             reply = await SecurityServiceStub(channel).Certificate(
                 security_pb2.CertificateRequest(csr=csr),
