@@ -270,18 +270,10 @@ def test_reset_member_rejoins_as_new_member(cluster: Cluster) -> None:
     before = c.members(first.ip)
     args = ("reset", "--graceful", "--reboot", "--system-labels-to-wipe", "EPHEMERAL",
             "--nodes", second.ip)  # fmt: skip
-    # etcd refuses a member removal until every member has been connected for 5 s (its
-    # strict reconfiguration check: "unhealthy cluster"); the node then changes nothing, and
-    # the reset is asked again, as a user would after a node came back moments ago
-    deadline = time.monotonic() + 30
-    while True:
-        reset = c.api(*args)
-        if reset.returncode == 0 or time.monotonic() > deadline:
-            break
-        assert "graceful reset: cannot leave etcd" in reset.stderr, reset.stderr
-        assert "unhealthy cluster" in reset.stderr, reset.stderr
-        assert c.members(first.ip) == before  # refused: nothing changed
-        time.sleep(1)
+    # the node was stopped and came back in the test before: etcd refuses a member removal
+    # until every member has been connected for 5 s ("unhealthy cluster"), and the node waits
+    # that out itself, so the user's one reset succeeds
+    reset = c.api(*args)
     assert reset.returncode == 0, reset.stderr + c.consoles()
     c.assert_healthy()
     after = c.members(first.ip)

@@ -191,7 +191,16 @@ def test_interrupted_create_then_destroy(env: Env, sig: signal.Signals) -> None:
 
     _wait_for(first_node_started)
     proc.send_signal(sig)
-    proc.wait(timeout=60)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        wchan = Path(f"/proc/{proc.pid}/wchan").read_text()
+        proc.kill()
+        proc.wait()
+        signals = [x for x in status.splitlines() if x.startswith(("State", "Sig", "Threads"))]
+        pytest.fail(f"create did not exit after {sig.name}: {signals}, wchan {wchan}; "
+                    f"its stderr:\n{err_path.read_text()}")  # fmt: skip
     err = err_path.read_text()
     if sig == signal.SIGINT:
         assert proc.returncode == 130

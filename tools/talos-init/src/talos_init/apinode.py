@@ -33,6 +33,7 @@ import platform
 import shutil
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,7 @@ WORKER_TYPES = ("join", "worker")
 STOP_GRACE = 2.0  # seconds calls in flight get when a server stops
 TRUSTD_RETRY = 1.0  # seconds between a worker's certificate requests
 ETCD_JOIN_RETRY = 0.5  # seconds between a control plane's attempts to join etcd
+ETCD_LEAVE_WAIT = 15.0  # seconds a graceful reset waits for etcd to accept the member's removal
 NO_KUBELET = "kubelet binary not found: the kubelet service is skipped"
 
 
@@ -261,16 +263,24 @@ class ApiNode:
         """Graceful reset: remove this member from etcd while the others keep quorum (a single
         member is left alone: removing the last member is refused by etcd)."""
         layout = self._api.etcd_layout()
-        try:
-            members = await etcdmod.member_list(layout)
-            own = [m for m in members if m.get("name") == self.hostname]
-            if len(members) > 1 and own:
-                await etcdmod.member_remove(layout, int(own[0].get("ID", 0)))
-                self._node.console.log(f"reset: left etcd (member {self.hostname})")
-        except TalosError as exc:
-            raise NodeCallError(
-                Status.FAILED_PRECONDITION, f"graceful reset: cannot leave etcd: {exc.message}"
-            ) from None
+        deadline = time.monotonic() + ETCD_LEAVE_WAIT
+        while True:
+            try:
+                members = await etcdmod.member_list(layout)
+                own = [m for m in members if m.get("name") == self.hostname]
+                if len(members) > 1 and own:
+                    await etcdmod.member_remove(layout, int(own[0].get("ID", 0)))
+                    self._node.console.log(f"reset: left etcd (member {self.hostname})")
+                return
+            except TalosError as exc:
+                # etcd refuses a removal until its leader has seen every member for 5 s (a
+                # member that has just reconnected): that passes, so wait for it, bounded
+                if "unhealthy cluster" in exc.message and time.monotonic() < deadline:
+                    await asyncio.sleep(ETCD_JOIN_RETRY)
+                    continue
+                raise NodeCallError(
+                    Status.FAILED_PRECONDITION, f"graceful reset: cannot leave etcd: {exc.message}"
+                ) from None
 
     # -- services -------------------------------------------------------------------------
 
