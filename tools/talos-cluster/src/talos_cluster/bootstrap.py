@@ -115,9 +115,24 @@ def bootstrap(
         if len(result) == len(cps):
             return result
         if time.monotonic() > deadline:
-            waiting = sorted({n.name for n in cps} - set(result))
-            raise TalosError(f"etcd is not healthy after {timeout:g}s on: {', '.join(waiting)}")
+            waiting = [n for n in cps if n.name not in result]
+            raise TalosError(
+                f"etcd is not healthy after {timeout:g}s on: "
+                + ", ".join(n.name for n in waiting)
+                + "".join(_etcd_lines(n.name, Path(n.console)) for n in waiting)
+            )
         time.sleep(0.5)
+
+
+def _etcd_lines(name: str, console: Path, most: int = 6) -> str:
+    """The last etcd lines of a node's console, for the message of a node that did not join."""
+    try:
+        lines = console.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    etcd = [line for line in lines if "etcd" in line][-most:]
+    shown = "".join(f"\n    {line[:300]}" for line in etcd) or "\n    (no etcd lines)"
+    return f"\n  {name} ({console}):{shown}"
 
 
 def apply_configs(record: ClusterRecord, configs: dict[str, Path], timeout: float) -> None:
