@@ -65,6 +65,7 @@ WORKER_TYPES = ("join", "worker")
 STOP_GRACE = 2.0  # seconds calls in flight get when a server stops
 TRUSTD_RETRY = 1.0  # seconds between a worker's certificate requests
 ETCD_JOIN_RETRY = 0.5  # seconds between a control plane's attempts to join etcd
+ETCD_JOIN_PATIENCE = 20.0  # seconds a joining node waits for another's join to complete
 ETCD_LEAVE_WAIT = 15.0  # seconds a graceful reset waits for etcd to accept the member's removal
 NO_KUBELET = "kubelet binary not found: the kubelet service is skipped"
 
@@ -749,6 +750,7 @@ class NodeApi:
         own = peer_url(self._advertise_ip())
         self.node.console.log(f"etcd: waiting to join the cluster at {host}")
         last = ""
+        patience: float | None = None  # until when another member's join is waited for
         while True:
             async with self._etcd_lock:
                 if etcdmod.SERVICE_ID in self.node.supervisor.services:
@@ -757,6 +759,16 @@ class NodeApi:
                     members = await etcdmod.member_list(layout, host)
                     known = {str(m.get("name", "")) for m in members}
                     peers = {u for m in members for u in m.get("peerURLs", [])}
+                    joining = [m for m in members if not m.get("name")]
+                    if not joining or own in peers:
+                        patience = None
+                    elif patience is None:
+                        patience = time.monotonic() + ETCD_JOIN_PATIENCE
+                    if patience is not None and time.monotonic() < patience:
+                        # another node is joining (added, not started): one join at a time
+                        # keeps quorum within reach; a member that never starts is waited
+                        # for only so long, then this node joins beside it
+                        raise etcdmod.EtcdError("another member is joining; waiting for it")
                     if not (own in peers and hostname not in known):
                         # not a member yet (one added by an earlier attempt that died is
                         # reused as it is): add it, then list the members that include it
