@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,10 +60,11 @@ def openssl() -> str:
     return path
 
 
-@pytest.fixture(autouse=True)
-def _own_kubeconfig(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``cluster create`` merges the admin kubeconfig into $KUBECONFIG or ~/.kube/config: every
-    test gets a kubeconfig of its own, so no run writes into the real user's file."""
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path_factory.mktemp("kube") / "config"))
+@pytest.fixture(autouse=True, scope="session")
+def _own_kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``cluster create`` merges the admin kubeconfig into $KUBECONFIG or ~/.kube/config: the
+    run gets a kubeconfig of its own, so no test writes into the real user's file. Session
+    scope, so that it is in place before module-scoped fixtures create their clusters."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KUBECONFIG", str(tmp_path_factory.mktemp("kube") / "config"))
+        yield
