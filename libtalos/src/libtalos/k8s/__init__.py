@@ -14,7 +14,9 @@ decides where the results go and when.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from libtalos.lazy import lazy_names
 
 if TYPE_CHECKING:
     from libtalos.k8s.controlplane import (
@@ -30,25 +32,18 @@ if TYPE_CHECKING:
 # The kubeconfig() function is reached through its module, libtalos.k8s.kubeconfig, whose name it
 # shares.
 _HOME = {
-    "ControlPlaneAssets": "controlplane",
-    "ControlPlaneInput": "controlplane",
-    "render_control_plane": "controlplane",
-    "EtcdArgs": "etcd",
-    "EtcdCerts": "etcd",
-    "etcd_command": "etcd",
-    "issue_etcd_certs": "etcd",
-    "admin_kubeconfig": "kubeconfig",
+    "ControlPlaneAssets": "libtalos.k8s.controlplane",
+    "ControlPlaneInput": "libtalos.k8s.controlplane",
+    "render_control_plane": "libtalos.k8s.controlplane",
+    "EtcdArgs": "libtalos.k8s.etcd",
+    "EtcdCerts": "libtalos.k8s.etcd",
+    "etcd_command": "libtalos.k8s.etcd",
+    "issue_etcd_certs": "libtalos.k8s.etcd",
+    "admin_kubeconfig": "libtalos.k8s.kubeconfig",
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
-
+__getattr__ = lazy_names(__name__, _HOME)
 
 __all__ = [
     "ControlPlaneAssets",

@@ -17,7 +17,7 @@ The seam for talos-init (see :mod:`talos_init.api.server`)::
     # configured: mutual TLS with the machine CA
     server = ApiServer.configured(node, server_cert, machine_ca_crt)
     await server.start(host=None, port=50000)
-    server.renew(new_cert)                              # at half-life (certs.needs_renewal)
+    server.renew(new_cert)          # at half-life: scheduled by talos_init.api.renewal
 
     # the server certificate: control plane issues it from machine.ca (node_server_cert) and
     # runs trustd for the workers; a worker asks trustd with machine.token
@@ -32,8 +32,9 @@ protocol; :class:`~talos_init.api.memory.MemoryNode` is a complete in-memory imp
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from libtalos.lazy import lazy_names
 
 if TYPE_CHECKING:
     from talos_init.api.certs import MaintenanceCert, maintenance_banner, node_server_cert
@@ -53,12 +54,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
+__getattr__ = lazy_names(__name__, _WHERE)
 
 __all__ = [
     "ApiServer",
