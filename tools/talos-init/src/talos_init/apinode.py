@@ -744,9 +744,16 @@ class NodeApi:
             return  # this node is the endpoint: it is bootstrapped, it does not join
         layout = self.etcd_layout()
         hostname = self.hostname()
-        await asyncio.to_thread(
-            etcdmod.write_certs, layout, cfg, hostname, [*addresses, "127.0.0.1"]
-        )
+        config = self.node.config
+        if config is None:
+            return
+        # the client certificate the member calls below need, made by the issuer child (PID 1
+        # never loads cryptography)
+        await self.issue({
+            "op": "etcd-certs", "config": config.text, "hostname": hostname,
+            "ips": [*addresses, "127.0.0.1"],
+            "pki_dir": str(layout.pki_dir), "data_dir": str(layout.data_dir),
+        })  # fmt: skip
         own = peer_url(self._advertise_ip())
         self.node.console.log(f"etcd: waiting to join the cluster at {host}")
         last = ""

@@ -191,7 +191,7 @@ def _serve(request: dict[str, Any]) -> dict[str, Any]:
             "ca": ca.decode(),
             **_validity(made.crt),
         }
-    if op == "etcd":
+    if op in ("etcd", "etcd-certs"):  # etcd-certs: a joining node's client cert, first
         from pathlib import Path
 
         from libtalos.config import load
@@ -201,6 +201,8 @@ def _serve(request: dict[str, Any]) -> dict[str, Any]:
         layout = etcdmod.EtcdLayout(Path(request["pki_dir"]), Path(request["data_dir"]))
         hostname = request["hostname"]
         etcdmod.write_certs(layout, cfg, hostname, list(request["ips"]))
+        if op == "etcd-certs":
+            return {}
         argv = etcdmod.etcd_argv(
             layout, cfg, hostname, request["advertise_ip"], request["state"],
             request.get("initial_cluster"),
