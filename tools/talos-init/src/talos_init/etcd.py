@@ -19,15 +19,12 @@ from typing import Any
 
 from libtalos.errors import TalosError
 from libtalos.fsutil import atomic_write
+from libtalos.k8s import etcd as k8s_etcd  # loads cryptography only when issuing certificates
 from libtalos.secrets import CertKey
 from talos_init.services import HealthCheck, ServiceSpec
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from libtalos.k8s import etcd as k8s_etcd
-
 SERVICE_ID = "etcd"
-CLIENT_PORT = 2379  # libtalos.k8s.etcd.CLIENT_PORT, not imported: it loads cryptography
+CLIENT_PORT = k8s_etcd.CLIENT_PORT
 ETCDCTL = "/usr/bin/etcdctl"
 HTTP_TIMEOUT = 5.0
 
@@ -60,8 +57,6 @@ def etcd_ca(cfg: Any) -> CertKey:
 
 
 def write_certs(layout: EtcdLayout, cfg: Any, hostname: str, ips: list[str]) -> None:
-    from libtalos.k8s import etcd as k8s_etcd  # here, not above: cryptography only for etcd
-
     certs = k8s_etcd.issue_etcd_certs(etcd_ca(cfg), hostname=hostname, ips=ips)
     layout.pki_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     for name, (data, mode) in certs.files().items():
@@ -77,8 +72,6 @@ def etcd_argv(
     initial_cluster: dict[str, list[str]] | None = None,
 ) -> list[str]:
     """etcd's command line (libtalos.k8s.etcd); the data directory is made."""
-    from libtalos.k8s import etcd as k8s_etcd
-
     if not Path(k8s_etcd.ETCD_BINARY).exists():
         raise EtcdError(f"{k8s_etcd.ETCD_BINARY}: not installed (Debian package etcd-server)")
     extra = dict(cfg.cluster.etcd.extra_args) if cfg.cluster.etcd is not None else {}
@@ -129,18 +122,6 @@ def spec_for(layout: EtcdLayout, argv: list[str]) -> ServiceSpec:
         source="built-in",
     )
 
-
-def service_spec(
-    layout: EtcdLayout,
-    cfg: Any,
-    hostname: str,
-    advertise_ip: str,
-    state: k8s_etcd.ClusterState = "new",
-    initial_cluster: dict[str, list[str]] | None = None,
-) -> ServiceSpec:
-    return spec_for(
-        layout, etcd_argv(layout, cfg, hostname, advertise_ip, state, initial_cluster)
-    )
 
 
 def _client_context(layout: EtcdLayout) -> ssl.SSLContext:
