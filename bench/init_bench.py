@@ -17,7 +17,7 @@ Figures (2 shared cores, load 5-7, three full runs on 2026-11-28):
   built from PEM without cryptography, the common command line skips Typer, one malloc arena.
   Informational: maintenance mode 33.8 MiB, a worker waiting for trustd 34.3 MiB, an init node
   after Bootstrap with etcd running (and a Kubeconfig, an etcd member list served) 36.7 MiB;
-  a controlplane node that joins etcd about 47 MiB (libtalos.k8s.etcd loads cryptography).
+  a controlplane node that joined etcd (three members) 37.6 MiB, no cryptography loaded.
 * reap CPU ratio to tini: 2.1-3.2x before (a wake-up, a lock, a call per orphan, and the API's
   start-up counted in the window); after, 0.88x, 1.12x, 1.00x (110-190 ms against 110-170 ms):
   a tight waitpid loop and a 2 ms pause after a pass that reaped, so a burst is one wake-up.
