@@ -89,3 +89,26 @@ def test_process_identity() -> None:
     assert state.is_ours(os.getpid(), me)
     assert not state.is_ours(os.getpid(), me + 1)  # a reused PID has another start time
     assert not state.is_ours(0, me)
+
+
+def test_an_interrupt_python_swallows_still_stops_create(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C landing in a fork callback or a finalizer is dropped by Python ("Exception
+    ignored"); create's flag raises it again at its next check."""
+    import signal
+    import sys
+
+    from talos_cluster.cmd_create import _Interrupts
+
+    dropped: list[type[BaseException]] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))
+    interrupts = _Interrupts()
+    interrupts.check()  # negative control: nothing seen, nothing raised
+
+    class Finalizer:
+        def __del__(self) -> None:
+            interrupts.handler(signal.SIGINT, None)
+
+    Finalizer()  # the handler runs in __del__: its KeyboardInterrupt goes nowhere
+    assert dropped == [KeyboardInterrupt]
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.check()

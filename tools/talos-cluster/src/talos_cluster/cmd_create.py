@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,37 @@ from talos_cluster import plan as planmod
 from talos_cluster.state import ClusterRecord, NodeRecord
 
 WAIT_POLL = 0.1
+
+
+class _Interrupts:
+    """Ctrl-C during create, made certain to stop it.
+
+    Python turns SIGINT into KeyboardInterrupt wherever the main thread is, and some places
+    swallow it with "Exception ignored": fork callbacks (the logging module has one, and netns
+    creation forks), finalizers. So the handler also keeps a flag, checked between steps and in
+    every wait loop, and an interrupt swallowed once is raised again at the next check.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def handler(self, signum: int, frame: object) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.seen:
+            raise KeyboardInterrupt
+
+    def install(self) -> Any:
+        """Our handler when SIGINT has Python's default one (an ignored SIGINT stays ignored)."""
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, self.handler)
+        return previous
+
+
+INTERRUPTS = _Interrupts()
 
 
 def progress(message: str) -> None:
@@ -204,6 +236,7 @@ def run_create(
         node_command_stand_in=stand_in is not None,
     )
     record.save()
+    previous = INTERRUPTS.install()
     try:
         configs = _build(
             p, record, cdir, command, inject, kubernetes_version, kubeconfig, talosconfig, patches
@@ -231,6 +264,9 @@ def run_create(
         except TalosError as exc:
             progress(f"cleanup incomplete: {exc.message}")
         raise
+    finally:
+        if previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous)
     etcd: dict[str, str] = {}
     if not wait and not apply:
         progress("bootstrap: skipped with --no-wait (the nodes must be up first)")
@@ -283,6 +319,7 @@ def _build(
         record.nodes.append(rec)
         record.namespaces.append(node.name)
         record.save()
+        INTERRUPTS.check()
         progress(f"creating node {node.name} ({node.role}, {node.ip}/{node.prefixlen})")
         netlab.create_node_netns(p, node)
         for sub in ("state", "ephemeral"):
@@ -303,6 +340,7 @@ def _build(
         )
         rec.pid, rec.start_time = pid, start
         record.save()
+    INTERRUPTS.check()
     record.complete = True
     record.save()
     return configs
@@ -383,6 +421,7 @@ def _wait(record: ClusterRecord, timeout: float, stand_in: bool, inject: bool) -
     deadline = time.monotonic() + timeout
     pending = {n.name for n in record.nodes}
     while pending:
+        INTERRUPTS.check()
         for n in record.nodes:
             if n.name not in pending:
                 continue
