@@ -141,6 +141,35 @@ def test_strings_round_trip(value: str, comments: bool) -> None:
     assert again.machine.cert_sans == [value]
 
 
+def test_plain_strings_are_written_as_pyyaml_writes_them() -> None:
+    """The fast path for plain strings gives PyYAML's answer, for every string of a full
+    config and for words that resolve to other types."""
+    from libtalos.config.schema import _PLAIN, _WORDS, _str_scalar, _yaml_scalar
+
+    strings: set[str] = set(TRICKY)
+
+    def walk(node: object) -> None:
+        if isinstance(node, str):
+            strings.add(node)
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                walk(k)
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(yaml.safe_load((DATA / "full.yaml").read_text()))
+    words = ["yes", "No", "TRUE", "off", "On", "Null", "y", "N", "yEs", "nULL", "inf", "NaN"]
+    strings.update(["a", "a=", "A+/=", "k8s.gcr.io/pause:3.2", "x-y_z.w", "LS0tLS1C+/==", *words])
+    fast = 0
+    for value in strings:
+        assert _str_scalar(value) == _yaml_scalar(value), value
+        assert yaml.safe_load(f"k: {_str_scalar(value)}") == {"k": value}, value
+        fast += bool(_PLAIN.fullmatch(value)) and value.lower() not in _WORDS
+    assert fast > 20  # the fast path is taken, so the comparison is not vacuous
+
+
 def test_redacted_masks_every_secret() -> None:
     loaded = load((DATA / "full.yaml").read_text())
     data = redacted(loaded.config)

@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import json
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -376,10 +377,19 @@ def scalar(value: Any) -> str:
     return _yaml_scalar(value)
 
 
+# Strings PyYAML writes plain, as they are: a letter, then letters, digits and + / = . _ -
+# (base64 data, names, image references, paths). Starting with a letter, such a string can
+# resolve to nothing but a bool or a null, and those words go the slow way.
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9+/=._-]*")
+_WORDS = frozenset({"yes", "no", "true", "false", "on", "off", "null", "y", "n"})
+
+
 @functools.lru_cache(maxsize=4096)
 def _str_scalar(value: str) -> str:
     # Cached: the same strings (examples, defaults, the CA data of init and controlplane) recur
     # across a generation, and asking PyYAML is most of the cost of writing a commented config.
+    if _PLAIN.fullmatch(value) and value.lower() not in _WORDS:
+        return value
     return _yaml_scalar(value)
 
 

@@ -30,6 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The common `config NAME ENDPOINT [-o DIR] [--with-secrets F] [--force]` skips the CLI
         # framework (about a third of the command's time); anything else goes through Typer.
         from libtalos.cli import handle
+        from libtalos.lazyre import import_deferred
+
+        import_deferred("yaml", "cryptography.x509")  # patterns this command never uses
         from talos_gen.configjob import run as run_config
 
         try:

@@ -39,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     secrets_args = _simple_secrets_args(args)
     if secrets_args is not None:
+        from libtalos.lazyre import import_deferred
+
+        import_deferred("yaml", "cryptography.x509")  # patterns this command never uses
         from talos_pki.outputs import write_secrets
 
         try:
