@@ -112,3 +112,22 @@ def test_an_interrupt_python_swallows_still_stops_create(monkeypatch: pytest.Mon
     assert dropped == [KeyboardInterrupt]
     with pytest.raises(KeyboardInterrupt):
         interrupts.check()
+
+
+def test_interrupt_handler_only_replaces_the_default_one() -> None:
+    import signal
+
+    from talos_cluster.cmd_create import _Interrupts
+
+    saved = signal.getsignal(signal.SIGINT)
+    try:
+        interrupts = _Interrupts()
+        interrupts.seen = True  # left from an earlier create in this process
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        assert interrupts.install() is signal.default_int_handler
+        assert signal.getsignal(signal.SIGINT) == interrupts.handler and not interrupts.seen
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # started with Ctrl-C ignored: kept so
+        assert interrupts.install() is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, saved)

@@ -50,6 +50,7 @@ class _Interrupts:
 
     def install(self) -> Any:
         """Our handler when SIGINT has Python's default one (an ignored SIGINT stays ignored)."""
+        self.seen = False
         previous = signal.getsignal(signal.SIGINT)
         if previous is signal.default_int_handler:
             signal.signal(signal.SIGINT, self.handler)
