@@ -2,8 +2,9 @@
 
 Two boots of one sparse disk image, talos-init as the machine's PID 1 with the KSPP parameters:
 
-1. ``talos.config=file://…`` with ``machine.install.disk: /dev/vda`` and nodeID encryption for
-   STATE and EPHEMERAL: talos-init partitions the blank disk with Talos's layout, formats STATE
+1. ``talos.config=file://…`` with ``machine.install.disk: /dev/vda``, ``wipe: true`` and nodeID
+   encryption for STATE and EPHEMERAL, on a disk that holds an old partition table and data:
+   talos-init zeroes the disk, partitions it with Talos's layout, formats STATE
    and EPHEMERAL as LUKS2 through ``talos-luks apply`` (a child process), makes xfs inside,
    mounts them, persists the config into STATE; a probe service writes a marker to /var.
 2. No ``talos.config``: STATE is opened with the key recorded in META, the config comes from
@@ -12,7 +13,7 @@ Two boots of one sparse disk image, talos-init as the machine's PID 1 with the K
 
 The host then reads the raw image: the GPT names, LUKS2 headers at STATE's and EPHEMERAL's
 offsets (``cryptsetup luksDump``), the nodeID key opening them, and neither the marker nor the
-config's secrets in plaintext anywhere. The host-only tests at the end check the partition
+config's secrets in plaintext anywhere, nor the old data. The host-only tests at the end check the partition
 script on a sparse file and the refusal of a disk that holds data (no VM needed).
 """
 
@@ -113,6 +114,17 @@ def _probe(share: Path, name: str, action: str) -> None:
     )
 
 
+def _used_disk(path: Path, size: int, old: bytes) -> Path:
+    """A disk someone used: an MBR partition table and data in the middle."""
+    _sparse(path, size)
+    subprocess.run(["sfdisk", "--quiet", str(path)], input="label: dos\n,,L\n", text=True,
+                   check=True)  # fmt: skip
+    with path.open("r+b") as fh:
+        fh.seek(size // 2 + (1 << 20))  # for the VM's disk: within what becomes EPHEMERAL
+        fh.write(old)
+    return path
+
+
 def _boot(vmlib: Any, share: Path, disk: Path, cmdline: list[str]) -> Any:
     argv = [sys.executable, TALOS_INIT, "--mode", "metal", "--state-dir", "/run/node",
             "--services-dir", f"{vmlib.GUEST_SHARE}/services", "--no-api"]  # fmt: skip
@@ -128,11 +140,13 @@ def _boot(vmlib: Any, share: Path, disk: Path, cmdline: list[str]) -> Any:
 def two_boots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     vmlib = _vmlib()
     share = tmp_path_factory.mktemp("share")
-    disk = _sparse(tmp_path_factory.mktemp("disk") / "system.img", DISK_BYTES)
+    old = ("OLD-DATA-" + secrets.token_hex(8)).encode()
+    disk = _used_disk(tmp_path_factory.mktemp("disk") / "system.img", DISK_BYTES, old)
+    assert contains(disk, old)
     marker = "TALOS-VAR-MARKER-" + secrets.token_hex(8)
     config = write_config(
         share / "config.yaml", "init", "disk-1",
-        install={**base_config("init")["machine"]["install"], "disk": "/dev/vda"},
+        install={**base_config("init")["machine"]["install"], "disk": "/dev/vda", "wipe": True},
         systemDiskEncryption={"state": NODEID, "ephemeral": NODEID},
     )  # fmt: skip
     # the same marker also goes through BOOT, xfs in the clear: the scan's negative control
@@ -154,6 +168,7 @@ def two_boots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "disk": disk,
         "layout": layout,
         "marker": marker.encode(),
+        "old": old,
         "config": config.read_text(),
     }
 
@@ -164,6 +179,9 @@ def two_boots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_first_boot_installs_and_encrypts(two_boots: dict[str, Any]) -> None:
     console = two_boots["first"]
     assert "[talos] no STATE partition: the system disk is not installed" in console
+    zeroing = "[talos] install: zeroing /dev/vda (1024 MiB): machine.install.wipe is true"
+    assert zeroing in console
+    assert console.index(zeroing) < console.index("[talos] install: partitioning")
     assert "[talos] install: partitioning /dev/vda (1024 MiB): " + ", ".join(LABELS) in console
     assert "[talos] task install (1/1): done" in console
     for label, n in (("STATE", 5), ("EPHEMERAL", 6)):
@@ -239,6 +257,8 @@ def test_no_plaintext_on_the_raw_disk(two_boots: dict[str, Any], tmp_path: Path)
     token = base_token(config)
     assert token in config
     assert not contains(disk, token.encode()), "the persisted config is on the raw disk"
+    # the data of the disk's earlier life is gone (machine.install.wipe zeroed it)
+    assert not contains(disk, two_boots["old"]), "old data survived machine.install.wipe"
 
 
 def base_token(config_text: str) -> str:
@@ -313,8 +333,26 @@ def test_install_refuses_a_disk_with_data_and_leaves_it_untouched(tmp_path: Path
     console = _Console()
     done = asyncio.run(install(console, Reaper(), config))  # type: ignore[arg-type]
     assert done is False
-    assert any("holds data" in line and "refusing to touch it" in line for line in console.lines)
+    assert any("holds data" in line and "refusing to touch it" in line
+               and "machine.install.wipe: true" in line for line in console.lines)  # fmt: skip
     assert image.read_bytes() == before
+
+
+def test_zero_empties_a_disk_image_and_wipe_is_read_from_the_config(tmp_path: Path) -> None:
+    from talos_init.configsource import parse
+    from talos_init.install import is_blank, wipe_requested, zero
+
+    image = _used_disk(tmp_path / "used.img", 64 << 20, b"OLD-DATA")
+    assert not is_blank(str(image)) and contains(image, b"OLD-DATA")
+    assert zero(str(image)) == 64 << 20
+    assert image.stat().st_size == 64 << 20 and is_blank(str(image))
+    assert not contains(image, b"OLD-DATA")
+    from libtalos.yamlio import dump
+
+    data = base_config("init")
+    assert wipe_requested(parse(dump(data), "c.yaml", "container")) is False  # gen's default
+    data["machine"]["install"]["wipe"] = True
+    assert wipe_requested(parse(dump(data), "c.yaml", "container")) is True
 
 
 def _fake_sysfs(root: Path) -> Path:

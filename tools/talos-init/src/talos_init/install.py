@@ -15,14 +15,19 @@ The layout of TALOS-FACTS §9 (v0.9), GPT, partition names equal to the labels:
 
 A disk is *blank* when its first and last MiB are all zero bytes (no partition table, primary or
 backup, and no filesystem signature). A disk that already has STATE and EPHEMERAL is installed
-and left alone; any other non-blank disk is refused and left untouched. The partition table is
-written by ``sfdisk`` (util-linux, Debian package fdisk), which also asks the kernel to re-read it.
-No bootloader or kernel is installed: the machine this runs on boots its kernel by other means.
+and left alone. Any other disk, blank or not, is zeroed first when ``machine.install.wipe`` is
+true, as Talos's installer zeroes it: the whole disk, with the kernel's BLKZEROOUT, which
+devices that support it do without writing every block. Without ``wipe``, a disk that is not
+blank is refused and left untouched. The partition table is written by ``sfdisk`` (util-linux,
+Debian package fdisk), which also asks the kernel to re-read it. No bootloader or kernel is
+installed: the machine this runs on boots its kernel by other means.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -65,6 +70,7 @@ LAYOUT = (
 )
 FIXED_MIB = sum(p.size_mib for p in LAYOUT) + 2  # + the GPT and 1 MiB alignment at the start
 MIN_EPHEMERAL_MIB = 100
+BLKZEROOUT = 0x127F  # _IO(0x12, 127): zero a byte range of a block device
 
 
 def sfdisk_script() -> str:
@@ -96,11 +102,40 @@ def is_blank(path: str) -> bool:
     return not head.strip(b"\0") and not tail.strip(b"\0")
 
 
-async def install(console: Console, reaper: Reaper, config: MachineConfig) -> bool:
-    """Partition and format ``machine.install.disk`` when it is blank; True when it did.
+def zero(path: str) -> int:
+    """Zero the whole of ``path`` (a block device; a regular file is emptied to the same size,
+    for tests); returns its size."""
+    import fcntl
+    import struct
 
-    A disk that holds other data is refused with a message, and nothing is written to it: the
-    node goes on without a system disk (STATE and EPHEMERAL stay where they were).
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        if stat.S_ISBLK(os.fstat(fd).st_mode):
+            fcntl.ioctl(fd, BLKZEROOUT, struct.pack("=QQ", 0, size))
+        else:
+            os.ftruncate(fd, 0)
+            os.ftruncate(fd, size)
+        os.fsync(fd)
+        return size
+    finally:
+        os.close(fd)
+
+
+def wipe_requested(config: MachineConfig) -> bool:
+    """``machine.install.wipe`` (false unless set true, as gen config writes it)."""
+    data = config.data if isinstance(config.data, dict) else {}
+    install_section = (data.get("machine") or {}).get("install") or {}
+    return isinstance(install_section, dict) and install_section.get("wipe") is True
+
+
+async def install(console: Console, reaper: Reaper, config: MachineConfig) -> bool:
+    """Partition and format ``machine.install.disk`` when it is blank, or zeroed first with
+    ``machine.install.wipe``; True when it did.
+
+    Without ``wipe``, a disk that holds other data is refused with a message, and nothing is
+    written to it: the node goes on without a system disk (STATE and EPHEMERAL stay where they
+    were).
     """
     disk = install_disk(config)
     if disk is None:
@@ -116,9 +151,17 @@ async def install(console: Console, reaper: Reaper, config: MachineConfig) -> bo
         size = disk_size(disk)
     except OSError as exc:
         raise DiskError(f"install: {disk}: cannot read: {exc.strerror}") from None
+    if wipe_requested(config):
+        console.log(f"install: zeroing {disk} ({size // MIB} MiB): machine.install.wipe is true")
+        try:
+            await asyncio.to_thread(zero, disk)
+        except OSError as exc:
+            raise DiskError(f"install: {disk}: cannot zero it: {exc.strerror}") from None
+        blank = True
     if not blank:
         console.log(f"install: {disk} holds data (a partition table or a filesystem) and no Talos"
-                    " partitions: refusing to touch it; wipe it to install")  # fmt: skip
+                    " partitions: refusing to touch it; set machine.install.wipe: true to zero"
+                    " it and install")  # fmt: skip
         return False
     if size < (FIXED_MIB + MIN_EPHEMERAL_MIB) * MIB:
         console.log(f"install: {disk} is {size // MIB} MiB; Talos's layout needs at least"
