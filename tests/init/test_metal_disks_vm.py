@@ -355,6 +355,26 @@ def test_zero_empties_a_disk_image_and_wipe_is_read_from_the_config(tmp_path: Pa
     assert wipe_requested(parse(dump(data), "c.yaml", "container")) is True
 
 
+def test_wipe_leaves_a_disk_too_small_for_the_layout_untouched(tmp_path: Path) -> None:
+    from talos_init.configsource import parse
+    from talos_init.install import install
+    from talos_init.reaper import Reaper
+
+    image = _used_disk(tmp_path / "small.img", 64 << 20, b"OLD-DATA")
+    before = image.read_bytes()
+    data = base_config("init")
+    data["machine"]["install"].update(disk=str(image), wipe=True)
+    from libtalos.yamlio import dump
+
+    console = _Console()
+    config = parse(dump(data), "c.yaml", "container")
+    done = asyncio.run(install(console, Reaper(), config))  # type: ignore[arg-type]
+    assert done is False
+    assert any("is 64 MiB" in line and "refusing to install" in line for line in console.lines)
+    assert not any("zeroing" in line for line in console.lines)
+    assert image.read_bytes() == before
+
+
 def _fake_sysfs(root: Path) -> Path:
     """/sys/class/block as the kernel lays it out: links into /sys/devices/.../block/<disk>/."""
     devices = root / "devices" / "virtio1" / "block"

@@ -151,6 +151,10 @@ async def install(console: Console, reaper: Reaper, config: MachineConfig) -> bo
         size = disk_size(disk)
     except OSError as exc:
         raise DiskError(f"install: {disk}: cannot read: {exc.strerror}") from None
+    if size < (FIXED_MIB + MIN_EPHEMERAL_MIB) * MIB:
+        console.log(f"install: {disk} is {size // MIB} MiB; Talos's layout needs at least"
+                    f" {FIXED_MIB + MIN_EPHEMERAL_MIB} MiB: refusing to install")  # fmt: skip
+        return False
     if wipe_requested(config):
         console.log(f"install: zeroing {disk} ({size // MIB} MiB): machine.install.wipe is true")
         try:
@@ -162,10 +166,6 @@ async def install(console: Console, reaper: Reaper, config: MachineConfig) -> bo
         console.log(f"install: {disk} holds data (a partition table or a filesystem) and no Talos"
                     " partitions: refusing to touch it; set machine.install.wipe: true to zero"
                     " it and install")  # fmt: skip
-        return False
-    if size < (FIXED_MIB + MIN_EPHEMERAL_MIB) * MIB:
-        console.log(f"install: {disk} is {size // MIB} MiB; Talos's layout needs at least"
-                    f" {FIXED_MIB + MIN_EPHEMERAL_MIB} MiB: refusing to install")  # fmt: skip
         return False
     console.log(f"install: partitioning {disk} ({size // MIB} MiB): "
                 + ", ".join(p.label for p in LAYOUT))  # fmt: skip
