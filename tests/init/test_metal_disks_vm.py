@@ -7,9 +7,10 @@ Two boots of one sparse disk image, talos-init as the machine's PID 1 with the K
    talos-init zeroes the disk, partitions it with Talos's layout, formats STATE
    and EPHEMERAL as LUKS2 through ``talos-luks apply`` (a child process), makes xfs inside,
    mounts them, persists the config into STATE; a probe service writes a marker to /var.
-2. No ``talos.config``: STATE is opened with the key recorded in META, the config comes from
-   STATE, the disk is not installed again, EPHEMERAL opens with the same nodeID key and the
-   marker is read back.
+2. The disk image is made 256 MiB bigger, then no ``talos.config``: STATE is opened with the key
+   recorded in META, the config comes from STATE, the disk is not installed again, EPHEMERAL
+   grows to the new end of the disk (partition, then xfs inside LUKS), opens with the same
+   nodeID key and the marker is read back.
 
 The host then reads the raw image: the GPT names, LUKS2 headers at STATE's and EPHEMERAL's
 offsets (``cryptsetup luksDump``), the nodeID key opening them, and neither the marker nor the
@@ -37,6 +38,7 @@ UUID = "8c1f4e2a-6b3d-4a97-b2e5-1d9f07c3a654"
 KSPP = ["slab_nomerge", "pti=on", "talos.platform=metal"]
 FAST_PBKDF = "talos.luks.pbkdf=pbkdf2:1000"  # key slots cheap to open under TCG
 DISK_BYTES = 1 << 30  # sparse: 502 MiB of fixed partitions, EPHEMERAL takes the rest
+GROWTH = 256 << 20  # the disk grows between the boots
 NODEID = {"provider": "luks2", "keys": [{"nodeID": {}, "slot": 0}]}
 LABELS = ["EFI", "BIOS", "BOOT", "META", "STATE", "EPHEMERAL"]
 
@@ -98,6 +100,7 @@ PROBE = (
     "ls /dev/mapper >> $o; "
     "test -s {state}/config.yaml && echo config-in-state >> $o; "
     "stat -c 'config-mode %a' {state}/config.yaml >> $o; "
+    "stat -f -c 'var-size %b %S' /var >> $o; "
     "{action}; "
     "sync; kill -TERM 1"
 )
@@ -156,7 +159,8 @@ def two_boots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     first = _boot(vmlib, share, disk, [*KSPP, FAST_PBKDF,
                                        f"talos.config=file://{vmlib.GUEST_SHARE}/config.yaml"])  # fmt: skip
     assert "[talos] powering off" in first.console, first.console[-6000:]
-    layout = gpt(disk)  # read between the boots: the second must not change it
+    layout = gpt(disk)  # read between the boots
+    os.truncate(disk, DISK_BYTES + GROWTH)
     _probe(share, "second.txt", "cat /var/marker >> $o")
     second = _boot(vmlib, share, disk, [*KSPP, FAST_PBKDF])
     assert "[talos] powering off" in second.console, second.console[-6000:]
@@ -167,6 +171,7 @@ def two_boots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "second_out": (share / "second.txt").read_text(),
         "disk": disk,
         "layout": layout,
+        "layout_after": gpt(disk),
         "marker": marker.encode(),
         "old": old,
         "config": config.read_text(),
@@ -212,9 +217,16 @@ def test_disk_has_talos_layout_and_luks2_headers(two_boots: dict[str, Any], tmp_
     assert list(layout) == LABELS
     mib = 1 << 20
     assert [layout[n]["size"] // mib for n in LABELS[:5]] == [100, 1, 300, 1, 100]
-    disk = two_boots["disk"]
     assert layout["EPHEMERAL"]["start"] + layout["EPHEMERAL"]["size"] > DISK_BYTES - 2 * mib
-    assert gpt(disk) == layout  # the second boot did not install again
+    # the second boot did not install again; it grew EPHEMERAL alone, to the disk's new end
+    after = two_boots["layout_after"]
+    assert {k: v for k, v in after.items() if k != "EPHEMERAL"} == {
+        k: v for k, v in layout.items() if k != "EPHEMERAL"
+    }
+    assert after["EPHEMERAL"]["start"] == layout["EPHEMERAL"]["start"]
+    assert after["EPHEMERAL"]["size"] >= layout["EPHEMERAL"]["size"] + GROWTH - mib
+    assert after["EPHEMERAL"]["start"] + after["EPHEMERAL"]["size"] > DISK_BYTES + GROWTH - mib
+    disk = two_boots["disk"]
     from talos_luks.volume import Volume
 
     for label in ("STATE", "EPHEMERAL"):
@@ -249,7 +261,7 @@ def test_no_plaintext_on_the_raw_disk(two_boots: dict[str, Any], tmp_path: Path)
     for label in ("STATE", "EPHEMERAL"):
         assert not contains(disk, marker, **layout[label]), f"marker in plaintext on {label}"
     outside_boot = [(0, layout["BOOT"]["start"]),
-                    (layout["BOOT"]["start"] + layout["BOOT"]["size"], DISK_BYTES)]  # fmt: skip
+                    (layout["BOOT"]["start"] + layout["BOOT"]["size"], disk.stat().st_size)]  # fmt: skip
     for start, end in outside_boot:
         assert not contains(disk, marker, start, end - start), "the /var marker is in the clear"
     # the persisted config's secrets (its machine token, its CA key) are not readable either
@@ -283,6 +295,18 @@ def test_second_boot_opens_with_the_same_key_and_finds_the_config(
     out = two_boots["second_out"].splitlines()
     assert two_boots["marker"].decode() in out  # /var's content survived, read through LUKS
     assert "config-in-state" in out
+    # the disk grew by GROWTH: EPHEMERAL's partition, LUKS mapping and xfs followed
+    assert "EPHEMERAL: grew /dev/vda6 from 520 MiB to 776 MiB, the rest of /dev/vda" in console
+    assert "[talos] EPHEMERAL: xfs on /var: data blocks changed from" in console
+    assert "grew" not in two_boots["first"]  # negative control: nothing to grow on the first
+
+    def var_size(lines: list[str]) -> int:
+        (line,) = [x for x in lines if x.startswith("var-size ")]
+        blocks, bsize = line.split()[1:]
+        return int(blocks) * int(bsize)
+
+    first = var_size(two_boots["first_out"].splitlines())
+    assert var_size(out) - first > GROWTH - (16 << 20), (first, var_size(out))
 
 
 # -- host only: the partition script and the refusal, on sparse files ---------------------------

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import struct
@@ -49,6 +50,7 @@ EPHEMERAL_MOUNT = Path("/var")
 LUKS_MAGIC = b"LUKS\xba\xbe"
 MIB = 1 << 20
 DEVICE_WAIT = 10.0  # seconds a disk or partition node gets to appear after a driver or sfdisk
+GROW_MIN = 4 * MIB  # EPHEMERAL grows when its disk has at least this much more room after it
 PIPE_FILL = (
     60_000  # bytes written into a child's stdin pipe before it starts (the pipe holds 64 KiB)
 )
@@ -285,6 +287,15 @@ def tool(name: str) -> str:
     return shutil.which(name) or name
 
 
+def disk_size(path: str) -> int:
+    """Size in bytes of a block device (or a file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
 async def wait_for(path: str | Path, timeout: float = DEVICE_WAIT) -> bool:
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
@@ -382,7 +393,57 @@ class SystemDisk:
         if text is None and is_luks(part.device):
             raise DiskError(f"EPHEMERAL ({part.device}) is LUKS2-encrypted but the machine config"
                             " does not set machine.systemDiskEncryption.ephemeral")  # fmt: skip
-        return await self._mount(part, text, EPHEMERAL_MOUNT, may_format=True)
+        await self.grow_partition(part)
+        mounted = await self._mount(part, text, EPHEMERAL_MOUNT, may_format=True)
+        if mounted is not None:
+            await self.grow_xfs(part.label, mounted)
+        return mounted
+
+    async def grow_partition(self, part: Partition) -> None:
+        """EPHEMERAL takes the rest of its disk, also once the disk has grown (a bigger virtual
+        disk, a cloned image), as Talos resizes it at mount: when it is the disk's last
+        partition and at least GROW_MIN more fits after it, sfdisk moves the backup GPT to the
+        disk's end and extends the partition, and partx tells the kernel (the disk is in use:
+        STATE is mounted). Before LUKS opens it, so the mapping has the new size."""
+        disk = f"/dev/{part.disk}"
+        listed = await run(self.reaper, ["sfdisk", "--json", disk])
+        try:
+            table = json.loads(listed.out)["partitiontable"]
+            sector = int(table.get("sectorsize", 512))
+            starts = [int(p["start"]) for p in table["partitions"]]
+            (mine,) = [p for p in table["partitions"] if p.get("node") == part.device]
+            start, sectors = int(mine["start"]), int(mine["size"])
+        except (ValueError, KeyError, TypeError):
+            self.log(f"{part.label}: cannot read the partition table of {disk}; not grown")
+            return
+        size = disk_size(disk)
+        backup = (1 + -(-128 * 128 // sector)) * sector  # the backup GPT: header and entries
+        if start != max(starts) or size - (start + sectors) * sector - backup < GROW_MIN:
+            return
+        done = await run(self.reaper, ["sfdisk", "--no-reread", "--quiet", "-N",
+                                       str(part.number), disk], stdin=", +\n")  # fmt: skip
+        if done.code != 0:
+            tail = done.err.strip().splitlines()[-1:] or [""]
+            raise DiskError(f"{part.label}: sfdisk -N {part.number} {disk} exited {done.code}:"
+                            f" {tail[0]}")  # fmt: skip
+        told = await run(self.reaper, ["partx", "--update", "--nr", str(part.number), disk])
+        if told.code != 0:
+            tail = told.err.strip().splitlines()[-1:] or [""]
+            raise DiskError(f"{part.label}: partx --update {disk} exited {told.code}: {tail[0]}")
+        grown = disk_size(part.device)
+        self.log(f"{part.label}: grew {part.device} from {sectors * sector // MIB} MiB to"
+                 f" {grown // MIB} MiB, the rest of {disk}")  # fmt: skip
+
+    async def grow_xfs(self, label: str, target: Path) -> None:
+        """The filesystem fills its (maybe grown) device; xfs_growfs changes nothing otherwise."""
+        result = await run(self.reaper, ["xfs_growfs", "-d", str(target)])
+        if result.code != 0:
+            tail = result.err.strip().splitlines()[-1:] or [""]
+            self.log(f"{label}: xfs_growfs {target} exited {result.code}: {tail[0]}")
+            return
+        for line in result.out.splitlines():
+            if line.startswith("data blocks changed"):
+                self.log(f"{label}: xfs on {target}: {line}")
 
     async def _mount(
         self, part: Partition, spec_text: str | None, target: Path, *, may_format: bool

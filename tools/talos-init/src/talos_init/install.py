@@ -36,6 +36,7 @@ from talos_init.disks import (
     XFS_SMALL_ENV,
     DiskError,
     Result,
+    disk_size,
     find,
     install_disk,
     run,
@@ -82,14 +83,6 @@ def sfdisk_script() -> str:
             fields.append(f'attrs="{p.attrs}"')
         lines.append(", ".join(fields))
     return "\n".join(lines) + "\n"
-
-
-def disk_size(path: str) -> int:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.lseek(fd, 0, os.SEEK_END)
-    finally:
-        os.close(fd)
 
 
 def is_blank(path: str) -> bool:
