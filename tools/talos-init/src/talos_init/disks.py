@@ -10,7 +10,8 @@ Mounting a partition follows Talos's mount-time flow: when the config asks for e
 (``machine.systemDiskEncryption.<state|ephemeral>``), ``talos-luks apply`` formats or opens it
 and syncs its key slots, in a child process (libcryptsetup is never loaded into PID 1), and
 prints the mapped device; a device with no filesystem is then made xfs (label STATE or
-EPHEMERAL); then it is mounted: STATE on ``/system/state``, EPHEMERAL on ``/var``.
+EPHEMERAL); then it is mounted: STATE on ``/system/state``, EPHEMERAL on ``/var``. EPHEMERAL,
+the last partition, first grows to the end of a disk that has grown, and its xfs after the mount.
 
 STATE must be opened before the config is read (the persisted config lives in it), so its
 encryption config is also kept outside it, in META, as Talos keeps it (its ADV tag 9): here a
@@ -19,7 +20,7 @@ As in Talos, a ``static`` passphrase for STATE is therefore readable from META: 
 for STATE.
 
 Installing (the ``install`` step, :mod:`talos_init.install`) lays Talos's partitions on a blank
-``machine.install.disk``.
+``machine.install.disk`` (zeroed first with ``machine.install.wipe``).
 """
 
 from __future__ import annotations
