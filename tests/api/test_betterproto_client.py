@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -71,6 +73,9 @@ def test_every_method_decodes(env):
         out["logs"] = [
             f async for f in stub.logs(m.LogsRequest(id="etcd", tail_lines=-1), metadata=md)
         ]
+        out["memory"] = await stub.memory(pbuf.Empty(), metadata=md)
+        out["processes"] = await stub.processes(pbuf.Empty(), metadata=md)
+        out["dmesg"] = [f async for f in stub.dmesg(m.DmesgRequest(), metadata=md)]
         out["reboot"] = await stub.reboot(m.RebootRequest(), metadata=md)
         out["shutdown"] = await stub.shutdown(m.ShutdownRequest(force=True), metadata=md)
         out["reset"] = await stub.reset(m.ResetRequest(graceful=True, reboot=True), metadata=md)
@@ -86,6 +91,8 @@ def test_every_method_decodes(env):
         "start",
         "stop",
         "restart",
+        "memory",
+        "processes",
         "reboot",
         "shutdown",
         "reset",
@@ -104,6 +111,12 @@ def test_every_method_decodes(env):
     assert frame.metadata.hostname == s.endpoint
     assert b"kind: Config" in kubeconfig_from_archive(frame.bytes)
     assert b"etcd: started\n" in b"".join(f.bytes for f in out["logs"])
+    kb = int(Path("/proc/meminfo").read_text().split()[1])  # MemTotal, this process's view
+    assert out["memory"].messages[0].meminfo.memtotal == kb
+    ours = [p for p in out["processes"].messages[0].processes if p.pid == os.getpid()]
+    assert len(ours) == 1 and ours[0].resident_memory > 0  # the server runs in this process
+    assert out["dmesg"] and all(f.metadata.hostname == s.endpoint for f in out["dmesg"])
+    assert re.match(rb"[a-z0-9-]+: +[a-z]+: \[", out["dmesg"][0].bytes), out["dmesg"][0].bytes
     assert [a[0] for a in node.actions] == ["apply", "bootstrap", "reboot", "shutdown", "reset"]
 
 

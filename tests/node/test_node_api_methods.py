@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import queue
+import re
 import stat
 import subprocess
 import threading
@@ -156,12 +157,55 @@ def test_node_api_methods(start_node: Any, material: Material, tmp_path: Path) -
     missing = api(node, *tc, "logs", "no-such-service")
     assert missing.returncode != 0 and "no-such-service" in missing.stderr, missing.stderr
 
-    follow = _follow(node, tc, "ticker")
+    follow = _follow(node, tc, "logs", "ticker", "-f")
     try:
         follow.wait_for("ticker ready")  # the history came; the stream is open
         assert not follow.has("ticker says")  # negative control: nothing said yet
         (ephemeral / "trigger").write_text("hello-after-follow\n")
         follow.wait_for("ticker says hello-after-follow")
+    finally:
+        follow.stop()
+
+    # -- processes: the node's own PID namespace, its PID 1 and services -------------------
+    procs = _json(api(node, *tc, "processes", "-o", "json"))[0]["processes"]
+    by_pid = {p["pid"]: p for p in procs}
+    assert "talos-init" in by_pid[1]["args"] and by_pid[1].get("ppid", 0) == 0, by_pid.get(1)
+    ticker = [p for p in procs if "ticker ready" in p.get("args", "")]
+    assert len(ticker) == 1 and ticker[0]["ppid"] == 1 and int(ticker[0]["resident_memory"]) > 0
+    # negative control: the host's processes (this test's among them) are not the node's
+    own = " ".join(a.decode() for a in Path("/proc/self/cmdline").read_bytes().split(b"\0") if a)
+    assert not any(p.get("args") == own for p in procs)
+    assert len(procs) < len([d for d in Path("/proc").iterdir() if d.name.isdigit()])
+    table = api(node, *tc, "ps", "--sort", "cpu")
+    assert table.returncode == 0 and table.stdout.startswith("NODE "), table.stderr
+    assert "/bin/sh -c" in table.stdout and "talos-init" in table.stdout, table.stdout
+
+    # -- memory: /proc/meminfo's figures (kB), and talosctl's MiB table -----------------------
+    host = {k: v.split()[0] for k, v in
+            (line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())}
+    info = _json(api(node, *tc, "memory", "-o", "json"))[0]["meminfo"]
+    assert int(info["memtotal"]) == int(host["MemTotal"]), (info, host["MemTotal"])
+    assert 0 < int(info["memavailable"]) <= int(info["memtotal"])
+    table = api(node, *tc, "memory")
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[1].split()[1] == str(int(host["MemTotal"]) // 1024)
+    verbose = api(node, *tc, "memory", "-v")
+    assert f"MemTotal: {host['MemTotal']} kB" in verbose.stdout, verbose.stdout
+
+    # -- dmesg: a record written to the kernel log, in Talos's format; --tail -f sees only new
+    marker = f"talos-dmesg-{time.monotonic_ns()}"
+    Path("/dev/kmsg").write_text(f"<14>{marker}-old\n")  # facility user, priority info
+    res = api(node, *tc, "dmesg")
+    assert res.returncode == 0, res.stderr
+    (line,) = [x for x in res.stdout.splitlines() if f"{marker}-old" in x]
+    assert re.fullmatch(rf"127\.0\.0\.1: user:    info: \[\d{{4}}-\d\d-\d\dT[\d:.]+Z\]: "
+                        rf"{marker}-old", line), line  # fmt: skip
+    follow = _follow(node, tc, "dmesg", "--follow", "--tail")
+    try:
+        time.sleep(1)  # the stream is open once talos-apply has connected (no output to wait on)
+        Path("/dev/kmsg").write_text(f"<14>{marker}-new\n")
+        follow.wait_for(f"{marker}-new")
+        assert not follow.has(f"{marker}-old")  # negative control: --tail skipped the history
     finally:
         follow.stop()
 
@@ -242,7 +286,7 @@ class _Follow:
             line = self._queue.get(timeout=max(0.1, deadline - time.monotonic()))
             if line is None:
                 raise AssertionError(
-                    f"logs -f ended before {text!r}: {self.lines}\n{self.proc.stderr.read()}"
+                    f"the stream ended before {text!r}: {self.lines}\n{self.proc.stderr.read()}"
                 )
             self.lines.append(line)
 
@@ -255,10 +299,9 @@ class _Follow:
         self.proc.stderr.close()
 
 
-def _follow(node: NodeRun, tc: list[str], service_id: str) -> _Follow:
+def _follow(node: NodeRun, tc: list[str], *command: str) -> _Follow:
     proc = subprocess.Popen(
-        ["nsenter", f"--net=/proc/{node.pid1}/ns/net", "--", TALOS_APPLY, *tc,
-         "logs", service_id, "-f"],
+        ["nsenter", f"--net=/proc/{node.pid1}/ns/net", "--", TALOS_APPLY, *tc, *command],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     return _Follow(proc)

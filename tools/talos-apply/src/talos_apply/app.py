@@ -6,6 +6,7 @@ import typer
 
 from talos_apply.commands import apply_config, config, etcd, kubeconfig, lifecycle, logs
 from talos_apply.commands import health as health_cmd
+from talos_apply.commands import inspect as inspect_cmd
 from talos_apply.commands import services as services_cmd
 from talos_apply.commands import version as version_cmd
 from talos_apply.options import ContextOpt, EndpointsOpt, Globals, NodesOpt, TalosconfigOpt
@@ -42,5 +43,9 @@ app.command("reboot")(lifecycle.reboot)
 app.command("shutdown")(lifecycle.shutdown)
 app.command("reset")(lifecycle.reset)
 app.command("health")(health_cmd.health)
+app.command("dmesg")(inspect_cmd.dmesg)
+app.command("memory")(inspect_cmd.memory)
+app.command("processes")(inspect_cmd.processes)
+app.command("ps", hidden=True)(inspect_cmd.processes)  # talosctl's alias
 app.add_typer(etcd.app, name="etcd")
 app.add_typer(config.app, name="config")

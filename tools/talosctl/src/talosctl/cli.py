@@ -104,6 +104,10 @@ ROUTES: tuple[Route, ...] = (
     Route(("reset",), "talos_apply.cli", ("reset",), "Reset nodes (talos-apply reset)"),
     Route(("etcd",), "talos_apply.cli", ("etcd",), "etcd members (talos-apply etcd)"),
     Route(("health",), "talos_apply.cli", ("health",), "Cluster health (talos-apply health)"),
+    Route(("dmesg",), "talos_apply.cli", ("dmesg",), "Kernel log (talos-apply dmesg)"),
+    Route(("memory",), "talos_apply.cli", ("memory",), "Memory use (talos-apply memory)"),
+    Route(("processes",), "talos_apply.cli", ("processes",), "Processes (talos-apply processes)"),
+    Route(("ps",), "talos_apply.cli", ("processes",), "Processes (talos-apply processes)"),
     Route(("config",), "talos_apply.cli", ("config",), "Edit the talosconfig (talos-apply config)"),
 )
 

@@ -320,6 +320,108 @@ class EtcdMemberListResponse(betterproto.Message):
     messages: List["EtcdMembers"] = betterproto.message_field(1)
 
 
+@dataclass(eq=False, repr=False)
+class DmesgRequest(betterproto.Message):
+    """
+    The kernel's log: follow keeps the stream open for new records; tail starts at the end.
+    """
+
+    follow: bool = betterproto.bool_field(1)
+    tail: bool = betterproto.bool_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class ProcessInfo(betterproto.Message):
+    pid: int = betterproto.int32_field(1)
+    ppid: int = betterproto.int32_field(2)
+    state: str = betterproto.string_field(3)
+    threads: int = betterproto.int32_field(4)
+    cpu_time: float = betterproto.double_field(5)
+    virtual_memory: int = betterproto.uint64_field(6)
+    resident_memory: int = betterproto.uint64_field(7)
+    command: str = betterproto.string_field(8)
+    executable: str = betterproto.string_field(9)
+    args: str = betterproto.string_field(10)
+
+
+@dataclass(eq=False, repr=False)
+class Process(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+    processes: List["ProcessInfo"] = betterproto.message_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class ProcessesResponse(betterproto.Message):
+    messages: List["Process"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class MemInfo(betterproto.Message):
+    """
+    /proc/meminfo field by field, in kB as the kernel prints it (hugepage counts as counts).
+    """
+
+    memtotal: int = betterproto.uint64_field(1)
+    memfree: int = betterproto.uint64_field(2)
+    memavailable: int = betterproto.uint64_field(3)
+    buffers: int = betterproto.uint64_field(4)
+    cached: int = betterproto.uint64_field(5)
+    swapcached: int = betterproto.uint64_field(6)
+    active: int = betterproto.uint64_field(7)
+    inactive: int = betterproto.uint64_field(8)
+    activeanon: int = betterproto.uint64_field(9)
+    inactiveanon: int = betterproto.uint64_field(10)
+    activefile: int = betterproto.uint64_field(11)
+    inactivefile: int = betterproto.uint64_field(12)
+    unevictable: int = betterproto.uint64_field(13)
+    mlocked: int = betterproto.uint64_field(14)
+    swaptotal: int = betterproto.uint64_field(15)
+    swapfree: int = betterproto.uint64_field(16)
+    dirty: int = betterproto.uint64_field(17)
+    writeback: int = betterproto.uint64_field(18)
+    anonpages: int = betterproto.uint64_field(19)
+    mapped: int = betterproto.uint64_field(20)
+    shmem: int = betterproto.uint64_field(21)
+    slab: int = betterproto.uint64_field(22)
+    sreclaimable: int = betterproto.uint64_field(23)
+    sunreclaim: int = betterproto.uint64_field(24)
+    kernelstack: int = betterproto.uint64_field(25)
+    pagetables: int = betterproto.uint64_field(26)
+    nfsunstable: int = betterproto.uint64_field(27)
+    bounce: int = betterproto.uint64_field(28)
+    writebacktmp: int = betterproto.uint64_field(29)
+    commitlimit: int = betterproto.uint64_field(30)
+    committedas: int = betterproto.uint64_field(31)
+    vmalloctotal: int = betterproto.uint64_field(32)
+    vmallocused: int = betterproto.uint64_field(33)
+    vmallocchunk: int = betterproto.uint64_field(34)
+    hardwarecorrupted: int = betterproto.uint64_field(35)
+    anonhugepages: int = betterproto.uint64_field(36)
+    shmemhugepages: int = betterproto.uint64_field(37)
+    shmempmdmapped: int = betterproto.uint64_field(38)
+    cmatotal: int = betterproto.uint64_field(39)
+    cmafree: int = betterproto.uint64_field(40)
+    hugepagestotal: int = betterproto.uint64_field(41)
+    hugepagesfree: int = betterproto.uint64_field(42)
+    hugepagesrsvd: int = betterproto.uint64_field(43)
+    hugepagessurp: int = betterproto.uint64_field(44)
+    hugepagesize: int = betterproto.uint64_field(45)
+    directmap4_k: int = betterproto.uint64_field(46)
+    directmap2_m: int = betterproto.uint64_field(47)
+    directmap1_g: int = betterproto.uint64_field(48)
+
+
+@dataclass(eq=False, repr=False)
+class Memory(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+    meminfo: "MemInfo" = betterproto.message_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class MemoryResponse(betterproto.Message):
+    messages: List["Memory"] = betterproto.message_field(1)
+
+
 class MachineServiceStub(betterproto.ServiceStub):
     async def apply_configuration(
         self,
@@ -354,6 +456,24 @@ class MachineServiceStub(betterproto.ServiceStub):
             deadline=deadline,
             metadata=metadata,
         )
+
+    async def dmesg(
+        self,
+        dmesg_request: "DmesgRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> AsyncIterator[_common__.Data]:
+        async for response in self._unary_stream(
+            "/machine.MachineService/Dmesg",
+            dmesg_request,
+            _common__.Data,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
 
     async def etcd_member_list(
         self,
@@ -407,6 +527,40 @@ class MachineServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         ):
             yield response
+
+    async def memory(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "MemoryResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/Memory",
+            betterproto_lib_google_protobuf_empty,
+            MemoryResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def processes(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "ProcessesResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/Processes",
+            betterproto_lib_google_protobuf_empty,
+            ProcessesResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
 
     async def reboot(
         self,
@@ -557,6 +711,12 @@ class MachineServiceBase(ServiceBase):
     ) -> "BootstrapResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def dmesg(
+        self, dmesg_request: "DmesgRequest"
+    ) -> AsyncIterator[_common__.Data]:
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield _common__.Data()
+
     async def etcd_member_list(
         self, etcd_member_list_request: "EtcdMemberListRequest"
     ) -> "EtcdMemberListResponse":
@@ -572,6 +732,18 @@ class MachineServiceBase(ServiceBase):
     async def logs(self, logs_request: "LogsRequest") -> AsyncIterator[_common__.Data]:
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
         yield _common__.Data()
+
+    async def memory(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+    ) -> "MemoryResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def processes(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+    ) -> "ProcessesResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def reboot(self, reboot_request: "RebootRequest") -> "RebootResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
@@ -624,6 +796,16 @@ class MachineServiceBase(ServiceBase):
         response = await self.bootstrap(request)
         await stream.send_message(response)
 
+    async def __rpc_dmesg(
+        self, stream: "grpclib.server.Stream[DmesgRequest, _common__.Data]"
+    ) -> None:
+        request = await stream.recv_message()
+        await self._call_rpc_handler_server_stream(
+            self.dmesg,
+            stream,
+            request,
+        )
+
     async def __rpc_etcd_member_list(
         self,
         stream: "grpclib.server.Stream[EtcdMemberListRequest, EtcdMemberListResponse]",
@@ -652,6 +834,22 @@ class MachineServiceBase(ServiceBase):
             stream,
             request,
         )
+
+    async def __rpc_memory(
+        self,
+        stream: "grpclib.server.Stream[betterproto_lib_google_protobuf.Empty, MemoryResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.memory(request)
+        await stream.send_message(response)
+
+    async def __rpc_processes(
+        self,
+        stream: "grpclib.server.Stream[betterproto_lib_google_protobuf.Empty, ProcessesResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.processes(request)
+        await stream.send_message(response)
 
     async def __rpc_reboot(
         self, stream: "grpclib.server.Stream[RebootRequest, RebootResponse]"
@@ -726,6 +924,12 @@ class MachineServiceBase(ServiceBase):
                 BootstrapRequest,
                 BootstrapResponse,
             ),
+            "/machine.MachineService/Dmesg": grpclib.const.Handler(
+                self.__rpc_dmesg,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                DmesgRequest,
+                _common__.Data,
+            ),
             "/machine.MachineService/EtcdMemberList": grpclib.const.Handler(
                 self.__rpc_etcd_member_list,
                 grpclib.const.Cardinality.UNARY_UNARY,
@@ -743,6 +947,18 @@ class MachineServiceBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_STREAM,
                 LogsRequest,
                 _common__.Data,
+            ),
+            "/machine.MachineService/Memory": grpclib.const.Handler(
+                self.__rpc_memory,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                betterproto_lib_google_protobuf.Empty,
+                MemoryResponse,
+            ),
+            "/machine.MachineService/Processes": grpclib.const.Handler(
+                self.__rpc_processes,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                betterproto_lib_google_protobuf.Empty,
+                ProcessesResponse,
             ),
             "/machine.MachineService/Reboot": grpclib.const.Handler(
                 self.__rpc_reboot,

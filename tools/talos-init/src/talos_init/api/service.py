@@ -330,6 +330,44 @@ class MachineService(machine_grpc.MachineServiceBase):
         except NodeCallError as exc:
             raise GRPCError(GrpcStatus(int(exc.status)), exc.message) from None
 
+    # ------------------------------------------------------------ node inspection
+
+    async def Dmesg(self, stream: Stream[Any, Any]) -> None:
+        from talos_init.api import inspect
+
+        req = await stream.recv_message()
+        assert req is not None  # noqa: S101
+        try:
+            records = inspect.kernel_log(req.follow, req.tail)
+            async for line in records:
+                await stream.send_message(common_pb2.Data(bytes=line.encode()))
+        except OSError as exc:
+            raise _fail(GrpcStatus.UNAVAILABLE, f"kernel log: {exc.strerror}") from None
+
+    async def Memory(self, stream: Stream[Any, Any]) -> None:
+        from talos_init.api import inspect
+
+        await stream.recv_message()
+        try:
+            values = inspect.meminfo()
+        except OSError as exc:
+            raise _fail(GrpcStatus.UNAVAILABLE, f"/proc/meminfo: {exc.strerror}") from None
+        fields = machine_pb2.MemInfo.DESCRIPTOR.fields_by_name
+        info = machine_pb2.MemInfo(**{k: v for k, v in values.items() if k in fields})
+        await stream.send_message(
+            machine_pb2.MemoryResponse(messages=[machine_pb2.Memory(meminfo=info)])
+        )
+
+    async def Processes(self, stream: Stream[Any, Any]) -> None:
+        from talos_init.api import inspect
+
+        await stream.recv_message()
+        procs = await asyncio.to_thread(inspect.processes)
+        infos = [machine_pb2.ProcessInfo(**vars(p)) for p in procs]
+        await stream.send_message(
+            machine_pb2.ProcessesResponse(messages=[machine_pb2.Process(processes=infos)])
+        )
+
     # ------------------------------------------------------------ etcd
 
     async def EtcdMemberList(self, stream: Stream[Any, Any]) -> None:

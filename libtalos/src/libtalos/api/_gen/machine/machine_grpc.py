@@ -30,6 +30,10 @@ class MachineServiceBase(abc.ABC):
         pass
 
     @abc.abstractmethod
+    async def Dmesg(self, stream: 'grpclib.server.Stream[machine.machine_pb2.DmesgRequest, common.common_pb2.Data]') -> None:
+        pass
+
+    @abc.abstractmethod
     async def EtcdMemberList(self, stream: 'grpclib.server.Stream[machine.machine_pb2.EtcdMemberListRequest, machine.machine_pb2.EtcdMemberListResponse]') -> None:
         pass
 
@@ -39,6 +43,14 @@ class MachineServiceBase(abc.ABC):
 
     @abc.abstractmethod
     async def Logs(self, stream: 'grpclib.server.Stream[machine.machine_pb2.LogsRequest, common.common_pb2.Data]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def Memory(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, machine.machine_pb2.MemoryResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def Processes(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, machine.machine_pb2.ProcessesResponse]') -> None:
         pass
 
     @abc.abstractmethod
@@ -87,6 +99,12 @@ class MachineServiceBase(abc.ABC):
                 machine.machine_pb2.BootstrapRequest,
                 machine.machine_pb2.BootstrapResponse,
             ),
+            '/machine.MachineService/Dmesg': grpclib.const.Handler(
+                self.Dmesg,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                machine.machine_pb2.DmesgRequest,
+                common.common_pb2.Data,
+            ),
             '/machine.MachineService/EtcdMemberList': grpclib.const.Handler(
                 self.EtcdMemberList,
                 grpclib.const.Cardinality.UNARY_UNARY,
@@ -104,6 +122,18 @@ class MachineServiceBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_STREAM,
                 machine.machine_pb2.LogsRequest,
                 common.common_pb2.Data,
+            ),
+            '/machine.MachineService/Memory': grpclib.const.Handler(
+                self.Memory,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                google.protobuf.empty_pb2.Empty,
+                machine.machine_pb2.MemoryResponse,
+            ),
+            '/machine.MachineService/Processes': grpclib.const.Handler(
+                self.Processes,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                google.protobuf.empty_pb2.Empty,
+                machine.machine_pb2.ProcessesResponse,
             ),
             '/machine.MachineService/Reboot': grpclib.const.Handler(
                 self.Reboot,
@@ -171,6 +201,12 @@ class MachineServiceStub:
             machine.machine_pb2.BootstrapRequest,
             machine.machine_pb2.BootstrapResponse,
         )
+        self.Dmesg = grpclib.client.UnaryStreamMethod(
+            channel,
+            '/machine.MachineService/Dmesg',
+            machine.machine_pb2.DmesgRequest,
+            common.common_pb2.Data,
+        )
         self.EtcdMemberList = grpclib.client.UnaryUnaryMethod(
             channel,
             '/machine.MachineService/EtcdMemberList',
@@ -188,6 +224,18 @@ class MachineServiceStub:
             '/machine.MachineService/Logs',
             machine.machine_pb2.LogsRequest,
             common.common_pb2.Data,
+        )
+        self.Memory = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/Memory',
+            google.protobuf.empty_pb2.Empty,
+            machine.machine_pb2.MemoryResponse,
+        )
+        self.Processes = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/Processes',
+            google.protobuf.empty_pb2.Empty,
+            machine.machine_pb2.ProcessesResponse,
         )
         self.Reboot = grpclib.client.UnaryUnaryMethod(
             channel,

@@ -381,3 +381,163 @@ class EtcdMemberListResponse(_message.Message):
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[EtcdMembers]
     def __init__(self, messages: _Optional[_Iterable[_Union[EtcdMembers, _Mapping]]] = ...) -> None: ...
+
+class DmesgRequest(_message.Message):
+    __slots__ = ("follow", "tail")
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
+    follow: bool
+    tail: bool
+    def __init__(self, follow: _Optional[bool] = ..., tail: _Optional[bool] = ...) -> None: ...
+
+class ProcessInfo(_message.Message):
+    __slots__ = ("pid", "ppid", "state", "threads", "cpu_time", "virtual_memory", "resident_memory", "command", "executable", "args")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    PPID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    THREADS_FIELD_NUMBER: _ClassVar[int]
+    CPU_TIME_FIELD_NUMBER: _ClassVar[int]
+    VIRTUAL_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    RESIDENT_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    EXECUTABLE_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    ppid: int
+    state: str
+    threads: int
+    cpu_time: float
+    virtual_memory: int
+    resident_memory: int
+    command: str
+    executable: str
+    args: str
+    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., state: _Optional[str] = ..., threads: _Optional[int] = ..., cpu_time: _Optional[float] = ..., virtual_memory: _Optional[int] = ..., resident_memory: _Optional[int] = ..., command: _Optional[str] = ..., executable: _Optional[str] = ..., args: _Optional[str] = ...) -> None: ...
+
+class Process(_message.Message):
+    __slots__ = ("metadata", "processes")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    processes: _containers.RepeatedCompositeFieldContainer[ProcessInfo]
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., processes: _Optional[_Iterable[_Union[ProcessInfo, _Mapping]]] = ...) -> None: ...
+
+class ProcessesResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[Process]
+    def __init__(self, messages: _Optional[_Iterable[_Union[Process, _Mapping]]] = ...) -> None: ...
+
+class MemInfo(_message.Message):
+    __slots__ = ("memtotal", "memfree", "memavailable", "buffers", "cached", "swapcached", "active", "inactive", "activeanon", "inactiveanon", "activefile", "inactivefile", "unevictable", "mlocked", "swaptotal", "swapfree", "dirty", "writeback", "anonpages", "mapped", "shmem", "slab", "sreclaimable", "sunreclaim", "kernelstack", "pagetables", "nfsunstable", "bounce", "writebacktmp", "commitlimit", "committedas", "vmalloctotal", "vmallocused", "vmallocchunk", "hardwarecorrupted", "anonhugepages", "shmemhugepages", "shmempmdmapped", "cmatotal", "cmafree", "hugepagestotal", "hugepagesfree", "hugepagesrsvd", "hugepagessurp", "hugepagesize", "directmap4k", "directmap2m", "directmap1g")
+    MEMTOTAL_FIELD_NUMBER: _ClassVar[int]
+    MEMFREE_FIELD_NUMBER: _ClassVar[int]
+    MEMAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    BUFFERS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    SWAPCACHED_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    INACTIVE_FIELD_NUMBER: _ClassVar[int]
+    ACTIVEANON_FIELD_NUMBER: _ClassVar[int]
+    INACTIVEANON_FIELD_NUMBER: _ClassVar[int]
+    ACTIVEFILE_FIELD_NUMBER: _ClassVar[int]
+    INACTIVEFILE_FIELD_NUMBER: _ClassVar[int]
+    UNEVICTABLE_FIELD_NUMBER: _ClassVar[int]
+    MLOCKED_FIELD_NUMBER: _ClassVar[int]
+    SWAPTOTAL_FIELD_NUMBER: _ClassVar[int]
+    SWAPFREE_FIELD_NUMBER: _ClassVar[int]
+    DIRTY_FIELD_NUMBER: _ClassVar[int]
+    WRITEBACK_FIELD_NUMBER: _ClassVar[int]
+    ANONPAGES_FIELD_NUMBER: _ClassVar[int]
+    MAPPED_FIELD_NUMBER: _ClassVar[int]
+    SHMEM_FIELD_NUMBER: _ClassVar[int]
+    SLAB_FIELD_NUMBER: _ClassVar[int]
+    SRECLAIMABLE_FIELD_NUMBER: _ClassVar[int]
+    SUNRECLAIM_FIELD_NUMBER: _ClassVar[int]
+    KERNELSTACK_FIELD_NUMBER: _ClassVar[int]
+    PAGETABLES_FIELD_NUMBER: _ClassVar[int]
+    NFSUNSTABLE_FIELD_NUMBER: _ClassVar[int]
+    BOUNCE_FIELD_NUMBER: _ClassVar[int]
+    WRITEBACKTMP_FIELD_NUMBER: _ClassVar[int]
+    COMMITLIMIT_FIELD_NUMBER: _ClassVar[int]
+    COMMITTEDAS_FIELD_NUMBER: _ClassVar[int]
+    VMALLOCTOTAL_FIELD_NUMBER: _ClassVar[int]
+    VMALLOCUSED_FIELD_NUMBER: _ClassVar[int]
+    VMALLOCCHUNK_FIELD_NUMBER: _ClassVar[int]
+    HARDWARECORRUPTED_FIELD_NUMBER: _ClassVar[int]
+    ANONHUGEPAGES_FIELD_NUMBER: _ClassVar[int]
+    SHMEMHUGEPAGES_FIELD_NUMBER: _ClassVar[int]
+    SHMEMPMDMAPPED_FIELD_NUMBER: _ClassVar[int]
+    CMATOTAL_FIELD_NUMBER: _ClassVar[int]
+    CMAFREE_FIELD_NUMBER: _ClassVar[int]
+    HUGEPAGESTOTAL_FIELD_NUMBER: _ClassVar[int]
+    HUGEPAGESFREE_FIELD_NUMBER: _ClassVar[int]
+    HUGEPAGESRSVD_FIELD_NUMBER: _ClassVar[int]
+    HUGEPAGESSURP_FIELD_NUMBER: _ClassVar[int]
+    HUGEPAGESIZE_FIELD_NUMBER: _ClassVar[int]
+    DIRECTMAP4K_FIELD_NUMBER: _ClassVar[int]
+    DIRECTMAP2M_FIELD_NUMBER: _ClassVar[int]
+    DIRECTMAP1G_FIELD_NUMBER: _ClassVar[int]
+    memtotal: int
+    memfree: int
+    memavailable: int
+    buffers: int
+    cached: int
+    swapcached: int
+    active: int
+    inactive: int
+    activeanon: int
+    inactiveanon: int
+    activefile: int
+    inactivefile: int
+    unevictable: int
+    mlocked: int
+    swaptotal: int
+    swapfree: int
+    dirty: int
+    writeback: int
+    anonpages: int
+    mapped: int
+    shmem: int
+    slab: int
+    sreclaimable: int
+    sunreclaim: int
+    kernelstack: int
+    pagetables: int
+    nfsunstable: int
+    bounce: int
+    writebacktmp: int
+    commitlimit: int
+    committedas: int
+    vmalloctotal: int
+    vmallocused: int
+    vmallocchunk: int
+    hardwarecorrupted: int
+    anonhugepages: int
+    shmemhugepages: int
+    shmempmdmapped: int
+    cmatotal: int
+    cmafree: int
+    hugepagestotal: int
+    hugepagesfree: int
+    hugepagesrsvd: int
+    hugepagessurp: int
+    hugepagesize: int
+    directmap4k: int
+    directmap2m: int
+    directmap1g: int
+    def __init__(self, memtotal: _Optional[int] = ..., memfree: _Optional[int] = ..., memavailable: _Optional[int] = ..., buffers: _Optional[int] = ..., cached: _Optional[int] = ..., swapcached: _Optional[int] = ..., active: _Optional[int] = ..., inactive: _Optional[int] = ..., activeanon: _Optional[int] = ..., inactiveanon: _Optional[int] = ..., activefile: _Optional[int] = ..., inactivefile: _Optional[int] = ..., unevictable: _Optional[int] = ..., mlocked: _Optional[int] = ..., swaptotal: _Optional[int] = ..., swapfree: _Optional[int] = ..., dirty: _Optional[int] = ..., writeback: _Optional[int] = ..., anonpages: _Optional[int] = ..., mapped: _Optional[int] = ..., shmem: _Optional[int] = ..., slab: _Optional[int] = ..., sreclaimable: _Optional[int] = ..., sunreclaim: _Optional[int] = ..., kernelstack: _Optional[int] = ..., pagetables: _Optional[int] = ..., nfsunstable: _Optional[int] = ..., bounce: _Optional[int] = ..., writebacktmp: _Optional[int] = ..., commitlimit: _Optional[int] = ..., committedas: _Optional[int] = ..., vmalloctotal: _Optional[int] = ..., vmallocused: _Optional[int] = ..., vmallocchunk: _Optional[int] = ..., hardwarecorrupted: _Optional[int] = ..., anonhugepages: _Optional[int] = ..., shmemhugepages: _Optional[int] = ..., shmempmdmapped: _Optional[int] = ..., cmatotal: _Optional[int] = ..., cmafree: _Optional[int] = ..., hugepagestotal: _Optional[int] = ..., hugepagesfree: _Optional[int] = ..., hugepagesrsvd: _Optional[int] = ..., hugepagessurp: _Optional[int] = ..., hugepagesize: _Optional[int] = ..., directmap4k: _Optional[int] = ..., directmap2m: _Optional[int] = ..., directmap1g: _Optional[int] = ...) -> None: ...
+
+class Memory(_message.Message):
+    __slots__ = ("metadata", "meminfo")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    MEMINFO_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    meminfo: MemInfo
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., meminfo: _Optional[_Union[MemInfo, _Mapping]] = ...) -> None: ...
+
+class MemoryResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[Memory]
+    def __init__(self, messages: _Optional[_Iterable[_Union[Memory, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,167 @@
+"""``dmesg [-f] [--tail]``, ``memory [-v]``, ``processes`` (``ps``): looking into the nodes.
+
+Columns as talosctl prints them: memory in MiB (``-v``: every /proc/meminfo line, in kB), processes
+sorted by resident memory (``--sort cpu``: by CPU time) with human-readable sizes.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from talos_apply.commands.common import resolve, unary
+from talos_apply.options import (
+    ContextOpt,
+    EndpointsOpt,
+    NodesOpt,
+    OutputFormat,
+    OutputOpt,
+    TalosconfigOpt,
+)
+from talos_apply.output import emit_structured, node_of, report_errors, table
+
+# /proc/meminfo's names for machine.MemInfo's fields, in the kernel's order (-v)
+MEMINFO_NAMES = (
+    "MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "SwapCached", "Active", "Inactive",
+    "Active(anon)", "Inactive(anon)", "Active(file)", "Inactive(file)", "Unevictable", "Mlocked",
+    "SwapTotal", "SwapFree", "Dirty", "Writeback", "AnonPages", "Mapped", "Shmem", "Slab",
+    "SReclaimable", "SUnreclaim", "KernelStack", "PageTables", "NFS_Unstable", "Bounce",
+    "WritebackTmp", "CommitLimit", "Committed_AS", "VmallocTotal", "VmallocUsed", "VmallocChunk",
+    "HardwareCorrupted", "AnonHugePages", "ShmemHugePages", "ShmemPmdMapped", "CmaTotal",
+    "CmaFree", "HugePages_Total", "HugePages_Free", "HugePages_Rsvd", "HugePages_Surp",
+    "Hugepagesize", "DirectMap4k", "DirectMap2M", "DirectMap1G",
+)
+COUNTS = {"HugePages_Total", "HugePages_Free", "HugePages_Rsvd", "HugePages_Surp"}
+
+
+def dmesg(
+    ctx: typer.Context,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new kernel messages.")
+    ] = False,
+    tail: Annotated[
+        bool, typer.Option("--tail", help="Only messages from now on (with --follow).")
+    ] = False,
+    talosconfig: TalosconfigOpt = None,
+    context: ContextOpt = None,
+    endpoints: EndpointsOpt = None,
+    nodes: NodesOpt = None,
+) -> None:
+    """Print the kernel log of each node."""
+    from libtalos.api import machine_pb2
+    from libtalos.api.wire import NodeError
+    from talos_apply import client
+
+    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    target = client.secure_target(g)
+    c = client.Client(target)
+    errors: list[NodeError] = []
+
+    async def pump() -> None:
+        request = machine_pb2.DmesgRequest(follow=follow, tail=tail)
+        async for frame in c.stream("Dmesg", request):
+            node = frame.metadata.hostname
+            if frame.metadata.error:
+                errors.append(NodeError(node, frame.metadata.error, frame.metadata.status.code))
+                continue
+            line = frame.bytes.decode("utf-8", "replace").rstrip("\n")
+            sys.stdout.write(f"{node}: {line}\n" if node else f"{line}\n")
+            sys.stdout.flush()
+
+    client.run(pump())
+    report_errors(errors)
+
+
+def memory(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Every /proc/meminfo line, in kB.")
+    ] = False,
+    output: OutputOpt = OutputFormat.table,
+    talosconfig: TalosconfigOpt = None,
+    context: ContextOpt = None,
+    endpoints: EndpointsOpt = None,
+    nodes: NodesOpt = None,
+) -> None:
+    """Show memory use of each node (MiB)."""
+    from google.protobuf import empty_pb2
+
+    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    messages, errors = unary(g, "Memory", empty_pb2.Empty())
+    if emit_structured(messages, output):
+        pass
+    elif verbose:
+        for m in messages:
+            sys.stdout.write(f"NODE: {node_of(m)}\n")
+            for name in MEMINFO_NAMES:
+                field = name.lower().replace("(", "").replace(")", "").replace("_", "")
+                unit = "" if name in COUNTS else " kB"
+                sys.stdout.write(f"{name}: {getattr(m.meminfo, field)}{unit}\n")
+    else:
+        rows = []
+        for m in messages:
+            i = m.meminfo
+            used = i.memtotal - i.memfree - i.cached - i.buffers
+            values = [i.memtotal, used, i.memfree, i.shmem, i.buffers, i.cached, i.memavailable]
+            rows.append([node_of(m), *(str(v // 1024) for v in values)])
+        headers = ["NODE", "TOTAL", "USED", "FREE", "SHARED", "BUFFERS", "CACHE", "AVAILABLE"]
+        sys.stdout.write(table(headers, rows))
+    report_errors(errors)
+
+
+class SortBy(enum.StrEnum):
+    rss = "rss"
+    cpu = "cpu"
+
+
+def human_bytes(n: int) -> str:
+    """Decimal units, as talosctl shows process sizes (``12 MB``)."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" or value >= 10 else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def _command_line(p: Any) -> str:
+    if not p.executable:
+        return str(p.command)
+    words = p.args.split()
+    if words and words[0].rsplit("/", 1)[-1] == p.executable.rsplit("/", 1)[-1]:
+        return " ".join([p.executable, *words[1:]])
+    return str(p.args or p.executable)
+
+
+def processes(
+    ctx: typer.Context,
+    sort: Annotated[
+        SortBy, typer.Option("--sort", "-s", help="Column to sort by: rss or cpu.")
+    ] = SortBy.rss,
+    output: OutputOpt = OutputFormat.table,
+    talosconfig: TalosconfigOpt = None,
+    context: ContextOpt = None,
+    endpoints: EndpointsOpt = None,
+    nodes: NodesOpt = None,
+) -> None:
+    """List the processes of each node."""
+    from google.protobuf import empty_pb2
+
+    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    messages, errors = unary(g, "Processes", empty_pb2.Empty())
+    if not emit_structured(messages, output):
+        rows = []
+        for m in messages:
+            key = (lambda p: p.cpu_time) if sort is SortBy.cpu else (lambda p: p.resident_memory)
+            for p in sorted(m.processes, key=key, reverse=True):
+                rows.append([
+                    node_of(m), str(p.pid), p.state, str(p.threads), f"{p.cpu_time:.2f}",
+                    human_bytes(p.virtual_memory), human_bytes(p.resident_memory),
+                    _command_line(p),
+                ])  # fmt: skip
+        headers = ["NODE", "PID", "STATE", "THREADS", "CPU-TIME", "VIRTMEM", "RESMEM", "COMMAND"]
+        sys.stdout.write(table(headers, rows))
+    report_errors(errors)
