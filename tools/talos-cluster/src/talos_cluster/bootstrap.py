@@ -113,6 +113,14 @@ def bootstrap(
                 result[n.name] = "member"
                 _progress(f"  etcd on {n.name}: member")
         if len(result) == len(cps):
+            # workers serve the API once trustd has issued their certificate, which they ask
+            # for until a control plane answers: create returns when every node can be used
+            late = _serving_all(record, max(5.0, deadline - time.monotonic()))
+            if late:
+                raise TalosError(
+                    f"the machine API does not answer after {timeout:g}s on: {', '.join(late)}",
+                    hint="see each node's console.log in the cluster's state directory",
+                )
             return result
         if time.monotonic() > deadline:
             waiting = [n for n in cps if n.name not in result]
