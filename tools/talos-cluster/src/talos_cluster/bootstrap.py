@@ -1,4 +1,5 @@
-"""Bootstrap the first control-plane node and wait for etcd on every control-plane node.
+"""Bootstrap the first control-plane node, wait for etcd on every control-plane node, then for
+the machine API on every node (a worker serves it once trustd has issued its certificate).
 
 Both go through the machine API client (talos-apply) run inside the cluster's network
 namespace, so that its packets reach only the cluster's bridge. This step needs two things from
