@@ -76,7 +76,9 @@ def _shape(masters: int, workers: int, runs: int, tmp: Path) -> None:
             subprocess.run([TALOS_INIT, "--help"], capture_output=True, check=True)
         floor.append(time.perf_counter() - start)
     ref = statistics.median(floor)
-    what = "etcd healthy on every control plane" if etcd else "nodes up (bootstrap skipped)"
+    what = "etcd healthy on every control plane, API on every node"
+    if not etcd:
+        what = "nodes up (bootstrap skipped)"
     label = f"{masters}+{workers}"
     print(f"-- {label}: create -> {what}; median of {runs}")
     row(f"{count} x talos-init --help (floor)", ref)
