@@ -116,3 +116,9 @@ def kubeconfig_from_archive(data: bytes) -> bytes:
     except (tarfile.TarError, OSError, EOFError):
         raise ArchiveError("the reply is not a .tar.gz archive") from None
     raise ArchiveError("the archive holds no kubeconfig file")
+
+
+def meminfo_field(name: str) -> str:
+    """``machine.MemInfo``'s field for a /proc/meminfo name: ``Active(anon)`` -> ``activeanon``,
+    ``HugePages_Total`` -> ``hugepagestotal``."""
+    return name.lower().replace("(", "").replace(")", "").replace("_", "")

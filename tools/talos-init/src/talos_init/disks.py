@@ -124,11 +124,16 @@ def is_luks(device: str) -> bool:
         return fh.read(len(LUKS_MAGIC)) == LUKS_MAGIC
 
 
-def install_disk(config: MachineConfig | None) -> str | None:
-    """``machine.install.disk`` of the config, or ``None``."""
+def install_section(config: MachineConfig | None) -> dict[str, Any]:
+    """``machine.install`` of the config (empty when absent)."""
     data = config.data if config is not None and isinstance(config.data, dict) else {}
     install = (data.get("machine") or {}).get("install") or {}
-    disk = install.get("disk") if isinstance(install, dict) else None
+    return install if isinstance(install, dict) else {}
+
+
+def install_disk(config: MachineConfig | None) -> str | None:
+    """``machine.install.disk`` of the config, or ``None``."""
+    disk = install_section(config).get("disk")
     return disk if isinstance(disk, str) and disk else None
 
 

@@ -39,6 +39,7 @@ from talos_init.disks import (
     disk_size,
     find,
     install_disk,
+    install_section,
     run,
     wait_for,
 )
@@ -117,9 +118,7 @@ def zero(path: str) -> int:
 
 def wipe_requested(config: MachineConfig) -> bool:
     """``machine.install.wipe`` (false unless set true, as gen config writes it)."""
-    data = config.data if isinstance(config.data, dict) else {}
-    install_section = (data.get("machine") or {}).get("install") or {}
-    return isinstance(install_section, dict) and install_section.get("wipe") is True
+    return install_section(config).get("wipe") is True
 
 
 async def install(console: Console, reaper: Reaper, config: MachineConfig) -> bool:

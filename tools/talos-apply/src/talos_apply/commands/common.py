@@ -32,3 +32,54 @@ def unary(
     c = client.Client(target)
     result: tuple[list[Any], list[Any]] = client.run(c.unary(method, request))
     return result
+
+
+def print_stream(
+    g: Globals, method: str, request: Any, *, records: bool, prefix: bool | None = None
+) -> None:
+    """Print a server-streaming call's ``common.Data`` frames as text lines, each prefixed with
+    its node when ``prefix`` (None: when the call goes to several nodes); per-node errors are
+    reported at the end (non-zero exit).
+
+    ``records``: each frame is one whole line (Dmesg); otherwise frames are pieces of a byte
+    stream (Logs), and a line split across frames is joined before it is printed.
+    """
+    import sys
+
+    from libtalos.api.wire import NodeError
+    from talos_apply import client
+    from talos_apply.output import report_errors
+
+    target = client.secure_target(g)
+    if prefix is None:
+        prefix = len(target.nodes) > 1
+    c = client.Client(target)
+    errors: list[NodeError] = []
+    partial: dict[str, str] = {}
+
+    def write(lines: list[str], node: str) -> None:
+        for line in lines:
+            sys.stdout.write(f"{node}: {line}\n" if prefix and node else f"{line}\n")
+
+    async def pump() -> None:
+        async for frame in c.stream(method, request):
+            node = frame.metadata.hostname
+            if frame.metadata.error:
+                errors.append(NodeError(node, frame.metadata.error, frame.metadata.status.code))
+                continue
+            text = frame.bytes.decode("utf-8", "replace")
+            if records:
+                write([text.rstrip("\n")], node)
+            else:
+                *lines, rest = (partial.pop(node, "") + text).split("\n")
+                if rest:
+                    partial[node] = rest
+                write(lines, node)
+            sys.stdout.flush()
+
+    try:
+        client.run(pump())
+    finally:
+        for node, rest in partial.items():
+            write([rest], node)
+    report_errors(errors)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from talos_apply.commands.common import resolve, unary
+from talos_apply.commands.common import print_stream, resolve, unary
 from talos_apply.options import (
     ContextOpt,
     EndpointsOpt,
@@ -52,27 +52,10 @@ def dmesg(
 ) -> None:
     """Print the kernel log of each node."""
     from libtalos.api import machine_pb2
-    from libtalos.api.wire import NodeError
-    from talos_apply import client
 
     g = resolve(ctx, talosconfig, context, endpoints, nodes)
-    target = client.secure_target(g)
-    c = client.Client(target)
-    errors: list[NodeError] = []
-
-    async def pump() -> None:
-        request = machine_pb2.DmesgRequest(follow=follow, tail=tail)
-        async for frame in c.stream("Dmesg", request):
-            node = frame.metadata.hostname
-            if frame.metadata.error:
-                errors.append(NodeError(node, frame.metadata.error, frame.metadata.status.code))
-                continue
-            line = frame.bytes.decode("utf-8", "replace").rstrip("\n")
-            sys.stdout.write(f"{node}: {line}\n" if node else f"{line}\n")
-            sys.stdout.flush()
-
-    client.run(pump())
-    report_errors(errors)
+    request = machine_pb2.DmesgRequest(follow=follow, tail=tail)
+    print_stream(g, "Dmesg", request, prefix=True, records=True)
 
 
 def memory(
@@ -89,6 +72,8 @@ def memory(
     """Show memory use of each node (MiB)."""
     from google.protobuf import empty_pb2
 
+    from libtalos.api.wire import meminfo_field
+
     g = resolve(ctx, talosconfig, context, endpoints, nodes)
     messages, errors = unary(g, "Memory", empty_pb2.Empty())
     if emit_structured(messages, output):
@@ -97,9 +82,8 @@ def memory(
         for m in messages:
             sys.stdout.write(f"NODE: {node_of(m)}\n")
             for name in MEMINFO_NAMES:
-                field = name.lower().replace("(", "").replace(")", "").replace("_", "")
                 unit = "" if name in COUNTS else " kB"
-                sys.stdout.write(f"{name}: {getattr(m.meminfo, field)}{unit}\n")
+                sys.stdout.write(f"{name}: {getattr(m.meminfo, meminfo_field(name))}{unit}\n")
     else:
         rows = []
         for m in messages:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from talos_apply.commands.common import resolve
+from talos_apply.commands.common import print_stream, resolve
 from talos_apply.options import ContextOpt, EndpointsOpt, NodesOpt, TalosconfigOpt
-from talos_apply.output import report_errors
 
 
 def logs(
@@ -28,9 +26,7 @@ def logs(
 ) -> None:
     """Print a service's log from each node."""
     from libtalos.api import common_pb2, machine_pb2
-    from libtalos.api.wire import NodeError
     from libtalos.errors import UsageError
-    from talos_apply import client
 
     if tail < -1:
         raise UsageError("--tail: must be -1 (all) or a number of lines")
@@ -38,33 +34,4 @@ def logs(
     request = machine_pb2.LogsRequest(
         id=service_id, follow=follow, tail_lines=tail, driver=common_pb2.CONTAINERD
     )
-    target = client.secure_target(g)
-    c = client.Client(target)
-    prefix = len(target.nodes) > 1
-    errors: list[NodeError] = []
-    partial: dict[str, str] = {}
-
-    async def pump() -> None:
-        async for frame in c.stream("Logs", request):
-            node = frame.metadata.hostname
-            if frame.metadata.error:
-                errors.append(NodeError(node, frame.metadata.error, frame.metadata.status.code))
-                continue
-            text = partial.pop(node, "") + frame.bytes.decode("utf-8", "replace")
-            *lines, rest = text.split("\n")
-            if rest:
-                partial[node] = rest
-            _write(lines, node if prefix else "")
-            sys.stdout.flush()
-
-    try:
-        client.run(pump())
-    finally:
-        for node, rest in partial.items():
-            _write([rest], node if prefix else "")
-    report_errors(errors)
-
-
-def _write(lines: list[Any], node: str) -> None:
-    for line in lines:
-        sys.stdout.write(f"{node}: {line}\n" if node else f"{line}\n")
+    print_stream(g, "Logs", request, records=False)  # node prefixes when several nodes

@@ -19,6 +19,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from libtalos.api.wire import meminfo_field
+
 KMSG = "/dev/kmsg"
 FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
               "authpriv", "ftp", "ntp", "security", "console", "solaris-cron",
@@ -104,16 +106,15 @@ async def kernel_log(follow: bool, tail: bool) -> AsyncIterator[str]:
 
 
 def meminfo(path: str = "/proc/meminfo") -> dict[str, int]:
-    """``/proc/meminfo`` by the names of ``machine.MemInfo``'s fields (lower case, no
-    punctuation), values as the kernel prints them."""
+    """``/proc/meminfo`` by the names of ``machine.MemInfo``'s fields, values as the kernel
+    prints them."""
     out: dict[str, int] = {}
     with open(path) as fh:
         for line in fh:
             key, _, value = line.partition(":")
             number = value.split()[:1]
             if number and number[0].isdigit():
-                name = key.lower().replace("(", "").replace(")", "").replace("_", "")
-                out[name] = int(number[0])
+                out[meminfo_field(key)] = int(number[0])
     return out
 
 
