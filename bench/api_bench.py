@@ -256,12 +256,12 @@ def _apply_round_trip(port: int, text: str) -> tuple[float, float]:
     from google.protobuf import empty_pb2
 
     from libtalos.api import machine_pb2, tls
-    from talos_apply.client import PinnedChannel
+    from libtalos.api.channel import ClosingChannel
 
     async def run() -> tuple[float, float]:
         apply_s, version_s = [], []
         for _ in range(APPLY_RUNS):
-            ch = PinnedChannel("127.0.0.1", port, ssl=tls.insecure_client_context(), pins=[])
+            ch = ClosingChannel("127.0.0.1", port, ssl=tls.insecure_client_context(), pins=[])
             from libtalos.api._gen.machine.machine_grpc import MachineServiceStub
 
             stub = MachineServiceStub(ch)
@@ -269,7 +269,7 @@ def _apply_round_trip(port: int, text: str) -> tuple[float, float]:
             await stub.Version(empty_pb2.Empty())
             version_s.append(time.perf_counter() - start)
             ch.close()
-            ch = PinnedChannel("127.0.0.1", port, ssl=tls.insecure_client_context(), pins=[])
+            ch = ClosingChannel("127.0.0.1", port, ssl=tls.insecure_client_context(), pins=[])
             stub = MachineServiceStub(ch)
             start = time.perf_counter()
             await stub.ApplyConfiguration(machine_pb2.ApplyConfigurationRequest(data=text.encode()))

@@ -15,8 +15,8 @@ import pytest
 pytest.importorskip("betterproto", reason="betterproto==2.0.0b7 (requirements-dev.txt)")
 
 from libtalos.api import tls
+from libtalos.api.channel import ClosingChannel
 from libtalos.api.wire import kubeconfig_from_archive
-from talos_apply.client import PinnedChannel
 
 HERE = Path(__file__).resolve().parent / "independent"
 
@@ -41,7 +41,7 @@ def env(configured, cluster, admin, bp):
 
 def call(s, ctx, fn):
     async def go():
-        ch = PinnedChannel("127.0.0.1", s.port, ssl=ctx, pins=[])
+        ch = ClosingChannel("127.0.0.1", s.port, ssl=ctx, pins=[])
         try:
             return await fn(ch)
         finally:

@@ -39,12 +39,12 @@ def test_no_client_certificate_refused(configured):
 
     from libtalos.api import tls
     from libtalos.api._gen.machine.machine_grpc import MachineServiceStub
-    from talos_apply.client import PinnedChannel
+    from libtalos.api.channel import ClosingChannel
 
     s, _node = configured()
 
     async def call():
-        ch = PinnedChannel("127.0.0.1", s.port, ssl=tls.insecure_client_context(), pins=[])
+        ch = ClosingChannel("127.0.0.1", s.port, ssl=tls.insecure_client_context(), pins=[])
         try:
             await MachineServiceStub(ch).Version(empty_pb2.Empty(), timeout=10)
         finally:
@@ -130,13 +130,13 @@ def test_proxyfrom_is_never_forwarded_again(configured):
     from google.protobuf import empty_pb2
 
     from libtalos.api._gen.machine.machine_grpc import MachineServiceStub
-    from talos_apply.client import PinnedChannel
+    from libtalos.api.channel import ClosingChannel
 
     s, _node = configured()
     cluster_ca = s.server.forwarder.client_ssl  # the node's own client context (mTLS)
 
     async def call():
-        ch = PinnedChannel("127.0.0.1", s.port, ssl=cluster_ca, pins=[])
+        ch = ClosingChannel("127.0.0.1", s.port, ssl=cluster_ca, pins=[])
         try:
             return await MachineServiceStub(ch).Version(
                 empty_pb2.Empty(),

@@ -149,7 +149,7 @@ def test_other_methods_unimplemented(maintenance, method):
 
     from libtalos.api import machine_pb2, tls
     from libtalos.api._gen.machine.machine_grpc import MachineServiceStub
-    from talos_apply.client import PinnedChannel
+    from libtalos.api.channel import ClosingChannel
 
     server, node, _cert = maintenance()
     requests = {
@@ -163,7 +163,7 @@ def test_other_methods_unimplemented(maintenance, method):
     }
 
     async def call():
-        ch = PinnedChannel("127.0.0.1", server.port, ssl=tls.insecure_client_context(), pins=[])
+        ch = ClosingChannel("127.0.0.1", server.port, ssl=tls.insecure_client_context(), pins=[])
         try:
             await getattr(MachineServiceStub(ch), method)(requests[method])
         finally:

@@ -14,9 +14,9 @@ from google.protobuf import empty_pb2
 from libtalos import pki
 from libtalos.api import tls
 from libtalos.api._gen.machine.machine_grpc import MachineServiceStub
+from libtalos.api.channel import ClosingChannel
 from libtalos.errors import PKIError
 from talos_apply.cli import main
-from talos_apply.client import PinnedChannel
 from talos_init.api import node_server_cert
 from talos_init.api.certs import needs_renewal
 
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _version(port: int, ctx, pins=(), metadata=()):
     async def go():
-        ch = PinnedChannel("127.0.0.1", port, ssl=ctx, pins=list(pins))
+        ch = ClosingChannel("127.0.0.1", port, ssl=ctx, pins=list(pins))
         try:
             return await MachineServiceStub(ch).Version(
                 empty_pb2.Empty(), metadata=list(metadata), timeout=20

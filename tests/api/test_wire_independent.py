@@ -16,7 +16,7 @@ import pytest
 from grpclib.const import Cardinality
 
 from libtalos import api as api_pkg
-from talos_apply.client import PinnedChannel
+from libtalos.api.channel import ClosingChannel
 
 pytest.importorskip("grpc_tools", reason="protoc comes from grpcio-tools (requirements-dev.txt)")
 
@@ -65,7 +65,7 @@ def decode(type_name: str, data: bytes) -> str:
 
 def raw_call(server, ssl_ctx, method: str, request: bytes, metadata, stream: bool = False):
     async def go():
-        ch = PinnedChannel("127.0.0.1", server.port, ssl=ssl_ctx, pins=[])
+        ch = ClosingChannel("127.0.0.1", server.port, ssl=ssl_ctx, pins=[])
         try:
             card = Cardinality.UNARY_STREAM if stream else Cardinality.UNARY_UNARY
             async with ch.request(

@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from grpclib import GRPCError
-from grpclib.client import Channel
 from grpclib.exceptions import StreamTerminatedError
-from grpclib.protocol import H2Protocol
 
 from libtalos import talosconfig
 from libtalos.api import tls
 from libtalos.api._gen.machine.machine_grpc import MachineServiceStub
+from libtalos.api.channel import ClosingChannel
 from libtalos.api.wire import NODES_KEY, NodeError, split_errors, split_target
 from libtalos.errors import NetworkError, PKIError, TalosError, UsageError
 from talos_apply.options import Globals
@@ -38,39 +37,6 @@ class CallError(TalosError):
     def __init__(self, where: str, status: str, message: str) -> None:
         super().__init__(f"{where}: {status}: {message}" if message else f"{where}: {status}")
         self.status = status
-
-
-class PinnedChannel(Channel):
-    """A grpclib channel that checks the server's key pin right after the TLS handshake,
-    before the first request byte is written (nothing of the config leaves on a mismatch)."""
-
-    def __init__(self, host: str, port: int, *, ssl: ssl.SSLContext, pins: list[bytes]) -> None:
-        super().__init__(host, port, ssl=ssl)
-        self._pins = pins
-        self._transport: asyncio.BaseTransport | None = None
-
-    async def _create_connection(self) -> H2Protocol:
-        transport, protocol = await self._loop.create_connection(
-            self._protocol_factory, self._host, self._port, ssl=self._ssl
-        )
-        if self._pins:
-            obj = transport.get_extra_info("ssl_object")
-            der = obj.getpeercert(binary_form=True) if obj is not None else None
-            try:
-                tls.check_pin(der, self._pins)
-            except PKIError:
-                transport.abort()
-                raise
-        self._transport = transport
-        return protocol
-
-    def close(self) -> None:
-        """Close the connection now: the call is over (a graceful TLS shutdown could outlive
-        the command's event loop and leave the socket to the garbage collector)."""
-        super().close()
-        if isinstance(self._transport, asyncio.Transport):
-            self._transport.abort()
-        self._transport = None
 
 
 @dataclass
@@ -149,9 +115,9 @@ class Client:
     def __init__(self, target: Target) -> None:
         self.target = target
 
-    def _channel(self, endpoint: str) -> Channel:
+    def _channel(self, endpoint: str) -> ClosingChannel:
         host, port = split_target(endpoint)
-        return PinnedChannel(host, port, ssl=self.target.ssl, pins=self.target.pins)
+        return ClosingChannel(host, port, ssl=self.target.ssl, pins=self.target.pins)
 
     def _order(self) -> list[str]:
         """Every endpoint once, starting at a random one: calls spread over the endpoints

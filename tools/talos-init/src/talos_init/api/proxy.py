@@ -17,11 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 from grpclib import GRPCError
-from grpclib.client import Channel
 from grpclib.const import Cardinality, Handler
 from grpclib.const import Status as GrpcStatus
 from grpclib.server import Stream
 
+from libtalos.api.channel import ClosingChannel
 from libtalos.api.wire import (
     NODE_KEY,
     NODES_KEY,
@@ -40,26 +40,6 @@ def _values(metadata: Any, key: str) -> list[str]:
     for value in metadata.getall(key, []):
         out += [v.strip() for v in str(value).split(",") if v.strip()]
     return out
-
-
-class ClosingChannel(Channel):
-    """A grpclib channel whose close() drops the connection at once (a graceful TLS shutdown
-    could outlive the server's event loop)."""
-
-    _transport: asyncio.BaseTransport | None = None
-
-    async def _create_connection(self) -> Any:
-        transport, protocol = await self._loop.create_connection(
-            self._protocol_factory, self._host, self._port, ssl=self._ssl
-        )
-        self._transport = transport
-        return protocol
-
-    def close(self) -> None:
-        super().close()
-        if isinstance(self._transport, asyncio.Transport):
-            self._transport.abort()
-        self._transport = None
 
 
 class Forwarder:

@@ -14,7 +14,7 @@ from typing import Any
 
 from grpclib.server import Server
 
-from libtalos.api import API_PORT, tls
+from libtalos.api import API_PORT, channel, tls
 from libtalos.secrets import CertKey
 from talos_init.api.node import Node
 from talos_init.api.proxy import Forwarder, proxied_mapping
@@ -122,7 +122,7 @@ class ApiServer:
                 await asyncio.sleep(0.01)
         self._server.close()
         for transport in list(self._server.transports):
-            transport.abort()
+            channel.abort(transport)  # a client that hung up has left it closed already
         await self._server.wait_closed()
         await asyncio.sleep(0)  # let the aborted transports close their sockets
         if self.forwarder is not None:

@@ -26,11 +26,11 @@ from grpclib.server import Server, Stream
 
 from libtalos.api import TRUSTD_PORT, security_pb2, tls
 from libtalos.api._gen.security import security_grpc
+from libtalos.api.channel import ClosingChannel
 from libtalos.api.wire import split_target
 from libtalos.errors import NetworkError, PKIError, TalosError
 from libtalos.secrets import CertKey
 from talos_init.api.certs import NODE_CERT_TTL, node_server_cert
-from talos_init.api.proxy import ClosingChannel
 
 if TYPE_CHECKING:
     from libtalos import pki
