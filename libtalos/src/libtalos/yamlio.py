@@ -81,15 +81,61 @@ _SCALAR_TAGS = {
 }
 
 
+MAX_DEPTH = 100  # nesting levels; a machine config has about ten
+ALIAS_ALLOWANCE = 10_000  # nodes that aliases may add beyond the document's own ones
+
+
+class _BoundError(Exception):
+    """Building stopped: the document expands beyond its bounds (see :class:`_Builder`)."""
+
+    def __init__(self, line: int, message: str) -> None:
+        self.line = line
+        self.message = message
+
+
 class _Builder:
+    """Plain values from a composed node graph, in memory bounded by the input.
+
+    An alias is a reference to a node composed once, so a few hundred bytes of nested aliases
+    can stand for billions of values (and an alias inside its own anchor for a cycle). The
+    builder counts the nodes it makes: at most twice the distinct nodes of the document plus
+    :data:`ALIAS_ALLOWANCE`, so ordinary uses of aliases load and an alias bomb is refused
+    after a bounded amount of work; nesting is limited to :data:`MAX_DEPTH` levels.
+    """
+
     def __init__(self, source: str, index: int) -> None:
         self.source = source
         self.index = index
         self.lines: dict[Path, int] = {}
         self.problems: list[Problem] = []
         self._constructor = _Loader("")  # only its scalar construction is used
+        self._seen: set[int] = set()
+        self._open: set[int] = set()  # collections being built: an alias to one is a cycle
+        self._built = 0
 
     def build(self, node: yaml.Node, path: Path) -> Any:
+        line = node.start_mark.line + 1
+        self._seen.add(id(node))
+        self._built += 1
+        if self._built > 2 * len(self._seen) + ALIAS_ALLOWANCE:
+            raise _BoundError(
+                line,
+                f"aliases expand to more than {self._built} values (the anchor on this line); "
+                f"at most {ALIAS_ALLOWANCE} more than the document's own are allowed",
+            )
+        if len(path) > MAX_DEPTH:
+            raise _BoundError(line, f"nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, yaml.CollectionNode):
+            if id(node) in self._open:
+                raise _BoundError(line, "an alias refers to the collection that contains it")
+            self._open.add(id(node))
+            try:
+                return self._collection(node, path)
+            finally:
+                self._open.discard(id(node))
+        return self._scalar(node, path)
+
+    def _collection(self, node: yaml.Node, path: Path) -> Any:
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
@@ -109,8 +155,10 @@ class _Builder:
                 self.lines[(*path, key)] = line
                 out[key] = self.build(value_node, (*path, key))
             return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+
+    def _scalar(self, node: yaml.Node, path: Path) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
         if node.tag not in _SCALAR_TAGS:
             self._add(path, node.start_mark.line + 1, f"unsupported tag {node.tag}")
             return None
@@ -168,7 +216,12 @@ def load_documents(
                 )
             continue
         builder = _Builder(source, i)
-        data = builder.build(node, ())
+        try:
+            data = builder.build(node, ())
+        except _BoundError as exc:
+            raise ParseError(
+                [Problem(message=exc.message, line=exc.line, source=source, document=i)]
+            ) from None
         problems.extend(builder.problems)
         docs.append(Document(data, builder.lines, source, i, texts[i - 1]))
     if not nodes and not allow_empty:

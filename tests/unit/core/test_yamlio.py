@@ -52,3 +52,44 @@ def test_dump_is_block_style_with_4_spaces_and_no_aliases():
     out = yamlio.dump({"z": {"k": shared}, "a": shared, "s": "l1\nl2\n"})
     assert out == "z:\n    k:\n    - x\na:\n- x\ns: |\n    l1\n    l2\n"
     assert yamlio.load_one(out).data == {"z": {"k": ["x"]}, "a": ["x"], "s": "l1\nl2\n"}
+
+
+# ------------------------------------------------------------ hostile documents (bounded)
+
+
+def _bomb(levels: int) -> str:
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for i in range(1, levels):
+        refs = ", ".join([f"*a{i - 1}"] * 9)
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("levels", [6, 9])
+def test_alias_bomb_is_refused_quickly(levels):
+    text = _bomb(levels)
+    assert len(text) < 500  # 9**levels values if expanded
+    with pytest.raises(ParseError) as err:
+        yamlio.load_documents(text, "bomb.yaml")
+    msg = err.value.message
+    assert "bomb.yaml:" in msg and "aliases expand" in msg
+
+
+def test_a_few_aliases_still_load():
+    """Negative control: aliases are legal YAML; ordinary reuse loads as before."""
+    docs = yamlio.load_documents(_bomb(3) + "b: *a1\n", "ok.yaml")
+    assert docs[0].data["b"] == [["x"] * 9] * 9
+    assert len(docs[0].data["a2"]) == 9
+
+
+def test_recursive_alias_is_refused():
+    with pytest.raises(ParseError) as err:
+        yamlio.load_documents("a: &x [1, *x]\n", "loop.yaml")
+    assert "alias refers to the collection that contains it" in err.value.message
+
+
+def test_deep_nesting_is_refused_with_a_message():
+    with pytest.raises(ParseError) as err:
+        yamlio.load_documents("[" * 500 + "]" * 500 + "\n", "deep.yaml")
+    assert "nested deeper than" in err.value.message
+    assert yamlio.load_documents("[" * 50 + "]" * 50 + "\n")  # control: moderate depth loads
