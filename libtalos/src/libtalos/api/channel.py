@@ -4,9 +4,9 @@ Server and client drop a connection with ``transport.abort()`` when it is done w
 graceful TLS shutdown could outlive the event loop and leave the socket to the garbage
 collector. :func:`abort` is that drop, made safe for a connection that is already gone.
 
-Python 3.11.0 to 3.11.3 (Debian 12 ships 3.11.2) forget the TLS protocol of an SSL transport
-on its second ``close()`` and then fail in ``abort()`` with ``AttributeError: 'NoneType' object
-has no attribute '_abort'``; later releases check for it. grpclib closes a transport whose peer
+Early Python 3.11 releases (Debian 12's 3.11.2 among them) forget the TLS protocol of an SSL
+transport on its second ``close()`` and then fail in ``abort()`` with ``AttributeError:
+'NoneType' object has no attribute '_abort'``; later ones (3.11.7) check for it. grpclib closes a transport whose peer
 went away, and the server's or the channel's own close then aborts it once more, so the case is
 ordinary: a client that hung up, a node that stopped.
 """
