@@ -6,9 +6,9 @@ collector. :func:`abort` is that drop, made safe for a connection that is alread
 
 Early Python 3.11 releases (Debian 12's 3.11.2 among them) forget the TLS protocol of an SSL
 transport on its second ``close()`` and then fail in ``abort()`` with ``AttributeError:
-'NoneType' object has no attribute '_abort'``; later ones (3.11.7) check for it. grpclib closes a transport whose peer
-went away, and the server's or the channel's own close then aborts it once more, so the case is
-ordinary: a client that hung up, a node that stopped.
+'NoneType' object has no attribute '_abort'``; later ones (3.11.7) check for it. grpclib closes
+a transport whose peer went away, and the server's or the channel's own close then aborts it
+once more, so the case is ordinary: a client that hung up, a node that stopped.
 """
 
 from __future__ import annotations
