@@ -178,14 +178,51 @@ class _Builder:
         )
 
 
+def _check_node_count(text: str, source: str, limit: int) -> None:
+    """Refuse a stream of more than ``limit`` nodes before composing any of it.
+
+    Counting parser events runs in libyaml and keeps nothing, so a document of hundreds of
+    thousands of tiny nodes (each costs about half a KiB once composed) is refused in constant
+    memory; malformed YAML is left for the composer to report.
+    """
+    count = 0
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, _NODE_EVENTS):
+                count += 1
+                if count > limit:
+                    line = event.start_mark.line + 1 if event.start_mark else None
+                    raise ParseError(
+                        [
+                            Problem(
+                                message=f"more than {limit} YAML nodes (the limit for this input)",
+                                line=line,
+                                source=source,
+                            )
+                        ]
+                    )
+    except yaml.YAMLError:
+        return
+
+
+_NODE_EVENTS = (yaml.ScalarEvent, yaml.AliasEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)
+
+
 def load_documents(
-    text: str, source: str = "<stdin>", *, allow_empty: bool = False
+    text: str,
+    source: str = "<stdin>",
+    *,
+    allow_empty: bool = False,
+    max_nodes: int | None = None,
 ) -> list[Document]:
     """Parse a (multi-document) YAML stream strictly.
 
     Raises :class:`ParseError` listing every problem: malformed YAML (with its line), null or
-    empty documents (unless ``allow_empty``), duplicate keys.
+    empty documents (unless ``allow_empty``), duplicate keys, more than ``max_nodes`` nodes
+    (scalars, aliases and collections; counted before anything is built).
     """
+    if max_nodes is not None:
+        _check_node_count(text, source, max_nodes)
     try:
         nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:

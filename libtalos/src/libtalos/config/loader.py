@@ -57,14 +57,14 @@ def _kind(doc: Document) -> tuple[str | None, Problem | None]:
     return version, None
 
 
-def load(text: str, source: str = "<stdin>") -> LoadedConfig:
-    """Strictly load one machine config document.
+def load(text: str, source: str = "<stdin>", *, max_nodes: int | None = None) -> LoadedConfig:
+    """Strictly load one machine config document (of at most ``max_nodes`` YAML nodes).
 
     Raises :class:`~libtalos.errors.ParseError` for malformed YAML and
     :class:`~libtalos.errors.ValidationError` (every problem at once) for a document that does
     not fit the model. Messages name the source, document, key path and line; never a value.
     """
-    documents = load_documents(text, source)
+    documents = load_documents(text, source, max_nodes=max_nodes)
     if len(documents) != 1:
         raise ValidationError(
             [

@@ -3,6 +3,10 @@
 :meth:`ApiServer.maintenance` serves server-only TLS with the ephemeral certificate;
 :meth:`ApiServer.configured` serves mutual TLS against ``machine.ca`` and proxies calls that
 carry ``nodes``/``node`` metadata to other nodes (:mod:`talos_init.api.proxy`).
+
+Every handler refuses a request message larger than its method's limit as soon as the message's
+length prefix arrives (RESOURCE_EXHAUSTED): the body is never read, and HTTP/2 flow control
+keeps what a client can send unread to one window (4 MiB).
 """
 
 from __future__ import annotations
@@ -12,13 +16,21 @@ import ssl
 import weakref
 from typing import Any
 
-from grpclib.server import Server
+from grpclib import GRPCError
+from grpclib.const import Handler
+from grpclib.const import Status as GrpcStatus
+from grpclib.server import Server, Stream
 
 from libtalos.api import API_PORT, channel, tls
 from libtalos.secrets import CertKey
 from talos_init.api.node import Node
 from talos_init.api.proxy import Forwarder, proxied_mapping
-from talos_init.api.service import MachineService
+from talos_init.api.service import MAX_CONFIG_BYTES, MachineService
+
+REQUEST_LIMIT = 64 << 10  # bytes of one request message: every request but a config is small
+REQUEST_LIMITS = {
+    "/machine.MachineService/ApplyConfiguration": MAX_CONFIG_BYTES + REQUEST_LIMIT,
+}
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,6 +57,52 @@ class _Server(Server):
         return protocol
 
 
+def _limit_messages(stream: Stream[Any, Any], method: str, limit: int) -> None:
+    """Make ``stream`` refuse a message over ``limit`` bytes when its length prefix arrives.
+
+    grpclib reads a message as a 5-byte prefix (compression flag, big-endian length) and then
+    the body, each with one ``recv_data`` of the HTTP/2 stream, and acknowledges data only as
+    it is read: checking the prefix keeps an oversized body unread.
+    """
+    h2_stream: Any = stream._stream
+    recv = h2_stream.recv_data
+    at_prefix = True
+
+    async def recv_data(size: int) -> bytes:
+        nonlocal at_prefix
+        data: bytes = await recv(size)
+        if not at_prefix:
+            at_prefix = True  # that was a body; a prefix comes next
+        elif size == 5 and len(data) == 5:
+            length = int.from_bytes(data[1:], "big")
+            if length > limit:
+                name = method.rsplit("/", 1)[-1]
+                raise GRPCError(
+                    GrpcStatus.RESOURCE_EXHAUSTED,
+                    f"{name} request is {length} bytes; the limit is {limit}",
+                )
+            at_prefix = False
+        return data
+
+    h2_stream.recv_data = recv_data
+
+
+def bounded_mapping(mapping: dict[str, Any]) -> dict[str, Any]:
+    """``mapping`` with every handler limited to its method's request size."""
+
+    def wrap(method: str, handler: Handler) -> Handler:
+        limit = REQUEST_LIMITS.get(method, REQUEST_LIMIT)
+        func = handler.func
+
+        async def bounded(stream: Stream[Any, Any]) -> None:
+            _limit_messages(stream, method, limit)
+            await func(stream)
+
+        return handler._replace(func=bounded)
+
+    return {method: wrap(method, handler) for method, handler in mapping.items()}
+
+
 class _Servable:
     """What grpclib's Server takes: an object with ``__mapping__``."""
 
@@ -68,7 +126,7 @@ class ApiServer:
         mapping = service.__mapping__()
         if forwarder is not None:
             mapping = proxied_mapping(mapping, forwarder)
-        self._server = _Server([_Servable(mapping)])
+        self._server = _Server([_Servable(bounded_mapping(mapping))])
         self.port: int | None = None
 
     @classmethod

@@ -4,7 +4,15 @@
 Maintenance mode serves only ApplyConfiguration and Version (grpclib answers everything else
 with UNIMPLEMENTED, since the other methods are not in the mapping). Configured mode serves all
 of them. Applies are serialized by one lock; a config is parsed and validated before the node
-sees it, and a refusal names every problem.
+sees it.
+
+Hostile input is bounded before it costs anything: request messages over their limit are
+refused while they arrive (:mod:`talos_init.api.server`), a config of more than
+:data:`MAX_CONFIG_NODES` YAML nodes is refused before it is built, parsing and validation run in
+a worker thread (one at a time, within :data:`LOAD_BUDGET`) so that the event loop keeps
+answering Version and handling signals, and an error message names at most
+:data:`MAX_REPORTED` problems in at most :data:`MAX_MESSAGE_BYTES` (it travels in the
+``grpc-message`` trailer).
 """
 
 from __future__ import annotations
@@ -28,6 +36,10 @@ from libtalos.errors import DocumentError, TalosError
 from talos_init.api.node import ApplyMode, Node, NodeCallError
 
 MAX_CONFIG_BYTES = 4 << 20  # a machine config is a few KiB; refuse anything absurd
+MAX_CONFIG_NODES = 20_000  # a generated config has about 300; each costs ~0.5 KiB once built
+LOAD_BUDGET = 30.0  # seconds for parsing and validating one config in the worker
+MAX_REPORTED = 20  # problems (and warnings) named in one reply; the rest are counted
+MAX_MESSAGE_BYTES = 4096  # UTF-8 bytes of an error message
 DEFAULT_TRY_TIMEOUT = dt.timedelta(minutes=1)
 MAINTENANCE_METHODS = ("ApplyConfiguration", "Version")
 WORKER_TYPES = ("join", "worker")
@@ -48,8 +60,36 @@ def _unimplemented(name: str) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
     return handler
 
 
+def bounded(message: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """``message`` cut to ``limit`` UTF-8 bytes at a line (or character) boundary, saying so."""
+    data = message.encode("utf-8")
+    if len(data) <= limit:
+        return message
+    note = f"\n... (message cut at {limit} of {len(data)} bytes)"
+    cut = data[: limit - len(note.encode())].decode("utf-8", errors="ignore")
+    if "\n" in cut:
+        cut = cut[: cut.rindex("\n")]
+    return cut + note
+
+
+def _first(items: list[str], what: str) -> list[str]:
+    """The first :data:`MAX_REPORTED` of ``items`` and a line counting the rest."""
+    if len(items) <= MAX_REPORTED:
+        return items
+    more = len(items) - MAX_REPORTED
+    return [*items[:MAX_REPORTED], f"... and {more} more {what}{'s' if more != 1 else ''}"]
+
+
+def document_message(exc: DocumentError) -> str:
+    """What a refusal says: the count, the first problems and how many more there are."""
+    lines = [p.render() for p in exc.problems]
+    if len(lines) <= 1:
+        return exc.message
+    return "\n".join([f"{len(lines)} problems found", *_first(lines, "problem")])
+
+
 def _fail(status: GrpcStatus, message: str) -> GRPCError:
-    return GRPCError(status, message)
+    return GRPCError(status, bounded(message))
 
 
 def _ts(when: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -74,7 +114,7 @@ async def _guard(call: Callable[[], Awaitable[Any]]) -> Any:
     try:
         return await call()
     except NodeCallError as exc:
-        raise GRPCError(GrpcStatus(int(exc.status)), exc.message) from None
+        raise _fail(GrpcStatus(int(exc.status)), exc.message) from None
 
 
 class MachineService(machine_grpc.MachineServiceBase):
@@ -82,6 +122,7 @@ class MachineService(machine_grpc.MachineServiceBase):
         self.node = node
         self.maintenance = maintenance
         self.apply_lock = asyncio.Lock()
+        self.load_slot = asyncio.Lock()  # one config parsed at a time, in the worker
 
     def __mapping__(self) -> dict[str, Any]:
         mapping = super().__mapping__()
@@ -131,14 +172,29 @@ class MachineService(machine_grpc.MachineServiceBase):
         except UnicodeDecodeError:
             raise _fail(GrpcStatus.INVALID_ARGUMENT, "config is not UTF-8 text") from None
         try:
-            loaded = talosconfig_model.load(text, "config")
+            loaded = talosconfig_model.load(text, "config", max_nodes=MAX_CONFIG_NODES)
             result = talosconfig_model.validate(loaded.config, self.node.platform_mode)
             result.raise_for_errors()
         except DocumentError as exc:
-            raise _fail(GrpcStatus.INVALID_ARGUMENT, exc.message) from None
+            raise _fail(GrpcStatus.INVALID_ARGUMENT, document_message(exc)) from None
         except TalosError as exc:
             raise _fail(GrpcStatus.INVALID_ARGUMENT, exc.message) from None
-        return text, loaded.config, [w.render() for w in result.warnings]
+        return text, loaded.config, _first([w.render() for w in result.warnings], "warning")
+
+    async def _load_in_worker(self, data: bytes) -> tuple[str, Any, list[str]]:
+        """:meth:`_load` off the event loop. A thread cannot be stopped: past the budget the
+        caller is answered, and the slot stays taken until the thread ends."""
+        await self.load_slot.acquire()
+        work = asyncio.ensure_future(asyncio.to_thread(self._load, data))
+        work.add_done_callback(lambda _: self.load_slot.release())
+        try:
+            return await asyncio.wait_for(asyncio.shield(work), LOAD_BUDGET)
+        except TimeoutError:
+            work.add_done_callback(lambda done: done.cancelled() or done.exception())
+            raise _fail(
+                GrpcStatus.INVALID_ARGUMENT,
+                f"the config took more than {LOAD_BUDGET:g} s to parse and validate",
+            ) from None
 
     def _resolve(self, mode: ApplyMode, new: Any) -> tuple[ApplyMode, list[str]]:
         """The mode to apply in, given what changed against the running config."""
@@ -172,7 +228,7 @@ class MachineService(machine_grpc.MachineServiceBase):
         req = await stream.recv_message()
         assert req is not None  # noqa: S101 - grpclib delivers the unary request
         mode = self._requested_mode(req)
-        text, cfg, warnings = self._load(req.data)
+        text, cfg, warnings = await self._load_in_worker(req.data)
         try_timeout: dt.timedelta | None = None
         if mode is ApplyMode.TRY:
             try_timeout = (
@@ -267,7 +323,7 @@ class MachineService(machine_grpc.MachineServiceBase):
 
                 data = admin_kubeconfig(talosconfig_model.load(text, "running config").config)
         except NodeCallError as exc:
-            raise GRPCError(GrpcStatus(int(exc.status)), exc.message) from None
+            raise _fail(GrpcStatus(int(exc.status)), exc.message) from None
         await stream.send_message(common_pb2.Data(bytes=kubeconfig_archive(data)))
 
     # ------------------------------------------------------------ services
@@ -328,7 +384,7 @@ class MachineService(machine_grpc.MachineServiceBase):
             async for chunk in self.node.logs(req.id, req.follow, tail):
                 await stream.send_message(common_pb2.Data(bytes=chunk))
         except NodeCallError as exc:
-            raise GRPCError(GrpcStatus(int(exc.status)), exc.message) from None
+            raise _fail(GrpcStatus(int(exc.status)), exc.message) from None
 
     # ------------------------------------------------------------ node inspection
 
