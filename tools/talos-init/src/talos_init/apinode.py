@@ -34,7 +34,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -565,13 +565,20 @@ class NodeApi:
                 made = await self.issue({"op": "node", **ca, **names, "ttl": ttl})
                 return _issued(made)
 
-            async def sign(csr: bytes) -> bytes:
-                made = await self.issue({"op": "sign", **ca, "csr": csr.decode("ascii")})
+            async def sign(csr: bytes, peer: str | None, reserved: Sequence[str]) -> bytes:
+                made = await self.issue({"op": "sign", **ca, "csr": csr.decode("ascii"),
+                                         "peer": peer, "reserved": list(reserved)})  # fmt: skip
                 return str(made["crt"]).encode()
 
             issued = await reissue()
             trustd = TrustdServer(
-                machine_ca, cfg.machine.token, addresses, hostname, own=issued[0], signer=sign
+                machine_ca,
+                cfg.machine.token,
+                addresses,
+                hostname,
+                cert_sans=sans,
+                own=issued[0],
+                signer=sign,
             )
             try:
                 await trustd.start(host=self.host)
@@ -611,7 +618,9 @@ class NodeApi:
             # A worker's config carries no machine CA (Talos's join.yaml may carry only its
             # certificate): trustd's reply names the CA that client certificates must chain to.
             ca_crt = str(made["ca"]).encode()
-            self.node.console.log("trustd: certificate issued")
+            left = [str(n) for n in made.get("uncertified", [])]
+            note = f" (not certified: {', '.join(left)})" if left else ""
+            self.node.console.log(f"trustd: certificate issued{note}")
         server = ApiServer.configured(self.adapter, issued[0], ca_crt)
         try:
             port = await server.start(host=self.host, port=self.port)

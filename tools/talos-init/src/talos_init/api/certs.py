@@ -17,7 +17,10 @@ if TYPE_CHECKING:
 # the banner and the constants, and issues certificates in a child (talos_init.api.issuer).
 
 MAINTENANCE_TTL = dt.timedelta(hours=24)
-NODE_CERT_TTL = dt.timedelta(hours=24)  # trustd's library default; renewed at half-life
+NODE_CERT_TTL = dt.timedelta(hours=24)  # a control plane's own API certificate
+# What trustd issues to a worker. Renewal (talos_init.api.renewal) starts at half-life and
+# checks hourly, so a worker has about 12 attempts before its certificate expires.
+WORKER_CERT_TTL = dt.timedelta(hours=24)
 
 
 def _split_sans(names: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -73,10 +76,10 @@ def node_server_cert(
     ttl: dt.timedelta = NODE_CERT_TTL,
     clock: pki.Clock | None = None,
 ) -> CertKey:
-    """The configured node's API certificate, issued from ``machine.ca`` (control plane; on
-    workers trustd issues the same shape): Ed25519, ServerAuth+ClientAuth (the node also dials
-    other nodes when proxying), SANs = the node's addresses, the hostname (and
-    ``hostname.domainname``), and ``machine.certSANs``."""
+    """A control plane's API certificate, issued from ``machine.ca``: Ed25519,
+    ServerAuth+ClientAuth (the node also dials other nodes when proxying), SANs = the node's
+    addresses, the hostname (and ``hostname.domainname``), and ``machine.certSANs``. Workers
+    get a narrower certificate from trustd (:func:`talos_init.api.trustd.sign_csr`)."""
     from libtalos import pki
 
     names = [*addresses, hostname, *cert_sans]

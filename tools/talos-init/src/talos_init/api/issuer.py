@@ -12,9 +12,11 @@ Requests (``op``), each answered with PEM text and the validity as Unix times:
   (``addresses``, ``hostname``) -> ``crt``, ``key``, ``fingerprint``;
 - ``node``: the configured node's API certificate from ``machine.ca`` (``ca_crt``, ``ca_key``,
   ``addresses``, ``hostname``, ``sans``, ``ttl`` seconds) -> ``crt``, ``key``;
-- ``sign``: trustd's signature of a worker's CSR (``ca_crt``, ``ca_key``, ``csr``) -> ``crt``;
+- ``sign``: trustd's signature of a worker's CSR (``ca_crt``, ``ca_key``, ``csr``, ``peer``: the
+  request's source address or null, ``reserved``: the control plane's own names) -> ``crt``;
 - ``worker``: a worker's certificate through trustd (``endpoints``, ``token``, ``addresses``,
-  ``hostname``, ``sans``, ``timeout``) -> ``crt``, ``key``, ``ca``;
+  ``hostname``, ``sans``, ``timeout``) -> ``crt``, ``key``, ``ca``, ``uncertified`` (the
+  requested names trustd left out);
 - ``kubeconfig``: the admin kubeconfig of the Kubeconfig RPC (``config``: the machine config
   text) -> ``kubeconfig``;
 - ``etcd``: etcd's certificates written under ``pki_dir`` and its command line (``config``,
@@ -170,18 +172,23 @@ def _serve(request: dict[str, Any]) -> dict[str, Any]:
     if op == "sign":
         from talos_init.api.trustd import sign_csr
 
-        crt = sign_csr(_ca(request), request["csr"].encode())
+        peer = request.get("peer")
+        crt = sign_csr(
+            _ca(request),
+            request["csr"].encode(),
+            peer=str(peer) if peer else None,
+            reserved=[str(r) for r in request.get("reserved", [])],
+        )
         return {"crt": crt.decode()}
     if op == "worker":
-        from talos_init.api.trustd import worker_certificate
+        from talos_init.api.trustd import requested_names, uncertified, worker_certificate
 
+        names = (request.get("addresses", []), request.get("hostname", ""), request.get("sans", []))
         made, ca = asyncio.run(
             worker_certificate(
                 request["endpoints"],
                 request["token"],
-                request.get("addresses", []),
-                request.get("hostname", ""),
-                request.get("sans", []),
+                *names,
                 timeout=float(request.get("timeout", 5.0)),
             )
         )
@@ -189,6 +196,7 @@ def _serve(request: dict[str, Any]) -> dict[str, Any]:
             "crt": made.crt.decode(),
             "key": made.key.decode(),
             "ca": ca.decode(),
+            "uncertified": uncertified(requested_names(*names), made.crt),
             **_validity(made.crt),
         }
     if op in ("etcd", "etcd-certs"):  # etcd-certs: a joining node's client cert, first
