@@ -166,3 +166,91 @@ def test_talosctl_aliases(tc):
     assert main(["--talosconfig", str(tc), "config", "nodes", "10.5.0.8"]) == 0
     ctx = talosconfig.load(tc).current()
     assert ctx.endpoints == ["10.5.0.9"] and ctx.nodes == ["10.5.0.8"]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("1.2.3.4:99999", "port 99999 is out of range (1-65535)"),
+        ("https://1.2.3.4", "must be host or host:port, without a scheme"),
+        ("x:y:z", "has more than one ':'"),
+        ("a b", "contains whitespace"),
+    ],
+)
+def test_endpoint_is_validated_before_storing(tc, capsys, value, reason):
+    before = tc.read_bytes()
+    assert main(["--talosconfig", str(tc), "config", "endpoint", "10.5.0.2", value]) == 2
+    err = capsys.readouterr().err
+    assert f"error: ENDPOINTS {value!r}: " in err and reason in err
+    assert tc.read_bytes() == before
+
+
+def test_endpoint_forms_talosctl_takes_are_stored(tc):
+    values = ["10.5.0.2", "10.5.0.3:50000", "[fd00::1]:50000", "fd00::2", "node-1.example.org"]
+    assert main(["--talosconfig", str(tc), "config", "endpoint", *values]) == 0
+    assert talosconfig.load(tc).current().endpoints == values
+
+
+def _pem_files(tmp_path, cluster, admin):
+    files = {}
+    for name, data in (
+        ("ca.crt", cluster.bundle.talos_ca.crt),
+        ("a.crt", admin.crt),
+        ("a.key", admin.key),
+        ("other.key", pki.admin_client_cert(cluster.bundle.talos_ca).key),
+    ):
+        (tmp_path / name).write_bytes(data)
+        files[name] = str(tmp_path / name)
+    garbled = tmp_path / "garbled.crt"
+    garbled.write_bytes(admin.crt.replace(b"\n", b"\n!", 3))
+    files["garbled.crt"] = str(garbled)
+    return files
+
+
+def _add(tc, name, ca, crt, key):
+    return main(["--talosconfig", str(tc), "config", "add", name, "--ca", ca, "--crt", crt,
+                 "--key", key])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "NAME (the context name) must not be empty or only whitespace"),
+        ("   ", "NAME (the context name) must not be empty or only whitespace"),
+        ("a\nb", "NAME (the context name) 'a\\nb' contains a control character"),
+    ],
+)
+def test_add_refuses_blank_context_name(tc, tmp_path, cluster, admin, capsys, name, message):
+    f = _pem_files(tmp_path, cluster, admin)
+    before = tc.read_bytes()
+    assert _add(tc, name, f["ca.crt"], f["a.crt"], f["a.key"]) == 2
+    assert f"error: {message}" in capsys.readouterr().err
+    assert tc.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (("a.key", "a.crt", "a.key"), "--ca {ca}: no CERTIFICATE block found"),
+        (("ca.crt", "a.key", "a.crt"), "--crt {crt}: no CERTIFICATE block found"),  # swapped
+        (("ca.crt", "garbled.crt", "a.key"), "--crt {crt}: garbled PEM"),
+        (("ca.crt", "a.crt", "a.crt"), "--key {key}: no PRIVATE KEY block found"),
+        (
+            ("ca.crt", "a.crt", "other.key"),
+            "--crt {crt} and --key {key}: the certificate and the private key do not match",
+        ),
+    ],
+)
+def test_add_checks_cert_and_key(tc, tmp_path, cluster, admin, capsys, files, message):
+    f = _pem_files(tmp_path, cluster, admin)
+    ca, crt, key = (f[n] for n in files)
+    before = tc.read_bytes()
+    assert _add(tc, "second", ca, crt, key) == 2
+    err = capsys.readouterr().err
+    assert f"error: {message.format(ca=ca, crt=crt, key=key)}" in err
+    assert tc.read_bytes() == before
+    for line in admin.key.decode().splitlines()[1:-1]:
+        assert line not in err  # no key material in the message
+    # negative control: the right files in the right flags are accepted
+    assert _add(tc, "second", f["ca.crt"], f["a.crt"], f["a.key"]) == 0
+    assert "second" in talosconfig.load(tc).contexts

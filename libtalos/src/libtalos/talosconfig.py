@@ -12,7 +12,9 @@ Shape (TALOS-FACTS §2)::
             key: <base64 of PEM>
 
 Loading is strict (unknown keys, wrong types, bad base64 name the key and line); the legacy
-``target`` key is accepted and moved into ``endpoints`` as Talos does. Saving is atomic and 0600
+``target`` key is accepted and moved into ``endpoints`` as Talos does. Endpoints are checked
+(:mod:`libtalos.endpoint`) when a context's are used (:meth:`TalosConfig.endpoints_of`), so that a
+file with a bad one can still be repaired with ``config endpoint``. Saving is atomic and 0600
 in a 0700 directory: the file holds the admin key.
 """
 
@@ -26,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from libtalos import yamlio
-from libtalos.errors import Problem, TalosError, UsageError, ValidationError
+from libtalos.endpoint import EndpointError, parse_address
+from libtalos.errors import Problem, TalosError, TalosIOError, UsageError, ValidationError
 from libtalos.fsutil import SECRET_MODE, atomic_write
 
 _CONTEXT_KEYS = {"endpoints", "nodes", "ca", "crt", "key", "target"}
@@ -74,6 +77,28 @@ class TalosConfig:
             return self.contexts[wanted]
         except KeyError:
             raise TalosError(f"context {wanted!r} is not defined in the talosconfig") from None
+
+    def endpoints_of(self, name: str | None = None, source: str = "talosconfig") -> list[str]:
+        """The endpoints of context ``name`` (default: the current one), each checked.
+
+        A malformed endpoint raises :class:`ValidationError` naming ``source`` (the file), the
+        context and the endpoint's index: the file is wrong, not the command line.
+        """
+        wanted = name or self.context
+        ctx = self.current(name)
+        problems = []
+        for i, value in enumerate(ctx.endpoints):
+            try:
+                parse_address(value, what="endpoint")
+            except EndpointError as exc:
+                path = f"contexts.{wanted}.endpoints[{i}]"
+                problems.append(Problem(str(exc), path=path, source=source))
+        if problems:
+            raise ValidationError(
+                problems,
+                hint="fix them with 'config endpoint HOST[:PORT]...' or pass -e/--endpoints",
+            )
+        return list(ctx.endpoints)
 
     def use(self, name: str) -> None:
         if name not in self.contexts:
@@ -174,6 +199,21 @@ def loads(text: str, source: str = "<stdin>") -> TalosConfig:
     return cfg
 
 
+def check_context_name(name: str, what: str = "context name") -> None:
+    """A context name must be non-empty and printable: a blank one cannot be selected."""
+    if not name.strip():
+        raise UsageError(f"{what} must not be empty or only whitespace")
+    if any(not ch.isprintable() for ch in name):
+        raise UsageError(f"{what} {name!r} contains a control character")
+
+
+def check_endpoints(endpoints: list[str], what: str) -> list[str]:
+    """Each endpoint parsed (host, host:port, [v6]:port); a bad one is a usage error."""
+    for value in endpoints:
+        parse_address(value, what=what)
+    return list(endpoints)
+
+
 def default_path(explicit: str | None = None) -> Path:
     """``--talosconfig`` if given, else ``$TALOSCONFIG``, else ``~/.talos/config``."""
     if explicit:
@@ -187,12 +227,22 @@ def default_path(explicit: str | None = None) -> Path:
 def load(path: Path) -> TalosConfig:
     """Load a talosconfig file; a missing file is an empty config (as talosctl's ``Open``)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return TalosConfig()
     except OSError as exc:
-        raise TalosError(f"{path}: cannot read: {exc.strerror}") from None
-    return loads(text, str(path))
+        raise TalosIOError(f"{path}: cannot read: {exc.strerror}") from None
+    return loads(decode_text(data, str(path)), str(path))
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """The text of a config file: UTF-8 without NUL bytes, else an error naming ``source``."""
+    if b"\0" in data:
+        raise TalosIOError(f"{source}: not a text file (contains NUL bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TalosIOError(f"{source}: not UTF-8 text (bad byte at offset {exc.start})") from None
 
 
 def save(cfg: TalosConfig, path: Path, *, force: bool = True) -> None:

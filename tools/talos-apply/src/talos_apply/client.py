@@ -21,14 +21,23 @@ from grpclib import GRPCError
 from grpclib.exceptions import StreamTerminatedError
 
 from libtalos import talosconfig
-from libtalos.api import tls
+from libtalos.api import API_PORT, tls
 from libtalos.api._gen.machine.machine_grpc import MachineServiceStub
 from libtalos.api.channel import ClosingChannel
-from libtalos.api.wire import NODES_KEY, NodeError, split_errors, split_target
+from libtalos.api.wire import NODES_KEY, NodeError, split_errors
+from libtalos.endpoint import parse_address
 from libtalos.errors import NetworkError, PKIError, TalosError, UsageError
 from talos_apply.options import Globals
 
 CALL_TIMEOUT = 60.0  # seconds for one unary call
+
+# A configured node requires a client certificate, which --insecure does not send. The server
+# asks for one in the handshake (CertificateRequest). Over TLS 1.3 the client completes the
+# handshake, then a server on Go's crypto/tls sends the ``certificate_required`` alert while one
+# on Python's asyncio drops the connection without a word; over TLS 1.2 the handshake fails
+# (Go sends ``bad_certificate``). These are OpenSSL's names of the two alerts.
+_CERT_REQUIRED = frozenset({"TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_BAD_CERTIFICATE"})
+_CERTIFICATE_REQUEST = 13  # TLS handshake message type (RFC 8446 §4.3.2)
 
 
 class CallError(TalosError):
@@ -46,6 +55,8 @@ class Target:
     ssl: ssl.SSLContext
     pins: list[bytes] = field(default_factory=list)
     direct: bool = False  # --insecure: dial the node itself, no ``nodes`` metadata
+    # --insecure: notes whether the node asked for a client certificate
+    watch: CertificateRequestWatch | None = None
 
     @property
     def metadata(self) -> list[tuple[str, str]]:
@@ -59,15 +70,72 @@ def _b64(value: str, key: str) -> bytes:
         raise TalosError(f"talosconfig: {key} is not valid base64") from None
 
 
+class ConfiguredNodeError(NetworkError):
+    """``--insecure`` reached a node that requires a client certificate: it is configured."""
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(
+            f"{endpoint}: the node is already configured: it requires a client certificate, "
+            "which --insecure (maintenance mode) does not send",
+            hint="drop --insecure and use the cluster's talosconfig (--talosconfig FILE)",
+        )
+
+
+class _Channel(ClosingChannel):
+    """A channel that keeps the exception its connection was lost with (grpclib reports only
+    ``StreamTerminatedError``): a TLS alert the server sent after the handshake is in it."""
+
+    def __init__(
+        self, host: str, port: int, *, ssl: ssl.SSLContext, pins: list[bytes] | None = None
+    ) -> None:
+        super().__init__(host, port, ssl=ssl, pins=pins)
+        self.lost: BaseException | None = None
+
+    def _protocol_factory(self) -> Any:
+        protocol: Any = super()._protocol_factory()  # grpclib's H2Protocol
+        lost = protocol.connection_lost
+
+        def connection_lost(exc: BaseException | None) -> None:
+            if exc is not None and self.lost is None:
+                self.lost = exc
+            lost(exc)
+
+        protocol.connection_lost = connection_lost
+        return protocol
+
+
+class CertificateRequestWatch:
+    """Notes whether a server of ``context`` sent a CertificateRequest (asked for a client
+    certificate). An ``--insecure`` target dials one node, so one note covers its calls.
+
+    Python has no public accessor for this; ``SSLContext._msg_callback`` (CPython's message
+    trace hook, present since 3.8) is used when it exists; without it nothing is noted.
+    """
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.seen = False
+        if hasattr(context, "_msg_callback"):
+            context._msg_callback = self._message  # a private hook: see the docstring
+
+    def _message(
+        self, _conn: Any, direction: str, _ver: Any, _kind: Any, msg: Any, _d: Any
+    ) -> None:
+        if direction == "read" and msg == _CERTIFICATE_REQUEST:
+            self.seen = True
+
+
 def insecure_target(g: Globals, pins: list[str]) -> Target:
     if len(g.nodes) != 1:
         raise UsageError("--insecure needs exactly one node (--nodes IP)")
+    talosconfig.check_endpoints(g.nodes, "--nodes")  # the node is dialled directly
+    context = tls.insecure_client_context()
     return Target(
         endpoints=list(g.nodes),
         nodes=list(g.nodes),
-        ssl=tls.insecure_client_context(),
+        ssl=context,
         pins=[tls.parse_pin(p) for p in pins],
         direct=True,
+        watch=CertificateRequestWatch(context),
     )
 
 
@@ -77,7 +145,10 @@ def secure_target(g: Globals, *, need_nodes: bool = True) -> Target:
     if not cfg.contexts:
         raise TalosError(f"{path}: no talosconfig contexts", hint="pass --talosconfig FILE")
     ctx = cfg.current(g.context)
-    endpoints = g.endpoints or ctx.endpoints
+    if g.endpoints:
+        endpoints = talosconfig.check_endpoints(g.endpoints, "-e/--endpoints")
+    else:
+        endpoints = cfg.endpoints_of(g.context, str(path))
     nodes = g.nodes or ctx.nodes
     if not endpoints:
         raise UsageError("no endpoints: pass -e/--endpoints or run 'config endpoint'")
@@ -115,9 +186,21 @@ class Client:
     def __init__(self, target: Target) -> None:
         self.target = target
 
-    def _channel(self, endpoint: str) -> ClosingChannel:
-        host, port = split_target(endpoint)
-        return ClosingChannel(host, port, ssl=self.target.ssl, pins=self.target.pins)
+    def _channel(self, endpoint: str) -> _Channel:
+        parsed = parse_address(endpoint)
+        port = parsed.port if parsed.port is not None else API_PORT
+        return _Channel(parsed.host, port, ssl=self.target.ssl, pins=self.target.pins)
+
+    def _refused(self, endpoint: str, exc: BaseException, channel: _Channel) -> None:
+        """Raise :class:`ConfiguredNodeError` when ``--insecure`` failed because the node
+        requires a client certificate (see ``_CERT_REQUIRED``)."""
+        if not self.target.direct:
+            return
+        for cause in (exc, channel.lost):
+            if isinstance(cause, ssl.SSLError) and cause.reason in _CERT_REQUIRED:
+                raise ConfiguredNodeError(endpoint) from None
+        if self.target.watch is not None and self.target.watch.seen:
+            raise ConfiguredNodeError(endpoint) from None  # asked for a cert, then failed
 
     def _order(self) -> list[str]:
         """Every endpoint once, starting at a random one: calls spread over the endpoints
@@ -141,6 +224,7 @@ class Client:
             except Exception as exc:
                 if not _unreachable(exc):
                     raise
+                self._refused(endpoint, exc, channel)
                 reasons.append(f"{endpoint}: {_reason(exc)}")
             finally:
                 channel.close()
@@ -180,6 +264,7 @@ class Client:
             except Exception as exc:
                 if started or not _unreachable(exc):
                     raise
+                self._refused(endpoint, exc, channel)
                 reasons.append(f"{endpoint}: {_reason(exc)}")
             finally:
                 channel.close()

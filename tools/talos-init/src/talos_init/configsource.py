@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from libtalos.errors import DocumentError, Problem, TalosError, ValidationError
 from libtalos.fsutil import SECRET_MODE, atomic_write
@@ -283,8 +283,14 @@ def smbios_uuid() -> str | None:
 
 
 def expand_url(url: str, uuid: str | None) -> str:
-    """Fill an empty ``uuid`` query parameter with the SMBIOS UUID, as Talos does."""
-    parts = urlsplit(url)
+    """Fill an empty ``uuid`` query parameter with the SMBIOS UUID, as Talos does.
+
+    A malformed URL is returned as it is: :func:`fetch` reports it.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
     query = parse_qsl(parts.query, keep_blank_values=True)
     if uuid and any(k == "uuid" and not v for k, v in query):
         query = [(k, uuid if k == "uuid" and not v else v) for k, v in query]
@@ -297,13 +303,17 @@ def fetch(url: str, timeout: float = FETCH_TIMEOUT) -> str:
     import urllib.error  # here: urllib.request (with http.client and email) costs PID 1 MiBs
     import urllib.request
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed '[' of an IPv6 host
+        raise ConfigFetchError(f"{url}: not a valid URL") from None
     if parts.scheme == "file":
         try:
             raw = Path(parts.path).read_bytes()
         except OSError as exc:
             raise ConfigFetchError(f"{url}: cannot read: {exc.strerror}") from None
     elif parts.scheme in ("http", "https"):
+        _check_http_url(url, parts)
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - scheme checked above
                 raw = resp.read()
@@ -312,6 +322,8 @@ def fetch(url: str, timeout: float = FETCH_TIMEOUT) -> str:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", None) or exc
             raise ConfigFetchError(f"{url}: cannot fetch: {reason}") from None
+        except ValueError as exc:  # http.client.InvalidURL, an IDNA encoding failure
+            raise ConfigFetchError(f"{url}: not a valid URL ({exc})") from None
     else:
         raise ConfigFetchError(f"{url}: unsupported scheme (use file://, http:// or https://)")
     if raw[:2] == b"\x1f\x8b":
@@ -323,6 +335,23 @@ def fetch(url: str, timeout: float = FETCH_TIMEOUT) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigFetchError(f"{url}: not UTF-8 text") from None
+
+
+def _check_http_url(url: str, parts: SplitResult) -> None:
+    """The host and port of an http(s) URL follow :mod:`libtalos.endpoint`'s rules."""
+    from libtalos.endpoint import host_problem
+
+    problem = host_problem(parts.hostname or "")
+    if problem is None:
+        try:
+            port = parts.port
+        except ValueError:
+            problem = "has an invalid port"
+        else:
+            if port == 0:
+                problem = "port 0 is out of range (1-65535)"
+    if problem is not None:
+        raise ConfigFetchError(f"{url}: not a valid URL: {problem}")
 
 
 def persist(state_dir: str | Path, config: MachineConfig) -> Path:

@@ -15,7 +15,8 @@ from typing import Annotated
 import typer
 
 from libtalos.errors import UsageError
-from libtalos.fsutil import read_input
+from libtalos.fsutil import read_input_bytes
+from libtalos.talosconfig import decode_text
 from talos_apply.commands.common import resolve
 from talos_apply.options import (
     ContextOpt,
@@ -101,8 +102,8 @@ def apply_config(
             if on_reboot
             else machine_pb2.ApplyConfigurationRequest.NO_REBOOT
         )
-    text, _source = read_input(file)
-    data = text.encode("utf-8")
+    data, source = read_input_bytes(file)
+    decode_text(data, source)  # a machine config is UTF-8 text: checked before anything is dialled
     request = machine_pb2.ApplyConfigurationRequest(
         data=data, on_reboot=on_reboot, immediate=immediate, mode=req_mode, dry_run=dry_run
     )

@@ -35,14 +35,17 @@ def _context_name(ctx: typer.Context, explicit: str | None, cfg: talosconfig.Tal
 @app.command("endpoint")
 def endpoint(
     ctx: typer.Context,
-    endpoints: Annotated[list[str], typer.Argument(help="Endpoints (IPs or host names).")],
+    endpoints: Annotated[
+        list[str], typer.Argument(help="Endpoints: IP or host name, optionally with :PORT.")
+    ],
     talosconfig_path: TalosconfigOpt = None,
     context: ContextOpt = None,
 ) -> None:
-    """Replace the endpoints of the current context."""
+    """Replace the endpoints of the current context (each HOST, HOST:PORT or [IPv6]:PORT)."""
+    checked = talosconfig.check_endpoints(endpoints, "ENDPOINTS")  # before anything is read
     path, cfg = _open(ctx, talosconfig_path)
     name = _context_name(ctx, context, cfg)
-    cfg.contexts[name].endpoints = list(endpoints)
+    cfg.contexts[name].endpoints = checked
     talosconfig.save(cfg, path)
 
 
@@ -102,14 +105,38 @@ def merge(
     talosconfig.save(cfg, path)
 
 
-def _read_pem(option: str, file: str) -> str:
+def _read_pem(option: str, file: str) -> bytes:
     try:
         data = Path(file).read_bytes()
     except OSError as exc:
         raise TalosIOError(f"{option} {file}: cannot read: {exc.strerror}") from None
     if b"-----BEGIN " not in data:
         raise UsageError(f"{option} {file}: not a PEM file")
-    return base64.b64encode(data).decode()
+    return data
+
+
+def _checked_pki(ca: str, crt: str, key: str) -> tuple[bytes, bytes, bytes]:
+    """The three PEM files of a context, each parsed, and the key checked against the cert.
+
+    A wrong file (garbled, swapped, a key that is not the certificate's) is a usage error
+    naming its flag; the messages never quote key material.
+    """
+    from libtalos import pki
+    from libtalos.errors import PKIError
+
+    ca_pem, crt_pem, key_pem = (
+        _read_pem("--ca", ca),
+        _read_pem("--crt", crt),
+        _read_pem("--key", key),
+    )
+    try:
+        pki.load_certificates(ca_pem, f"--ca {ca}")
+        pki.load_certificate(crt_pem, f"--crt {crt}")
+        pki.load_private_key(key_pem, f"--key {key}")
+        pki.check_key_matches(crt_pem, key_pem, f"--crt {crt} and --key {key}")
+    except PKIError as exc:
+        raise UsageError(exc.message) from None
+    return ca_pem, crt_pem, key_pem
 
 
 @app.command("add")
@@ -118,15 +145,18 @@ def add(
     name: Annotated[str, typer.Argument(help="The new context's name.")],
     ca: Annotated[str, typer.Option("--ca", help="CA certificate file (PEM).")],
     crt: Annotated[str, typer.Option("--crt", help="Client certificate file (PEM).")],
-    key: Annotated[str, typer.Option("--key", help="Client key file (PEM).")],
+    key: Annotated[str, typer.Option("--key", help="Client key file (PEM), the --crt's key.")],
     talosconfig_path: TalosconfigOpt = None,
 ) -> None:
-    """Add a context from PEM files (stored as base64)."""
+    """Add a context from PEM files (stored as base64); the files are checked first."""
+    talosconfig.check_context_name(name, "NAME (the context name)")
+    ca_pem, crt_pem, key_pem = _checked_pki(ca, crt, key)
     path, cfg = _open(ctx, talosconfig_path)
     if name in cfg.contexts:
         raise UsageError(f"context {name!r} already exists")
+    enc = base64.b64encode
     cfg.contexts[name] = talosconfig.Context(
-        ca=_read_pem("--ca", ca), crt=_read_pem("--crt", crt), key=_read_pem("--key", key)
+        ca=enc(ca_pem).decode(), crt=enc(crt_pem).decode(), key=enc(key_pem).decode()
     )
     if not cfg.context:
         cfg.context = name

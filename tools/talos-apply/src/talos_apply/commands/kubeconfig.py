@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -39,14 +39,35 @@ def kubeconfig(
 
     from libtalos import yamlio
     from libtalos.api.wire import ArchiveError, kubeconfig_from_archive
-    from libtalos.errors import NetworkError, OutputExistsError, TalosError, UsageError
+    from libtalos.errors import (
+        NetworkError,
+        OutputExistsError,
+        TalosError,
+        TalosIOError,
+        UsageError,
+    )
     from libtalos.fsutil import SECRET_MODE, atomic_write
+    from libtalos.talosconfig import decode_text
     from talos_apply import client, kubemerge
 
     g = resolve(ctx, talosconfig, context, endpoints, nodes)
     api_target = client.secure_target(g, need_nodes=False)  # no node: the endpoint answers
     if len(api_target.nodes) > 1:
         raise UsageError("kubeconfig takes exactly one node (--nodes IP)")
+    # The file to merge into is read and checked before the node is asked.
+    target = Path(path) if path else Path.home() / ".kube" / "config"
+    if target.is_dir():
+        target = target / "kubeconfig"
+    existing: dict[str, Any] | None = None
+    if path != "-" and target.exists():
+        if not merge and not force:
+            raise OutputExistsError(f"{target}: file exists", hint="pass --force to overwrite it")
+        if merge:
+            try:
+                current = target.read_bytes()
+            except OSError as exc:
+                raise TalosIOError(f"{target}: cannot read: {exc.strerror}") from None
+            existing = kubemerge.parse(decode_text(current, str(target)), str(target))
     c = client.Client(api_target)
 
     async def fetch() -> bytes:
@@ -65,17 +86,11 @@ def kubeconfig(
     if path == "-":
         sys.stdout.buffer.write(data)
         return
-    target = Path(path) if path else Path.home() / ".kube" / "config"
-    if target.is_dir():
-        target = target / "kubeconfig"
-    if target.exists() and merge:
-        existing = kubemerge.parse(target.read_text(encoding="utf-8"), str(target))
-        new = kubemerge.parse(data.decode("utf-8"), "kubeconfig reply")
+    if existing is not None:
+        new = kubemerge.parse(decode_text(data, "kubeconfig reply"), "kubeconfig reply")
         for note in kubemerge.merge(existing, new, force=force):
             sys.stderr.write(f"{note}\n")
         atomic_write(target, yamlio.dump(existing), mode=SECRET_MODE)
         return
-    if target.exists() and not force:
-        raise OutputExistsError(f"{target}: file exists", hint="pass --force to overwrite it")
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     atomic_write(target, data, mode=SECRET_MODE)

@@ -9,6 +9,8 @@ import typer
 from talos_apply.commands.common import print_stream, resolve
 from talos_apply.options import ContextOpt, EndpointsOpt, NodesOpt, TalosconfigOpt
 
+INT32_MAX = 2**31 - 1  # LogsRequest.tail_lines is an int32
+
 
 def logs(
     ctx: typer.Context,
@@ -28,8 +30,8 @@ def logs(
     from libtalos.api import common_pb2, machine_pb2
     from libtalos.errors import UsageError
 
-    if tail < -1:
-        raise UsageError("--tail: must be -1 (all) or a number of lines")
+    if not -1 <= tail <= INT32_MAX:
+        raise UsageError(f"--tail: must be -1 (all) or a number of lines up to {INT32_MAX}")
     g = resolve(ctx, talosconfig, context, endpoints, nodes)
     request = machine_pb2.LogsRequest(
         id=service_id, follow=follow, tail_lines=tail, driver=common_pb2.CONTAINERD
