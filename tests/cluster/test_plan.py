@@ -131,3 +131,64 @@ def test_interrupt_handler_only_replaces_the_default_one() -> None:
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, saved)
+
+
+def _saved(tmp_path: Path) -> Path:
+    rec = state.ClusterRecord(name="c", cidr="10.5.0.0/24", dir=str(tmp_path), netns="c")
+    rec.nodes.append(
+        state.NodeRecord(
+            name="c-master-1", role="controlplane", ip="10.5.0.2", netns="c-master-1",
+            dir="d", console="l", pid=7, start_time=9,
+        )
+    )  # fmt: skip
+    rec.save()
+    return rec.path()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("pid: 7", "pid: seven", "line 16: nodes[0].pid: must be an integer"),
+        ("pid: 7", "pid: true", "nodes[0].pid: must be an integer"),
+        ("namespaces: []", "namespaces: c", "line 8: namespaces: must be a list of strings"),
+        ("namespaces: []", "namespaces: [1]", "namespaces: must be a list of strings"),
+        ("complete: false", "complete: 1", "complete: must be true or false"),
+        ("name: c\n", "name: [c]\n", "line 3: name: must be a string"),
+        ("nodes:\n", "bogus: 1\nnodes:\n", "line 9: bogus: unknown key"),
+        ("    role: controlplane\n", "", "nodes[0]: missing role"),
+        ("nodes:\n-", "nodes:\n- 5\n-", "nodes[0]: must be a mapping"),
+        ("kind: TalosLocalCluster", "kind: Other", "line 2: kind: must be TalosLocalCluster"),
+        ("apiVersion: v1alpha1", "apiVersion: v2", "line 1: apiVersion: must be v1alpha1"),
+    ],
+)
+def test_record_types_are_checked(tmp_path: Path, old: str, new: str, message: str) -> None:
+    path = _saved(tmp_path)
+    assert state.load(tmp_path) is not None  # negative control: the record as written loads
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(TalosError) as caught:
+        state.load(tmp_path)
+    assert caught.value.message.startswith(f"{path}: not a talos-cluster record: line ")
+    assert caught.value.message.endswith(message)
+
+
+def test_record_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    import time
+
+    lines = ["kind: TalosLocalCluster", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    (tmp_path / "cluster.yaml").write_text("\n".join(lines) + "\n")
+    started = time.monotonic()
+    with pytest.raises(TalosError, match="not a talos-cluster record: line .*aliases expand"):
+        state.load(tmp_path)
+    assert time.monotonic() - started < 5
+
+
+def test_record_too_large_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _saved(tmp_path)
+    monkeypatch.setattr(state, "MAX_RECORD_BYTES", path.stat().st_size - 1)
+    with pytest.raises(TalosError, match="larger than"):
+        state.load(tmp_path)
+    monkeypatch.setattr(state, "MAX_RECORD_BYTES", path.stat().st_size)
+    assert state.load(tmp_path) is not None

@@ -111,9 +111,75 @@ def test_services_dir_keeps_good_files_and_reports_bad_ones(tmp_path):
     specs, problems = load_services_dir(tmp_path)
     assert [s.id for s in specs] == ["a"]
     rendered = [p.render() for p in problems]
-    assert f"{tmp_path}/b.yaml:3 document 1: depends: unknown service ghost" in rendered
+    assert (
+        f"{tmp_path}/b.yaml:3 document 1: depends[0]: unknown service 'ghost' "
+        f"(no file in {tmp_path} defines it)"
+    ) in rendered
     assert any(r.startswith(f"{tmp_path}/c.yml:1 document 1: name: duplicate service name") for r in rendered)
-    assert sum("dependency cycle" in r for r in rendered) == 2
+    assert f"{tmp_path}/d.yaml:3 document 1: depends[0]: dependency cycle: d -> e -> d" in rendered
+    assert f"{tmp_path}/e.yaml:3 document 1: depends[0]: dependency cycle: e -> d -> e" in rendered
+    assert len(rendered) == 4
+
+
+def test_services_dir_reports_entries_that_are_not_files(tmp_path):
+    (tmp_path / "a.yaml").write_text("name: a\ncommand: /bin/true\n")
+    (tmp_path / "x.yaml").mkdir()
+    (tmp_path / "x.yaml" / "inner.yaml").write_text("name: inner\ncommand: /bin/true\n")
+    os.mkfifo(tmp_path / "fifo.yml")  # read, it would block the boot: refused before reading
+    (tmp_path / "link.yaml").symlink_to(tmp_path / "x.yaml")
+    (tmp_path / "dangling.yaml").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "subdir").mkdir()  # negative control: not named *.yaml, not a service: no problem
+    specs, problems = load_services_dir(tmp_path)
+    assert [s.id for s in specs] == ["a"]
+    assert sorted(p.render() for p in problems) == [
+        f"{tmp_path}/dangling.yaml: cannot read: No such file or directory",
+        f"{tmp_path}/fifo.yml: not a regular file, not a service file (each service is one file "
+        "named *.yaml or *.yml)",
+        f"{tmp_path}/link.yaml: a directory, not a service file (each service is one file named "
+        "*.yaml or *.yml)",
+        f"{tmp_path}/x.yaml: a directory, not a service file (each service is one file named "
+        "*.yaml or *.yml)",
+    ]
+
+
+def test_services_dir_names_every_missing_dependency(tmp_path):
+    """A dependency that is rejected, missing or left out is named on the item's own line; the
+    services that depend on it, directly or not, are left out; the rest run."""
+    files = {
+        "base.yaml": "name: base\ncommand: /bin/true\n",
+        "bad.yaml": "name: bad\ncommand: /bin/true\nrestart: sometimes\n",
+        "web.yaml": "name: web\ncommand: /bin/true\ndepends:\n  - base\n  - service: bad\n",
+        "app.yaml": "name: app\ncommand: /bin/true\ndepends:\n  - path: /x\n  - web\n",
+        "ghost.yaml": "name: ghost\ncommand: /bin/true\ndepends: [base, {service: gone}]\n",
+        "ok.yaml": "name: ok\ncommand: /bin/true\ndepends: [base]\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    specs, problems = load_services_dir(tmp_path)
+    assert sorted(s.id for s in specs) == ["base", "ok"]
+    rendered = [p.render() for p in problems]
+    assert (
+        f"{tmp_path}/bad.yaml:3 document 1: restart: must be one of always, until-success, never"
+    ) in rendered
+    assert (
+        f"{tmp_path}/web.yaml:5 document 1: depends[1].service: service 'bad' is rejected "
+        f"(see the problems of {tmp_path}/bad.yaml)"
+    ) in rendered
+    assert (
+        f"{tmp_path}/ghost.yaml:3 document 1: depends[1].service: unknown service 'gone' "
+        f"(no file in {tmp_path} defines it)"
+    ) in rendered
+    assert (
+        f"{tmp_path}/app.yaml:5 document 1: depends[1]: service 'web' is left out "
+        "(see its problems)"
+    ) in rendered
+    assert len(rendered) == 4
+
+
+@pytest.mark.parametrize("item", ['""', "Bad_Name", "{service: 'a b'}"])
+def test_dependency_that_cannot_be_a_service_name(item):
+    problems = _problems(f"name: a\ncommand: /bin/true\ndepends: [{item}]\n")
+    assert len(problems) == 1 and "is not a service name" in problems[0], problems
 
 
 # -- machine config --------------------------------------------------------------------------

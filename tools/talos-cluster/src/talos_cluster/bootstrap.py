@@ -120,7 +120,6 @@ def bootstrap(
             if late:
                 raise TalosError(
                     f"the machine API does not answer after {timeout:g}s on: {', '.join(late)}",
-                    hint="see each node's console.log in the cluster's state directory",
                 )
             return result
         if time.monotonic() > deadline:

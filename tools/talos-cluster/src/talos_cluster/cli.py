@@ -5,8 +5,10 @@
     talos-cluster destroy [--name NAME]
 
 Exit codes (libtalos.errors.ExitCode): 0 ok; 1 a step failed (a namespace, a node, a file; the
-message names it); 2 the command line is wrong (bad CIDR, too many nodes for the CIDR, bad name,
-bad duration); 130 interrupted (what was made so far is recorded: ``destroy`` removes it).
+message names it; create removes what it made), or a cluster record is unreadable or names a
+directory, namespace or cgroup that is not the cluster's (destroy refuses it); 2 the command
+line is wrong (bad CIDR, too many nodes for the CIDR, bad name, CPUs, memory, duration or path);
+130 interrupted (what was made so far is recorded: ``destroy`` removes it).
 """
 
 from __future__ import annotations

@@ -7,17 +7,29 @@ limits, and talos-init as PID 1 of new PID/mount/UTS namespaces with its config 
 talosconfig context merged; the admin kubeconfig written; the nodes awaited (``--wait``); a
 status table on stdout. Every resource is recorded in the cluster's state file before it is
 made, so ``destroy`` removes exactly what was made, also when create is interrupted.
+
+Every flag is checked, and the secrets and configs generated (patches applied), before anything
+is made: a bad value is a usage error (exit 2) naming the flag, with nothing to undo. A failure
+once creation has started (a node that exits, a wait that times out, a failed bootstrap, an
+unexpected error) removes what was made: the nodes, namespaces, cgroups, the state directory
+and the directories create made above it, and the talosconfig as it was before the merge. Only
+Ctrl-C keeps what was made, recorded for ``destroy``; a kubeconfig that cannot be merged once
+the cluster is up leaves the cluster up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import re
 import shlex
+import shutil
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,7 +37,13 @@ from libtalos.errors import TalosError, UsageError
 from talos_cluster import plan as planmod
 from talos_cluster.state import ClusterRecord, NodeRecord
 
+if TYPE_CHECKING:
+    from libtalos.talosconfig import TalosConfig
+
 WAIT_POLL = 0.1
+CONSOLE_TAIL = 8  # lines of each node's console shown when a failed create is rolled back
+# an image tag (what the version becomes: registry/component:vX.Y.Z)
+_KUBERNETES_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z][0-9A-Za-z.-]*)?$")
 
 
 class _Interrupts:
@@ -129,6 +147,7 @@ def create(
     ] = None,
 ) -> int:
     """Create a local cluster of talos-init nodes in private network namespaces."""
+    # 1. the command line itself (exit 2 on a bad value, nothing read or made yet)
     p = planmod.make_plan(
         name=name,
         cidr=cidr,
@@ -140,25 +159,31 @@ def create(
         memory_workers_mib=memory_workers,
     )
     timeout = planmod.parse_duration(wait_timeout, "--wait-timeout")
+    check_kubernetes_version(kubernetes_version)
+    if skip_injecting_config and with_apply_config:
+        raise UsageError("--skip-injecting-config and --with-apply-config exclude each other")
+    stand_in = node_command_argv(node_command)
+    state_root = (state_dir or _default_state_dir()).absolute()
+    check_path(state_root, "--state-dir", directory=True)
+    from libtalos import talosconfig as tc
+
+    tc_path = tc.default_path(talosconfig)
+    check_path(tc_path, "--talosconfig" if talosconfig else str(tc_path), directory=False)
+    # 2. what the flags name (exit 1 on a file that cannot be used), still nothing made
     from libtalos.patch import read_patch
 
-    # parsed before anything is created: a bad patch fails the command with nothing to undo
     common = [read_patch(x) for x in config_patch or []]
     patches = {
         "controlplane": common + [read_patch(x) for x in config_patch_control_plane or []],
         "join": common + [read_patch(x) for x in config_patch_worker or []],
     }
-    if skip_injecting_config and with_apply_config:
-        raise UsageError("--skip-injecting-config and --with-apply-config exclude each other")
-    stand_in = shlex.split(node_command) if node_command else None
-    if node_command is not None and not stand_in:
-        raise UsageError("--node-command: empty")
     if with_apply_config and importlib.util.find_spec("talos_apply") is None:
         raise TalosError(
             "--with-apply-config needs talos-apply (the machine API client), which is not "
             "installed",
             hint="leave the flag out: configs are then injected with --config",
         )
+    tc.load(tc_path)  # a talosconfig the merge would fail on stops create up front
     kube_path = None
     if not skip_kubeconfig and not skip_injecting_config and stand_in is None:
         from talos_cluster import userkube
@@ -167,24 +192,92 @@ def create(
         userkube.check(kube_path)  # a file the merge would fail on stops create up front
     return run_create(
         p,
-        state_root=state_dir or _default_state_dir(),
+        state_root=state_root,
         wait=wait,
         timeout=timeout,
         kubernetes_version=kubernetes_version,
         inject=not skip_injecting_config and not with_apply_config,
         apply=with_apply_config,
         kubeconfig=not skip_kubeconfig,
-        talosconfig=talosconfig,
+        talosconfig=tc_path,
         stand_in=stand_in,
         patches=patches,
         kube_path=kube_path,
     )
 
 
+def check_kubernetes_version(version: str | None) -> None:
+    if version is not None and not (_KUBERNETES_VERSION.match(version) and len(version) <= 64):
+        raise UsageError(
+            f"--kubernetes-version: {version!r} is not a Kubernetes version (e.g. 1.20.4)"
+        )
+
+
+def node_command_argv(command: str | None) -> list[str] | None:
+    """``--node-command`` split as a shell would; its program must exist."""
+    if command is None:
+        return None
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise UsageError(f"--node-command: {command!r}: {exc}") from None
+    if not argv:
+        raise UsageError("--node-command: empty")
+    if shutil.which(argv[0]) is None:
+        raise UsageError(
+            f"--node-command: {argv[0]!r} is not an executable file or a command on PATH"
+        )
+    return argv
+
+
+def check_path(path: Path, option: str, *, directory: bool) -> None:
+    """``path`` is a directory (``directory``) or not one, or can be made: its nearest
+    existing ancestor is a directory."""
+    if path.is_symlink() or path.exists():
+        if directory and not path.is_dir():
+            raise UsageError(f"{option}: {path}: not a directory")
+        if not directory and path.is_dir():
+            raise UsageError(f"{option}: {path}: is a directory")
+        return
+    for parent in path.parents:
+        if parent.is_symlink() or parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{option}: {path}: {parent} is not a directory")
+            return
+
+
 def _default_state_dir() -> Path:
     from talos_cluster.state import default_state_dir
 
     return default_state_dir()
+
+
+@dataclass
+class _Generated:
+    """Secrets, configs and the talosconfig context, made before anything else."""
+
+    files: dict[str, bytes | str]  # file name in the cluster directory -> content
+    context: TalosConfig  # the cluster's talosconfig context, to be merged
+
+
+@dataclass
+class _Undo:
+    """What a failed create removes beside what its record lists."""
+
+    dirs: list[Path] = field(default_factory=list)  # made above the cluster dir, deepest first
+    talosconfig: Path | None = None  # merged into: restored from ``before`` ...
+    before: bytes | None = None  # (None: it did not exist, so it is removed)
+    written: bytes | None = None  # ... when it still holds what create wrote
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    for d in (path, *path.parents):
+        if d.exists() or d.is_symlink():
+            break
+        missing.append(d)
+    return missing
 
 
 def run_create(
@@ -196,7 +289,7 @@ def run_create(
     kubernetes_version: str | None,
     inject: bool,
     kubeconfig: bool,
-    talosconfig: str | None,
+    talosconfig: Path,
     stand_in: list[str] | None,
     apply: bool = False,
     patches: dict[str, list[tuple[Any, str]]] | None = None,
@@ -218,7 +311,11 @@ def run_create(
             hint="pick another --name, or remove it with 'ip netns delete'",
         )
     command = stand_in if stand_in is not None else nodes.talos_init_command()
+    # patches are applied here, before anything is made: one that does not apply has nothing
+    # to undo
+    generated = _generate(p, kubernetes_version, kubeconfig, patches or {})
     started = time.monotonic()
+    undo = _Undo(dirs=_missing_dirs(cdir.parent))
     try:
         cdir.mkdir(mode=0o700, parents=True, exist_ok=False)
     except FileExistsError:
@@ -227,6 +324,7 @@ def run_create(
             hint="remove it, or pick another --name or --state-dir",
         ) from None
     except OSError as exc:
+        _remove_dirs(undo.dirs)
         raise TalosError(f"{cdir}: cannot create: {exc.strerror}") from None
     record = ClusterRecord(
         name=p.name,
@@ -236,12 +334,11 @@ def run_create(
         endpoint=p.endpoint,
         node_command_stand_in=stand_in is not None,
     )
-    record.save()
     previous = INTERRUPTS.install()
+    etcd: dict[str, str] = {}
     try:
-        configs = _build(
-            p, record, cdir, command, inject, kubernetes_version, kubeconfig, talosconfig, patches
-        )
+        record.save()
+        configs = _build(p, record, cdir, command, inject, generated, talosconfig, undo)
         if wait or apply:
             _wait(record, timeout, stand_in is not None, inject)
         if apply:
@@ -250,33 +347,25 @@ def run_create(
             apply_configs(record, configs, timeout)
             if wait:
                 _wait(record, timeout, False, True)
+        if not wait and not apply:
+            progress("bootstrap: skipped with --no-wait (the nodes must be up first)")
+        elif (inject or apply) and not record.node_command_stand_in:
+            from libtalos import talosconfig as tc
+            from talos_cluster.bootstrap import bootstrap
+
+            etcd = bootstrap(record, talosconfig, tc.load(talosconfig).context, timeout)
     except KeyboardInterrupt:
         progress(
             f"interrupted: what was made is recorded in {record.path()}; "
             f"remove it with: talos-cluster destroy --name {p.name}"
         )
         raise
-    except TalosError:
-        progress("create failed: removing what was made")
-        from talos_cluster.cmd_destroy import destroy_record
-
-        try:
-            destroy_record(record)
-        except TalosError as exc:
-            progress(f"cleanup incomplete: {exc.message}")
+    except Exception:
+        _roll_back(record, undo)
         raise
     finally:
         if previous is signal.default_int_handler:
             signal.signal(signal.SIGINT, previous)
-    etcd: dict[str, str] = {}
-    if not wait and not apply:
-        progress("bootstrap: skipped with --no-wait (the nodes must be up first)")
-    elif (inject or apply) and not record.node_command_stand_in:
-        from libtalos import talosconfig as tc
-        from talos_cluster.bootstrap import bootstrap
-
-        path = tc.default_path(talosconfig)
-        etcd = bootstrap(record, path, tc.load(path).context, timeout)
     if etcd and kubeconfig and kube_path is not None:
         _merge_kubeconfig(cdir / "kubeconfig", kube_path)
     from talos_cluster.status import table
@@ -287,20 +376,78 @@ def run_create(
     return 0
 
 
+def _roll_back(record: ClusterRecord, undo: _Undo) -> None:
+    """Remove what a failed create made; the cause is reported by the caller."""
+    from talos_cluster.cmd_destroy import destroy_record
+
+    progress("create failed: removing what was made")
+    _show_consoles(record)
+    try:
+        destroy_record(record)
+    except TalosError as exc:
+        progress(f"cleanup incomplete: {exc.message}")
+    except Exception as exc:  # noqa: BLE001 - the failure that started the roll-back is raised
+        progress(f"cleanup incomplete: internal error ({type(exc).__name__})")
+    if undo.talosconfig is not None:
+        _restore_talosconfig(undo.talosconfig, undo)
+    _remove_dirs(undo.dirs)
+
+
+def _show_consoles(record: ClusterRecord) -> None:
+    """The last lines of each started node's console, before the roll-back removes them."""
+    from talos_cluster.status import tail
+
+    for n in record.nodes:
+        if not n.pid:
+            continue
+        lines = tail(Path(n.console)).splitlines()[-CONSOLE_TAIL:]
+        progress(f"  {n.name} console.log, last lines:")
+        for line in lines or ["(empty)"]:
+            progress(f"    {line[:300]}")
+
+
+def _restore_talosconfig(path: Path, undo: _Undo) -> None:
+    from libtalos.fsutil import SECRET_MODE, atomic_write
+
+    try:
+        now = path.read_bytes()
+    except OSError:
+        now = None
+    if now != undo.written:
+        progress(f"{path}: changed since create merged the context into it: left as it is")
+        return
+    try:
+        if undo.before is None:
+            path.unlink()
+        else:
+            atomic_write(path, undo.before, mode=SECRET_MODE)
+    except (OSError, TalosError) as exc:
+        reason = exc.message if isinstance(exc, TalosError) else exc.strerror
+        progress(f"{path}: cannot restore it: {reason}")
+        return
+    progress(f"{path}: restored as it was before create")
+
+
+def _remove_dirs(dirs: list[Path]) -> None:
+    """rmdir each directory that is empty, deepest first."""
+    for d in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            d.rmdir()
+
+
 def _build(
     p: planmod.ClusterPlan,
     record: ClusterRecord,
     cdir: Path,
     command: list[str],
     inject: bool,
-    kubernetes_version: str | None,
-    kubeconfig: bool,
-    talosconfig: str | None,
-    patches: dict[str, list[tuple[Any, str]]] | None = None,
+    generated: _Generated,
+    talosconfig: Path,
+    undo: _Undo,
 ) -> dict[str, Path]:
     from talos_cluster import cgroups, netlab, nodes
 
-    configs = _configs(p, cdir, kubernetes_version, kubeconfig, talosconfig, patches or {})
+    configs = _write_configs(cdir, generated, talosconfig, undo)
     progress(
         f"creating network namespace {p.netns}: bridge {planmod.BRIDGE} {p.gateway}/{p.prefixlen}"
     )
@@ -347,19 +494,16 @@ def _build(
     return configs
 
 
-def _configs(
+def _generate(
     p: planmod.ClusterPlan,
-    cdir: Path,
     kubernetes_version: str | None,
     kubeconfig: bool,
-    talosconfig: str | None,
     patches: dict[str, list[tuple[Any, str]]],
-) -> dict[str, Path]:
+) -> _Generated:
     """Secrets, the controlplane and worker configs, the talosconfig context, the kubeconfig."""
     from libtalos import pki
     from libtalos import talosconfig as tc
     from libtalos.config import GenerateInput, encode, generate
-    from libtalos.fsutil import SECRET_MODE, atomic_write_many
     from libtalos.k8s import admin_kubeconfig
     from libtalos.patch import patch_config
 
@@ -373,28 +517,42 @@ def _configs(
     )
     for kind in ("controlplane", "join"):
         made[kind] = patch_config(made[kind], patches.get(kind, []), f"{kind}.yaml")
-    paths = {"controlplane": cdir / "controlplane.yaml", "worker": cdir / "join.yaml"}
-    files: list[tuple[str | Path, bytes | str, int]] = [
-        (cdir / "secrets.yaml", bundle.to_yaml(), SECRET_MODE),
-        (paths["controlplane"], encode(made["controlplane"]), SECRET_MODE),
-        (paths["worker"], encode(made["join"]), SECRET_MODE),
-    ]
+    files: dict[str, bytes | str] = {
+        "secrets.yaml": bundle.to_yaml(),
+        "controlplane.yaml": encode(made["controlplane"]),
+        "join.yaml": encode(made["join"]),
+    }
     if kubeconfig:
-        files.append((cdir / "kubeconfig", admin_kubeconfig(made["controlplane"]), SECRET_MODE))
-    atomic_write_many(files)
+        files["kubeconfig"] = admin_kubeconfig(made["controlplane"])
     admin = pki.admin_client_cert(bundle.talos_ca)
     cps = [n.ip for n in p.controlplanes]
     ctx_cfg = tc.for_cluster(p.name, cps, bundle.talos_ca.crt, admin.crt, admin.key)
     ctx_cfg.contexts[p.name].nodes = [cps[0]]
-    path = tc.default_path(talosconfig)
+    return _Generated(files=files, context=ctx_cfg)
+
+
+def _write_configs(cdir: Path, generated: _Generated, path: Path, undo: _Undo) -> dict[str, Path]:
+    """The generated files into the cluster dir (0600), the context merged into ``path``."""
+    from libtalos import talosconfig as tc
+    from libtalos.fsutil import SECRET_MODE, atomic_write_many
+
+    atomic_write_many([(cdir / n, data, SECRET_MODE) for n, data in generated.files.items()])
     merged = tc.load(path)
-    for message in merged.merge(ctx_cfg):
+    try:
+        before: bytes | None = path.read_bytes()
+    except FileNotFoundError:
+        before = None
+    for message in merged.merge(generated.context):
         progress(message)
+    undo.dirs.extend(_missing_dirs(path.parent))
+    undo.talosconfig, undo.before = path, before
     tc.save(merged, path)
+    with contextlib.suppress(OSError):
+        undo.written = path.read_bytes()
     progress(f"merged talosconfig context {merged.context} into {path}")
-    if kubeconfig:
+    if "kubeconfig" in generated.files:
         progress(f"wrote the admin kubeconfig to {cdir / 'kubeconfig'}")
-    return paths
+    return {"controlplane": cdir / "controlplane.yaml", "worker": cdir / "join.yaml"}
 
 
 def _merge_kubeconfig(admin: Path, target: Path) -> None:
@@ -428,14 +586,11 @@ def _wait(record: ClusterRecord, timeout: float, stand_in: bool, inject: bool) -
                 continue
             st = node_state(n, stand_in=stand_in)
             if st == "exited":
-                raise TalosError(f"node {n.name} exited while starting; see {n.console}")
+                raise TalosError(f"node {n.name} exited while starting (its console is above)")
             if st == goal:
                 pending.discard(n.name)
                 progress(f"  {n.name}: {goal}")
         if pending and time.monotonic() > deadline:
-            raise TalosError(
-                f"nodes not {goal} after {timeout:g}s: {', '.join(sorted(pending))}",
-                hint="see each node's console.log in the cluster's state directory",
-            )
+            raise TalosError(f"nodes not {goal} after {timeout:g}s: {', '.join(sorted(pending))}")
         if pending:
             time.sleep(WAIT_POLL)

@@ -6,12 +6,19 @@ namespaces), the cgroups, the network namespaces (which takes the bridge and vet
 them), and the state directory. A node that crashed or was never started is skipped; a record
 left by an interrupted create is handled the same way. Running it again finds no record and
 does nothing (exit 0).
+
+The record is checked before anything is touched: its directory must be the one it was found
+in, inside the state directory (symlinks resolved), and the namespaces and cgroups it names
+must be this cluster's. A record naming anything else is refused with exit 1, the offending
+path or name in the message, and nothing removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import re
 import shutil
 import signal
 import sys
@@ -21,8 +28,9 @@ from typing import Annotated
 
 import typer
 
-from libtalos.errors import TalosError
+from libtalos.errors import TalosError, UsageError
 from talos_cluster import plan as planmod
+from talos_cluster import state
 from talos_cluster.state import ClusterRecord, NodeRecord
 
 KILL_WAIT = 10.0
@@ -44,18 +52,79 @@ def destroy(
     ] = 15.0,
 ) -> int:
     """Destroy a local cluster: its nodes, namespaces, links, cgroups and state."""
-    from talos_cluster import state
-
     planmod.check_name(name)
-    cdir = planmod.cluster_dir((state_dir or state.default_state_dir()).absolute(), name)
+    if math.isnan(grace) or math.isinf(grace) or grace < 0:
+        raise UsageError(f"--grace: {grace}: must be a number of seconds, zero or more")
+    root = (state_dir or state.default_state_dir()).absolute()
+    cdir = planmod.cluster_dir(root, name)
     record = state.load(cdir)
     if record is None:
         progress(f"cluster {name}: nothing to destroy (no record in {cdir})")
         return 0
+    check_record(record, root, name)
     started = time.monotonic()
     destroy_record(record, grace=grace)
     progress(f"cluster {name} destroyed in {time.monotonic() - started:.1f}s")
     return 0
+
+
+def check_record(record: ClusterRecord, state_root: Path, name: str) -> None:
+    """Refuse a record that names a directory, namespace or cgroup not of cluster ``name``.
+
+    Its directory must resolve to ``<state_root>/<name>``, itself directly inside the resolved
+    state directory (a cluster directory that is a symlink elsewhere is refused as well).
+    """
+    where = planmod.cluster_dir(state_root, name) / state.STATE_FILE
+    root = _resolve(state_root)
+    cdir = _resolve(planmod.cluster_dir(state_root, name))
+    if root is None or cdir is None or cdir.parent != root:
+        raise state.RecordError(
+            f"{where}: the cluster directory resolves to {cdir}, outside the state directory "
+            f"{root}: refusing to remove it"
+        )
+    named = Path(record.dir)
+    if not named.is_absolute() or _resolve(named) != cdir:
+        raise state.RecordError(
+            f"{where}: the record names the directory {record.dir}, not {cdir} in the state "
+            f"directory {root}: refusing to remove it",
+            hint="fix 'dir:' in the record, or remove the cluster by hand",
+        )
+    ours = re.compile(rf"^{re.escape(name)}-(master|worker)-[0-9]+$")
+    if record.netns != name:
+        raise state.RecordError(f"{where}: netns {record.netns!r} is not cluster {name}'s")
+    for ns in [*record.namespaces, *(n.netns for n in record.nodes)]:
+        if ns != name and not ours.match(ns):
+            raise state.RecordError(
+                f"{where}: network namespace {ns!r} is not cluster {name}'s: refusing to remove it"
+            )
+    nodes = {n.name for n in record.nodes}
+    for group in [*record.cgroup_roots, *(g for n in record.nodes for g in n.cgroups)]:
+        if not _our_cgroup(Path(os.path.normpath(group)), name, nodes):
+            raise state.RecordError(
+                f"{where}: cgroup {group} is not cluster {name}'s: refusing to remove it"
+            )
+
+
+def _resolve(path: Path) -> Path | None:
+    """``path`` with every symlink resolved; None for a symlink loop."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return None
+
+
+def _our_cgroup(group: Path, name: str, nodes: set[str]) -> bool:
+    """``group`` is ``<hierarchy>/talos-cluster[/<name>[/<node>]]`` in the cgroup root."""
+    from talos_cluster import cgroups
+
+    try:
+        parts = group.relative_to(cgroups.CGROUP_ROOT).parts
+    except ValueError:
+        return False
+    if cgroups.PARENT not in parts[:2]:
+        return False
+    below = parts[parts.index(cgroups.PARENT) + 1 :]
+    return len(below) <= 2 and below[:1] in ((), (name,)) and (len(below) < 2 or below[1] in nodes)
 
 
 def _stop_order(running: list[NodeRecord]) -> list[list[NodeRecord]]:

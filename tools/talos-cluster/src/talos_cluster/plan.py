@@ -13,6 +13,7 @@ A cluster NAME on CIDR (default 10.5.0.0/24) is:
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,12 @@ DEFAULT_NAME = "talos-default"
 DEFAULT_CIDR = "10.5.0.0/24"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_NAME = 40  # node namespaces add "-worker-NNN"; keeps names readable and paths short
+MAX_NODES = 999
+MIN_CPUS = 0.01  # the smallest CFS quota (1 ms) per 100 ms period
+MAX_CPUS = 1024.0
+MAX_MEMORY_MIB = 1 << 30  # 1 PiB
+MAX_DURATION = 30 * 24 * 3600.0  # 30 days
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,44 @@ def cluster_dir(state_dir: Path, name: str) -> Path:
     return state_dir / name
 
 
+def check_cidr(cidr: str) -> ipaddress.IPv4Network:
+    """An IPv4 network whose addresses an interface can hold (not loopback, multicast ...)."""
+    try:
+        net = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        raise UsageError(f"--cidr: {cidr!r} is not a network in CIDR notation") from None
+    if not isinstance(net, ipaddress.IPv4Network):
+        raise UsageError(f"--cidr: {net}: only IPv4 cluster networks are supported")
+    for unusable, what in (
+        (net.is_loopback, "loopback"),
+        (net.is_multicast, "multicast"),
+        (net.is_reserved, "reserved (240.0.0.0/4)"),
+        (net.overlaps(_THIS_NETWORK), "'this network' (0.0.0.0/8)"),
+    ):
+        if unusable:
+            raise UsageError(f"--cidr: {net}: {what} addresses cannot be given to nodes")
+    return net
+
+
+def check_cpus(value: float, option: str) -> float:
+    """A CPU limit cgroups can enforce: finite, from :data:`MIN_CPUS` to :data:`MAX_CPUS`."""
+    if math.isnan(value) or math.isinf(value):
+        raise UsageError(f"{option}: {value}: not a finite number of CPUs")
+    if value <= 0:
+        raise UsageError(f"{option}: {value:g}: must be greater than zero")
+    if not MIN_CPUS <= value <= MAX_CPUS:
+        raise UsageError(f"{option}: {value:g}: must be from {MIN_CPUS:g} to {MAX_CPUS:g} CPUs")
+    return value
+
+
+def check_memory(value: int, option: str) -> int:
+    if value <= 0:
+        raise UsageError(f"{option}: {value}: must be greater than zero (MiB)")
+    if value > MAX_MEMORY_MIB:
+        raise UsageError(f"{option}: {value}: at most {MAX_MEMORY_MIB} MiB")
+    return value
+
+
 def make_plan(
     *,
     name: str,
@@ -92,28 +137,23 @@ def make_plan(
     memory_workers_mib: int,
 ) -> ClusterPlan:
     check_name(name)
-    try:
-        net = ipaddress.ip_network(cidr, strict=False)
-    except ValueError:
-        raise UsageError(f"--cidr: {cidr!r} is not a network in CIDR notation") from None
-    if net.version != 4:
-        raise UsageError(f"--cidr: {net}: only IPv4 cluster networks are supported")
+    net = check_cidr(cidr)
     if masters < 1:
-        raise UsageError("--masters: a cluster needs at least one control-plane node")
+        raise UsageError(f"--masters: {masters}: a cluster needs at least one control-plane node")
     if workers < 0:
-        raise UsageError("--workers: must not be negative")
-    if cpus <= 0 or cpus_workers <= 0:
-        raise UsageError("--cpus: must be greater than zero")
-    if memory_mib <= 0 or memory_workers_mib <= 0:
-        raise UsageError("--memory: must be greater than zero (MiB)")
+        raise UsageError(f"--workers: {workers}: must not be negative")
+    check_cpus(cpus, "--cpus")
+    check_cpus(cpus_workers, "--cpus-workers")
+    check_memory(memory_mib, "--memory")
+    check_memory(memory_workers_mib, "--memory-workers")
     count = masters + workers
+    if count > MAX_NODES:
+        raise UsageError(f"--masters/--workers: {count} nodes, at most {MAX_NODES}")
     usable = net.num_addresses - 3  # the network address, the gateway (.1), the broadcast
     if count > usable:
         raise UsageError(
             f"--cidr: {net} has room for {max(usable, 0)} nodes, {count} were asked for"
         )
-    if count > 999:
-        raise UsageError("--masters/--workers: at most 999 nodes")
     gateway = str(net.network_address + 1)
     nodes: list[NodePlan] = []
     for i in range(count):
@@ -146,9 +186,13 @@ def parse_duration(text: str, option: str) -> float:
         value = float(text)
     except ValueError:
         try:
-            return go_duration(text).total_seconds()
-        except ValueError:
-            raise UsageError(f"{option}: {text!r} is not a duration (e.g. 90s, 20m)") from None
+            value = go_duration(text).total_seconds()
+        except (ValueError, OverflowError):
+            value = math.nan
+    if math.isnan(value) or math.isinf(value):
+        raise UsageError(f"{option}: {text!r} is not a duration (e.g. 90s, 20m)")
     if value <= 0:
-        raise UsageError(f"{option}: must be greater than zero")
+        raise UsageError(f"{option}: {text!r}: must be greater than zero")
+    if value > MAX_DURATION:
+        raise UsageError(f"{option}: {text!r}: at most {MAX_DURATION / 86400:g} days")
     return value

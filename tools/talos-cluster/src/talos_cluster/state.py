@@ -8,19 +8,27 @@ something that may not exist, which destroy tolerates) and the file is rewritten
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from libtalos import yamlio
-from libtalos.errors import TalosError
+from libtalos.errors import ParseError, Problem, TalosError
 from libtalos.fsutil import atomic_write
 
 STATE_FILE = "cluster.yaml"
 KIND = "TalosLocalCluster"
+API_VERSION = "v1alpha1"
+MAX_RECORD_BYTES = 16 << 20  # a 999-node cluster's record is about 1 MiB
+MAX_RECORD_NODES = 500_000  # YAML nodes; about 40 per cluster node
+BAD_RECORD_HINT = "remove the cluster's namespaces with 'ip netns delete' and its directory by hand"
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_R = TypeVar("_R", bound="DataclassInstance")
 
 
 @dataclass
@@ -54,7 +62,7 @@ class ClusterRecord:
         return Path(self.dir) / STATE_FILE
 
     def save(self) -> None:
-        data = {"apiVersion": "v1alpha1", "kind": KIND, **asdict(self)}
+        data = {"apiVersion": API_VERSION, "kind": KIND, **asdict(self)}
         atomic_write(self.path(), yamlio.dump(data), mode=0o600)
 
     def node(self, name: str) -> NodeRecord:
@@ -64,31 +72,107 @@ class ClusterRecord:
         raise KeyError(name)
 
 
+class RecordError(TalosError):
+    """A cluster record that cannot be read or is not one talos-cluster wrote."""
+
+
 def load(cluster_dir: Path) -> ClusterRecord | None:
-    """The record in ``cluster_dir``; None when there is none (nothing was made, or destroyed)."""
+    """The record in ``cluster_dir``; None when there is none (nothing was made, or destroyed).
+
+    Read strictly: YAML with bounded aliases and size (:mod:`libtalos.yamlio`), every key known
+    and of its type; anything else is a :class:`RecordError` naming the file.
+    """
     path = cluster_dir / STATE_FILE
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_RECORD_BYTES + 1)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise TalosError(f"{path}: cannot read: {exc.strerror}") from None
-    bad = TalosError(
-        f"{path}: not a talos-cluster record (remove the cluster's namespaces with "
-        "'ip netns delete' and the directory by hand)"
-    )
+        raise RecordError(f"{path}: cannot read: {exc.strerror}") from None
+    if len(raw) > MAX_RECORD_BYTES:
+        raise _bad(path, f"larger than {MAX_RECORD_BYTES} bytes")
+    if b"\0" in raw:
+        raise _bad(path, "not a text file (contains NUL bytes)")
     try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise bad from None
-    if not isinstance(data, dict) or data.pop("kind", None) != KIND:
-        raise bad
-    data.pop("apiVersion", None)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _bad(path, f"not UTF-8 text (bad byte at offset {exc.start})") from None
     try:
-        nodes = [NodeRecord(**n) for n in data.pop("nodes", None) or []]
-        return ClusterRecord(**data, nodes=nodes)
-    except TypeError:
-        raise bad from None
+        docs = yamlio.load_documents(text, str(path), max_nodes=MAX_RECORD_NODES)
+    except ParseError as exc:
+        raise _bad(path, "; ".join(_where(p) for p in exc.problems)) from None
+    if len(docs) != 1:
+        raise _bad(path, f"expected one YAML document, found {len(docs)}")
+    doc = docs[0]
+    data = doc.data
+    if not isinstance(data, dict):
+        raise _bad(path, "not a mapping")
+    data = dict(data)
+    if data.pop("kind", None) != KIND:
+        raise _bad(path, _where(doc.problem(("kind",), f"must be {KIND}")))
+    if data.pop("apiVersion", API_VERSION) != API_VERSION:
+        raise _bad(path, _where(doc.problem(("apiVersion",), f"must be {API_VERSION}")))
+    return _build(ClusterRecord, data, doc, ())
+
+
+def _bad(path: Path, why: str) -> RecordError:
+    return RecordError(f"{path}: not a talos-cluster record: {why}", hint=BAD_RECORD_HINT)
+
+
+def _where(problem: Problem) -> str:
+    line = f"line {problem.line}: " if problem.line is not None else ""
+    key = f"{problem.path}: " if problem.path else ""
+    return f"{line}{key}{problem.message}"
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "int": (_is_int, "an integer"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "list[str]": (
+        lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+        "a list of strings",
+    ),
+}
+
+
+def _build(cls: type[_R], data: Any, doc: yamlio.Document, at: yamlio.Path) -> _R:
+    """``cls(**data)`` when ``data`` has exactly the fields of ``cls``, each of its type."""
+    source = Path(doc.source)
+    if not isinstance(data, dict):
+        raise _bad(source, _where(doc.problem(at, "must be a mapping")))
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        f = known.get(key)
+        if f is None:
+            raise _bad(source, _where(doc.problem((*at, key), "unknown key")))
+        if f.type == "list[NodeRecord]":
+            if not isinstance(value, list):
+                raise _bad(source, _where(doc.problem((*at, key), "must be a list")))
+            values[key] = [
+                _build(NodeRecord, item, doc, (*at, key, i)) for i, item in enumerate(value)
+            ]
+            continue
+        check, what = _TYPES[str(f.type)]
+        if not check(value):
+            raise _bad(source, _where(doc.problem((*at, key), f"must be {what}")))
+        values[key] = value
+    missing = [
+        name
+        for name, f in known.items()
+        if name not in values
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise _bad(source, _where(doc.problem(at, f"missing {', '.join(missing)}")))
+    return cls(**values)
 
 
 def process_start_time(pid: int) -> int | None:

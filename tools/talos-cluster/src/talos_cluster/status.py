@@ -12,7 +12,7 @@ _SERVICES = re.compile(r"services running: (\d+)")
 _STATE = re.compile(r"service\[([^\]]+)\]\((\w+)\)")
 
 
-def _tail(path: Path, limit: int = 65536) -> str:
+def tail(path: Path, limit: int = 65536) -> str:
     try:
         with path.open("rb") as fh:
             fh.seek(0, 2)
@@ -29,7 +29,7 @@ def node_state(node: NodeRecord, *, stand_in: bool = False) -> str:
         return "not started"
     if not nodes.alive(node.pid, node.start_time):
         return "exited"
-    log = _tail(Path(node.console))
+    log = tail(Path(node.console))
     if stand_in:  # the stand-in's handshake: it prints a line "ready" once it is up
         return "running" if "ready\n" in log else "booting"
     boot = log.rfind("boot sequence: done")
@@ -45,7 +45,7 @@ def node_state(node: NodeRecord, *, stand_in: bool = False) -> str:
 def services(node: NodeRecord) -> str:
     """Services Running now, from their last state lines (``service[etcd](Running): …``) since
     the node last started; else the boot's ``services running: N``; else ``-``."""
-    log = _tail(Path(node.console))
+    log = tail(Path(node.console))
     log = log[log.rfind("talos-init mode") :] if "talos-init mode" in log else log
     last = dict(_STATE.findall(log))
     if last:

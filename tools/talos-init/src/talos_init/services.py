@@ -23,13 +23,18 @@ An extension service is one YAML document per file in the ``--services-dir`` dir
     forwardSignals: [SIGHUP]         # signals to PID 1 passed on (SIGHUP, SIGUSR1, SIGUSR2)
 
 Loading is strict: unknown keys, wrong types and duplicates are problems naming the file, the
-key and the line. A bad file is left out and reported; the other services still run.
+key and the line. A bad file is left out and reported; the other services still run. The same
+holds for an entry named ``*.yaml`` that is not a regular file (a directory, a FIFO), and for a
+service whose dependency is not there: not defined by any file, rejected, part of a cycle, or
+itself left out; the problem names the dependency (and the cycle) on the ``depends`` item's line.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +53,8 @@ DEFAULT_STOP_GRACE = 10.0
 DEFAULT_HEALTH_DELAY = 1.0
 DEFAULT_HEALTH_PERIOD = 5.0
 DEFAULT_HEALTH_TIMEOUT = 0.5
+MAX_SERVICE_FILE = 1 << 20  # bytes; a service file is a few hundred
+SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
@@ -219,12 +226,17 @@ def _depends(c: _Checker, value: Any) -> tuple[list[str], list[str], bool]:
     for i, item in enumerate(value):
         where: tuple[str | int, ...] = ("depends", i)
         if isinstance(item, str):
-            services.append(item)
+            if _NAME.match(item):
+                services.append(item)
+            else:
+                c.add(where, f"{item!r} is not a service name (lowercase letters, digits, '-')")
         elif isinstance(item, dict) and len(item) == 1:
             ((kind, target),) = item.items()
             if kind == "service":
                 s = c.string(target, (*where, kind))
-                if s:
+                if s and not _NAME.match(s):
+                    c.add((*where, kind), f"{s!r} is not a service name")
+                elif s:
                     services.append(s)
             elif kind == "path":
                 p = c.string(target, (*where, kind))
@@ -293,31 +305,38 @@ def _health(c: _Checker, value: Any) -> HealthCheck | None:
 
 
 def load_services_dir(directory: str | Path) -> tuple[list[ServiceSpec], list[Problem]]:
-    """Every ``*.yaml``/``*.yml`` file of ``directory`` (sorted); bad files are reported, not fatal.
+    """Every ``*.yaml``/``*.yml`` entry of ``directory`` (sorted); bad ones are reported, not fatal.
 
-    Returns the good services and the problems. A service whose dependency names a service that
-    does not exist is left out too, with a problem on its ``depends`` line.
+    Returns the good services and the problems. An entry that is not a regular file is a
+    problem naming it; a service whose dependency is missing, rejected, in a cycle or left out
+    itself is left out too, with a problem naming the dependency on its ``depends`` item.
     """
     root = Path(directory)
     specs: list[ServiceSpec] = []
     problems: list[Problem] = []
     docs: dict[str, Document] = {}
+    rejected: dict[str, str] = {}  # service name -> the file that defines it badly
     try:
-        files = sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        paths = sorted(p for p in root.iterdir() if p.suffix in SUFFIXES)
     except OSError as exc:
         return [], [Problem(message=f"cannot read directory: {exc.strerror}", source=str(root))]
-    for path in files:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            problems.append(Problem(message=f"cannot read: {reason}", source=str(path)))
+    for path in paths:
+        text, problem = _read(path)
+        if text is None:
+            problems.append(Problem(message=problem, source=str(path)))
             continue
         try:
             doc = load_one(text, str(path))
+        except DocumentError as exc:
+            problems.extend(exc.problems)
+            continue
+        try:
             spec = parse_service(doc)
         except DocumentError as exc:
             problems.extend(exc.problems)
+            name = doc.data.get("name") if isinstance(doc.data, dict) else None
+            if isinstance(name, str):
+                rejected.setdefault(name, str(path))
             continue
         if spec.id in docs:
             problems.append(
@@ -326,41 +345,113 @@ def load_services_dir(directory: str | Path) -> tuple[list[ServiceSpec], list[Pr
             continue
         docs[spec.id] = doc
         specs.append(spec)
-    known = {s.id for s in specs}
-    good = []
-    for spec in specs:
-        missing = [d for d in spec.depends_services if d not in known]
-        if missing:
-            problems.append(
-                docs[spec.id].problem(("depends",), f"unknown service {', '.join(missing)}")
-            )
-        else:
-            good.append(spec)
-    return _drop_cycles(good, docs, problems), problems
+    return _resolve(specs, docs, rejected, root, problems), problems
 
 
-def _drop_cycles(
-    specs: list[ServiceSpec], docs: dict[str, Document], problems: list[Problem]
+def _read(path: Path) -> tuple[str | None, str]:
+    """The text of a service file, or None and why it cannot be one.
+
+    Opened without blocking (a FIFO named ``x.yaml`` must not stop the boot) and checked to be
+    a regular file before anything is read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except IsADirectoryError:
+        return None, _NOT_A_FILE.format(what="a directory")
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror}"
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            return None, _NOT_A_FILE.format(what="a directory")
+        if not stat.S_ISREG(mode):
+            return None, _NOT_A_FILE.format(what="not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(MAX_SERVICE_FILE + 1)
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror}"
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SERVICE_FILE:
+        return None, f"larger than {MAX_SERVICE_FILE} bytes: not a service file"
+    try:
+        return data.decode("utf-8"), ""
+    except UnicodeDecodeError:
+        return None, "cannot read: not UTF-8 text"
+
+
+_NOT_A_FILE = "{what}, not a service file (each service is one file named *.yaml or *.yml)"
+
+
+def _depends_path(doc: Document, dependency: str) -> tuple[str | int, ...]:
+    """The key path of the ``depends`` item naming ``dependency`` (for its line)."""
+    items = doc.data.get("depends") if isinstance(doc.data, dict) else None
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        if item == dependency:
+            return ("depends", i)
+        if isinstance(item, dict) and item.get("service") == dependency:
+            return ("depends", i, "service")
+    return ("depends",)
+
+
+def _resolve(
+    specs: list[ServiceSpec],
+    docs: dict[str, Document],
+    rejected: dict[str, str],
+    root: Path,
+    problems: list[Problem],
 ) -> list[ServiceSpec]:
-    """Leave out services that (transitively) depend on a missing service or on a cycle."""
+    """The services whose dependencies all start; a problem for each one left out."""
     by_id = {s.id: s for s in specs}
-    ok: dict[str, bool] = {}
+    out: set[str] = set()
 
-    def visit(sid: str, stack: tuple[str, ...]) -> bool:
-        if sid in ok:
-            return ok[sid]
-        if sid in stack or sid not in by_id:
-            return False
-        result = all(visit(d, (*stack, sid)) for d in by_id[sid].depends_services)
-        ok[sid] = result
-        return result
+    def leave_out(spec: ServiceSpec, dependency: str, message: str) -> None:
+        out.add(spec.id)
+        doc = docs[spec.id]
+        problems.append(doc.problem(_depends_path(doc, dependency), message))
 
-    out = []
+    # 1. a dependency no good file defines
     for spec in specs:
-        if visit(spec.id, ()):
-            out.append(spec)
-        else:
-            problems.append(
-                docs[spec.id].problem(("depends",), "dependency cycle or a dependency left out")
-            )
-    return out
+        for d in spec.depends_services:
+            if d in by_id:
+                continue
+            if d in rejected:
+                why = f"service {d!r} is rejected (see the problems of {rejected[d]})"
+            else:
+                why = f"unknown service {d!r} (no file in {root} defines it)"
+            leave_out(spec, d, why)
+            break
+    # 2. cycles among the rest, each named from the service it is reported on
+    for spec in specs:
+        if spec.id in out:
+            continue
+        cycle = _cycle(spec.id, by_id)
+        if cycle:
+            leave_out(spec, cycle[1], f"dependency cycle: {' -> '.join(cycle)}")
+    # 3. what depends on a service left out, until nothing changes
+    changed = True
+    while changed:
+        changed = False
+        for spec in specs:
+            if spec.id in out:
+                continue
+            gone = next((d for d in spec.depends_services if d in out), None)
+            if gone is not None:
+                leave_out(spec, gone, f"service {gone!r} is left out (see its problems)")
+                changed = True
+    return [s for s in specs if s.id not in out]
+
+
+def _cycle(start: str, by_id: dict[str, ServiceSpec]) -> list[str]:
+    """A path ``start -> ... -> start`` through the dependencies; empty when there is none."""
+    seen: set[str] = set()
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    while stack:
+        sid, path = stack.pop()
+        for d in by_id[sid].depends_services:
+            if d == start:
+                return [*path, start]
+            if d in by_id and d not in seen:
+                seen.add(d)
+                stack.append((d, [*path, d]))
+    return []
