@@ -118,6 +118,36 @@ def test_control_plane_reaches_the_worker_through_its_certificate(
     assert worker.endpoint in out
 
 
+def test_a_worker_answers_for_itself_as_its_own_endpoint(
+    trustd, cluster, configured, servers, talosconfig_for, capsys
+):
+    """``-e WORKER -n WORKER``: the worker runs the call itself (tagged with the target as
+    given) instead of dialling itself, which its server-only certificate could not do; a call
+    it must forward to another node still fails, for that node only."""
+    cert, ca = asyncio.run(worker_certificate([trustd.endpoint], TOKEN, ["127.0.0.1"], "w1"))
+    worker = ServerThread(
+        lambda: ApiServer.configured(
+            MemoryNode("w1", config_text=cluster.configs["join"]), cert, ca
+        )
+    )
+    servers.append(worker)
+    other, _node = configured("init", "cp")
+    tc = talosconfig_for([worker.endpoint], [worker.endpoint])
+    for command in (["version"], ["services"]):
+        assert main(["--talosconfig", str(tc), *command]) == 0, command
+        out = capsys.readouterr().out
+        assert worker.endpoint in out, (command, out)
+    assert main(["--talosconfig", str(tc), "logs", "apid"]) == 0  # streamed, one node: no tag
+    assert "apid: started" in capsys.readouterr().out
+    assert not worker.server.forwarder._channels  # nothing was dialled
+    # negative control: to another node the worker must forward, and cannot
+    tc = talosconfig_for([worker.endpoint], [worker.endpoint, other.endpoint])
+    assert main(["--talosconfig", str(tc), "version"]) != 0
+    captured = capsys.readouterr()
+    assert worker.endpoint in captured.out, captured
+    assert other.endpoint in captured.err + captured.out, captured
+
+
 def test_wrong_token_refused(trustd):
     with pytest.raises(NetworkError, match="PERMISSION_DENIED"):
         asyncio.run(worker_certificate([trustd.endpoint], "wrong.token", ["127.0.0.1"], "w"))

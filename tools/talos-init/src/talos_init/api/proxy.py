@@ -7,13 +7,18 @@ with ``nodes``/``node`` removed and ``proxyfrom`` set. Unary replies are merged 
 whose messages carry ``metadata.hostname`` = the target string as given; a target that fails
 contributes one message with ``metadata.error`` (and ``metadata.status``) instead of failing
 the call. Streamed frames are tagged the same way; a failing target adds one error frame.
+
+A target that is the address and port the caller connected to is this node itself: its part of
+the call runs here, tagged like any other target, with no connection made. A worker needs that
+(its certificate is a server certificate only, so it cannot dial itself), and it saves every
+node a TLS round trip to itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from grpclib import GRPCError
@@ -49,6 +54,7 @@ class Forwarder:
         self.client_ssl = client_ssl
         self.proxy_from = proxy_from
         self._channels: dict[str, ClosingChannel] = {}
+        self.local_handlers: dict[str, Callable[[Any], Awaitable[None]]] = {}
 
     def channel(self, target: str) -> ClosingChannel:
         if target not in self._channels:
@@ -69,6 +75,7 @@ class Forwarder:
 
     def wrap(self, name: str, handler: Handler) -> Handler:
         local = handler.func
+        self.local_handlers[name] = local
 
         async def func(stream: Stream[Any, Any]) -> None:
             md = stream.metadata
@@ -85,7 +92,7 @@ class Forwarder:
             request = await stream.recv_message()
             timeout = stream.deadline.time_remaining() if stream.deadline else FORWARD_TIMEOUT
             forward = self._metadata(md)
-            call = _Call(self, name, handler, request, forward, timeout)
+            call = _Call(self, name, handler, request, forward, timeout, _local_address(stream))
             if one:
                 return await call.one_to_one(stream, one[0])
             if handler.cardinality is Cardinality.UNARY_UNARY:
@@ -93,6 +100,39 @@ class Forwarder:
             return await call.streaming(stream, nodes)
 
         return Handler(func, handler.cardinality, handler.request_type, handler.reply_type)
+
+
+def _local_address(stream: Stream[Any, Any]) -> tuple[str, int] | None:
+    """The address and port the caller connected to (IPv4-mapped IPv6 as plain IPv4)."""
+    transport: Any = getattr(stream.peer, "_transport", None)  # grpclib's Peer keeps it
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    if not sockname:
+        return None
+    host = str(sockname[0]).removeprefix("::ffff:")
+    return host, int(sockname[1])
+
+
+class _LocalStream:
+    """What a handler needs of a stream, for running one target's part of a call here: the
+    request, a sink for the replies it sends, and metadata saying it was forwarded already."""
+
+    def __init__(
+        self, request: Any, metadata: list[tuple[str, str]], sink: Callable[[Any], Awaitable[None]]
+    ) -> None:
+        self._request: Any = request
+        self.metadata = _Metadata(metadata)
+        self.deadline = None
+        self.peer = None
+        self.send_message = sink
+
+    async def recv_message(self) -> Any:
+        request, self._request = self._request, None
+        return request
+
+
+class _Metadata(dict[str, str]):
+    def getall(self, key: str, default: list[str]) -> list[str]:
+        return [self[key]] if key in self else default
 
 
 def _describe(exc: BaseException) -> tuple[str, int]:
@@ -115,9 +155,21 @@ class _Call:
         request: Any,
         metadata: list[tuple[str, str]],
         timeout: float,
+        local: tuple[str, int] | None = None,
     ) -> None:
         self.fwd, self.name, self.handler = fwd, name, handler
         self.request, self.metadata, self.timeout = request, metadata, timeout
+        self.local = local
+
+    def _is_here(self, target: str) -> bool:
+        if self.local is None:
+            return False
+        host, port = split_target(target)
+        return (host.removeprefix("::ffff:"), port) == self.local
+
+    async def _run_here(self, sink: Callable[[Any], Awaitable[None]]) -> None:
+        """Run the call in this node (its handler, unwrapped), passing each reply to ``sink``."""
+        await self.fwd.local_handlers[self.name](_LocalStream(self.request, self.metadata, sink))
 
     def _open(self, target: str) -> Any:
         return self.fwd.channel(target).request(
@@ -130,11 +182,22 @@ class _Call:
         )
 
     async def _unary(self, target: str) -> Any:
+        if self._is_here(target):
+            replies: list[Any] = []
+
+            async def keep(reply: Any) -> None:
+                replies.append(reply)
+
+            await asyncio.wait_for(self._run_here(keep), self.timeout)
+            return replies[0]
         async with self._open(target) as s:
             await s.send_message(self.request, end=True)
             return await s.recv_message()
 
     async def one_to_one(self, stream: Stream[Any, Any], target: str) -> None:
+        if self._is_here(target):
+            await self._run_here(stream.send_message)
+            return
         async with self._open(target) as s:
             await s.send_message(self.request, end=True)
             async for reply in s:
@@ -159,7 +222,14 @@ class _Call:
         reply_type = self.handler.reply_type
 
         async def pump(target: str) -> None:
+            async def put(frame: Any) -> None:
+                frame.metadata.hostname = target
+                await queue.put(frame)
+
             try:
+                if self._is_here(target):
+                    await self._run_here(put)
+                    return
                 async with self._open(target) as s:
                     await s.send_message(self.request, end=True)
                     async for frame in s:
