@@ -20,11 +20,9 @@ the key material itself.
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as dt
 import hashlib
 import ipaddress
-import re
 import secrets as _stdlib_secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
 
+from libtalos.certcheck import KEY_LABELS, PemBlock, pem_blocks
 from libtalos.errors import PKIError
 from libtalos.secrets import CertKey, SecretsBundle
 
@@ -164,37 +163,8 @@ def _serial(rng: Random) -> int:
 
 # --------------------------------------------------------------------------- PEM and keys
 
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END ([A-Z0-9 ]+)-----", re.S)
-_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
-_KEY_LABELS = {"PRIVATE KEY", "ED25519 PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY"}
-
-
-@dataclass(frozen=True)
-class PemBlock:
-    label: str
-    der: bytes
-
-
-def pem_blocks(data: bytes, what: str) -> list[PemBlock]:
-    """Every PEM block in ``data``; truncated or garbled blocks are errors naming ``what``."""
-    blocks: list[PemBlock] = []
-    begins = len(_PEM_BEGIN.findall(data))
-    for match in _PEM_BLOCK.finditer(data):
-        label = match.group(1).decode("ascii")
-        body = match.group(2)
-        end_label = match.group(3).decode("ascii")
-        if label != end_label:
-            raise PKIError(f"{what}: PEM block {label} ends with END {end_label} (truncated?)")
-        try:
-            der = base64.b64decode(b"".join(body.split()), validate=True)
-        except (binascii.Error, ValueError):
-            raise PKIError(f"{what}: garbled PEM: the {label} block is not valid base64") from None
-        blocks.append(PemBlock(label, der))
-    if begins > len(blocks):
-        raise PKIError(f"{what}: truncated PEM: a BEGIN line has no matching END line")
-    if not blocks:
-        raise PKIError(f"{what}: no PEM block found")
-    return blocks
+# PEM framing (PemBlock, pem_blocks, KEY_LABELS) lives in libtalos.certcheck, shared with the
+# pure checks of a config's certificates.
 
 
 def _pem(label: str, der: bytes) -> bytes:
@@ -242,7 +212,7 @@ def load_private_key(pem: bytes, what: str = "private key") -> PrivateKey:
     for block in pem_blocks(pem, what):
         if block.label == "ENCRYPTED PRIVATE KEY":
             raise PKIError(f"{what}: encrypted private keys are not supported")
-        if block.label not in _KEY_LABELS:
+        if block.label not in KEY_LABELS:
             continue
         try:
             key = serialization.load_der_private_key(block.der, password=None)

@@ -4,7 +4,10 @@
 same bundle always yields the same CAs. The YAML shape is the one ``talosctl gen secrets`` writes
 (``certs``, ``secrets``, ``trustdinfo``; certificates and keys as base64 of PEM), so bundles move
 between this project and Talos's own tools. Loading is as strict as the config loader: unknown
-keys, missing keys, wrong types and undecodable base64/PEM are errors naming the key and line.
+keys, missing keys, wrong types, undecodable base64 and certificates or keys that the config
+checks of :mod:`libtalos.certcheck` refuse (not PEM of the right type, unsupported key type, a
+key not matching its CA's certificate, a CA certificate without the CA flag) are errors naming
+the file, line and key.
 
 Messages never quote a value from the bundle: every value in it is secret.
 """
@@ -18,6 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from libtalos.errors import Problem, ValidationError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from libtalos.yamlio import Document
 
 TOKEN_RE = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
 
@@ -115,6 +122,23 @@ _REQUIRED = [
 ]
 
 
+def _material_problems(doc: Document, values: dict[tuple[str, ...], Any]) -> list[Problem]:
+    """The checks a config's CAs and keys get (:mod:`libtalos.certcheck`), on the bundle."""
+    from libtalos import certcheck
+
+    problems = []
+    for name in ("etcd", "k8s", "k8saggregator", "os"):
+        crt, key = values.get(("certs", name, "crt")), values.get(("certs", name, "key"))
+        found = certcheck.pair_problems(crt, key, ca=True, crt_name=f"certs.{name}.crt")
+        problems += [doc.problem(("certs", name, half), message) for half, message in found]
+    sa_key = values.get(("certs", "k8sserviceaccount", "key"))
+    if sa_key is not None:
+        problem = certcheck.key_problem(sa_key, allowed=certcheck.SERVICE_ACCOUNT_KEYS)
+        if problem is not None:
+            problems.append(doc.problem(("certs", "k8sserviceaccount", "key"), problem))
+    return problems
+
+
 def load_bundle(text: str, source: str = "<stdin>") -> SecretsBundle:
     """Strictly load a secrets bundle; raises :class:`ValidationError` listing every problem."""
     from libtalos import yamlio
@@ -142,13 +166,11 @@ def load_bundle(text: str, source: str = "<stdin>") -> SecretsBundle:
                 values[path] = base64.b64decode(data, validate=True)
             except (binascii.Error, ValueError):
                 problems.append(doc.problem(path, "is not valid base64"))
-                return
-            if data and b"-----BEGIN " not in values[path]:
-                problems.append(doc.problem(path, "is not base64 of a PEM block"))
         else:
             values[path] = data
 
     walk(doc.data, _SHAPE, ())
+    problems += _material_problems(doc, values)
     for req in _REQUIRED:
         parent = doc.data
         for part in req:

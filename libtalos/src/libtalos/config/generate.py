@@ -37,7 +37,13 @@ from libtalos.config.v1alpha1 import (
     kubelet_image,
     kubernetes_image,
 )
-from libtalos.config.validate import ENDPOINT_HINT, endpoint_problem, is_dns_name
+from libtalos.config.validate import (
+    ENDPOINT_HINT,
+    endpoint_problem,
+    is_dns_name,
+    mirror_endpoint_problem,
+    san_problem,
+)
 from libtalos.errors import UsageError
 from libtalos.secrets import CertKey, SecretsBundle, b64
 
@@ -83,9 +89,18 @@ def _check(inp: GenerateInput) -> None:
         )
     if not is_dns_name(inp.dns_domain):
         raise UsageError(f"DNS domain {inp.dns_domain!r} is not a valid DNS name")
+    # The rules of libtalos.config.validate, so that nothing generated fails validation.
     for host, urls in inp.registry_mirrors.items():
         if not host or not urls:
             raise UsageError("a registry mirror needs a host and a URL (host=url)")
+        for url in urls:
+            problem = mirror_endpoint_problem(url)
+            if problem is not None:
+                raise UsageError(f"registry mirror {host}: endpoint {url!r} {problem}")
+    for san in inp.additional_sans:
+        problem = san_problem(san)
+        if problem is not None:
+            raise UsageError(f"additional SAN {san!r}: {problem}")
 
 
 def _pair(ck: CertKey, *, with_key: bool = True) -> CertAndKey:
@@ -172,7 +187,8 @@ def generate(inp: GenerateInput, bundle: SecretsBundle) -> dict[str, Config]:
     """The ``init``, ``controlplane`` and ``join`` configs (keys in that order).
 
     Raises :class:`~libtalos.errors.UsageError` for a bad endpoint (with the
-    ``try: https://host:6443`` hint), DNS domain, contract or mirror.
+    ``try: https://host:6443`` hint), DNS domain, contract, mirror or SAN, by the rules of
+    :func:`~libtalos.config.validate.validate`.
     """
     _check(inp)
     out: dict[str, Config] = {}

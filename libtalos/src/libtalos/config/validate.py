@@ -7,8 +7,10 @@ injected ``path_exists``.
 
 Rules beyond Talos v0.9 (each says so where it is checked): STATE encryption is checked like
 EPHEMERAL; the CNI rule covers control-plane nodes as well as init; routes, nameservers, host
-entries, subnets, tokens, base64 PEM, registry mirror URLs and allowed values are checked;
-warnings exist (v0.9 had none; v0.10 added them).
+entries, subnets, tokens, registry mirror URLs, certificate SANs, the hostname (the node's
+rule, :mod:`libtalos.names`) and allowed values are checked; every certificate and key is read
+and checked (:mod:`libtalos.certcheck`: PEM type, DER, supported key type, key matching its
+certificate, CA flag on CAs); warnings exist (v0.9 had none; v0.10 added them).
 """
 
 from __future__ import annotations
@@ -23,15 +25,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from libtalos import certcheck
 from libtalos.config import schema
 from libtalos.config.v1alpha1 import (
     DEFAULT_CNI,
     ENCRYPTION_PROVIDERS,
+    CertAndKey,
     Config,
     EncryptionConfig,
     Route,
 )
-from libtalos.errors import Problem, UsageError, ValidationError
+from libtalos.errors import PKIError, Problem, UsageError, ValidationError
+from libtalos.names import hostname_problem
 from libtalos.yamlio import Path, format_path
 
 ENDPOINT_HINT = "try: https://host:6443"
@@ -41,6 +46,9 @@ _DNS_NAME_RE = re.compile(
     r"^([a-zA-Z0-9_][a-zA-Z0-9_-]{0,62})(\.[a-zA-Z0-9_][a-zA-Z0-9_-]{0,62})*[._]?$"
 )
 LUKS2_KEYSLOTS = 32
+# Private keys read per config: each costs a scalar multiplication in pure Python (1-6 ms), so a
+# hostile config must not hold thousands. A generated one has five at most.
+MAX_PRIVATE_KEYS = 32
 SECTOR_SIZES = (512, 1024, 2048, 4096)
 
 
@@ -90,6 +98,12 @@ def endpoint_problem(url: str) -> str | None:
         return "has no host"
     if port == 0 or hostport.endswith(":"):
         return "has an invalid port"
+    from libtalos.endpoint import EndpointError, parse_url  # host, characters, length
+
+    try:
+        parse_url(url)
+    except EndpointError as exc:
+        return exc.reason
     return None
 
 
@@ -132,12 +146,31 @@ def _is_cidr(text: str) -> bool:
     return True
 
 
-def _b64_pem(text: str) -> bool:
+def mirror_endpoint_problem(url: str) -> str | None:
+    """What is wrong with a registry mirror endpoint (an http or https URL); None if fine."""
     try:
-        raw = base64.b64decode(text, validate=True)
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        ok = False
+    return None if ok else "must be an http or https URL"
+
+
+def san_problem(name: str) -> str | None:
+    """What is wrong with a subject alternative name (an IP, or a DNS name, maybe ``*.``)."""
+    if not name:
+        return "must not be empty"
+    if _is_ip(name) or is_dns_name(name.removeprefix("*.")):
+        return None
+    return "must be an IP address or a DNS name"
+
+
+def _b64(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        return False
-    return b"-----BEGIN " in raw
+        return None
 
 
 class _Checker:
@@ -145,6 +178,14 @@ class _Checker:
         self.cfg = cfg
         self.document = cfg.source_document
         self.result = ValidationResult()
+        self.keys_left = MAX_PRIVATE_KEYS
+
+    def take_key(self, path: Path) -> bool:
+        """Whether the private key at ``path`` may be read (an error once too many were)."""
+        self.keys_left -= 1
+        if self.keys_left < 0:
+            self.error(path, f"not checked: a config may hold at most {MAX_PRIVATE_KEYS} keys")
+        return self.keys_left >= 0
 
     def _problem(self, path: Path, message: str) -> Problem:
         if self.document is not None:
@@ -203,8 +244,18 @@ def _machine(c: _Checker, mode: Mode, path_exists: Callable[[str], bool]) -> Non
             c.error(("machine", "install", "disk"), "is required in metal mode")
         elif not path_exists(m.install.disk):
             c.error(("machine", "install", "disk"), f"install disk {m.install.disk} does not exist")
+    # A worker carries at most the Talos CA's certificate (Talos's join.yaml has no machine.ca);
+    # a control plane signs its API certificate and trustd's with the key.
     if m.ca is not None:
-        _cert_and_key(c, ("machine", "ca"), m.ca.crt, m.ca.key, key_required=not m.is_worker())
+        _cert_and_key(c, ("machine", "ca"), m.ca, key_required=not m.is_worker())
+    for i, san in enumerate(m.cert_sans):
+        problem = san_problem(san)
+        if problem is not None:
+            c.error(("machine", "certSANs", i), problem)
+    if m.network is not None and m.network.hostname:
+        problem = hostname_problem(m.network.hostname)
+        if problem is not None:
+            c.error(("machine", "network", "hostname"), problem)
     for i, f in enumerate(m.files):
         if f.path and not f.path.startswith("/"):  # beyond v0.9
             c.error(("machine", "files", i, "path"), "must be an absolute path")
@@ -215,27 +266,57 @@ def _machine(c: _Checker, mode: Mode, path_exists: Callable[[str], bool]) -> Non
                     ("machine", "registries", "mirrors", host, "endpoints"), "must not be empty"
                 )
             for j, url in enumerate(mirror.endpoints):
-                try:
-                    parts = urlsplit(url)
-                    ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-                except ValueError:
-                    ok = False
-                if not ok:
-                    c.error(
-                        ("machine", "registries", "mirrors", host, "endpoints", j),
-                        "must be an http or https URL",
-                    )
+                problem = mirror_endpoint_problem(url)
+                if problem is not None:
+                    c.error(("machine", "registries", "mirrors", host, "endpoints", j), problem)
+        for host, registry in m.registries.config.items():
+            tls = registry.tls
+            here: Path = ("machine", "registries", "config", host, "tls")
+            if tls is not None and tls.client_identity is not None:
+                _cert_and_key(
+                    c,
+                    (*here, "clientIdentity"),
+                    tls.client_identity,
+                    key_required=True,
+                    ca=False,
+                    missing_key="is required with the certificate",
+                )
+            if tls is not None and tls.ca:
+                raw = _b64(tls.ca)
+                if raw is None:
+                    c.error((*here, "ca"), "must be base64 of a PEM certificate")
+                else:
+                    try:
+                        certcheck.read_certificate(raw)
+                    except PKIError as exc:
+                        c.error((*here, "ca"), exc.message)
 
 
-def _cert_and_key(c: _Checker, path: Path, crt: str, key: str, *, key_required: bool) -> None:
-    if not crt:
+def _cert_and_key(
+    c: _Checker,
+    path: Path,
+    pair: CertAndKey,
+    *,
+    key_required: bool,
+    ca: bool = True,
+    missing_key: str = "is required on control-plane nodes",
+) -> None:
+    """A certificate (a CA when ``ca``) and its key: readable, supported, matching."""
+    crt = key = None
+    if not pair.crt:
         c.error((*path, "crt"), "is required")
-    elif not _b64_pem(crt):
+    elif (crt := _b64(pair.crt)) is None:
         c.error((*path, "crt"), "must be base64 of a PEM certificate")
-    if key and not _b64_pem(key):
-        c.error((*path, "key"), "must be base64 of a PEM key")
-    elif not key and key_required:
-        c.error((*path, "key"), "is required on control-plane nodes")
+    if pair.key:
+        if (key := _b64(pair.key)) is None:
+            c.error((*path, "key"), "must be base64 of a PEM key")
+    elif key_required:
+        c.error((*path, "key"), missing_key)
+    if key is not None and not c.take_key((*path, "key")):
+        key = None
+    crt_name = format_path((*path, "crt"))
+    for half, message in certcheck.pair_problems(crt, key, ca=ca, crt_name=crt_name):
+        c.error((*path, half), message)
 
 
 def _cluster(c: _Checker) -> None:
@@ -284,13 +365,21 @@ def _cluster(c: _Checker) -> None:
         (("cluster", "etcd", "ca"), cl.etcd.ca if cl.etcd is not None else None),
     ):
         if pair is not None:
-            _cert_and_key(c, path, pair.crt, pair.key, key_required=m.is_control_plane())
-    if (
-        cl.service_account is not None
-        and cl.service_account.key
-        and not _b64_pem(cl.service_account.key)
-    ):
-        c.error(("cluster", "serviceAccount", "key"), "must be base64 of a PEM key")
+            _cert_and_key(c, path, pair, key_required=m.is_control_plane())
+    if cl.service_account is not None and cl.service_account.key:
+        raw = _b64(cl.service_account.key)
+        here: Path = ("cluster", "serviceAccount", "key")
+        if raw is None:
+            c.error(here, "must be base64 of a PEM key")
+        elif c.take_key(here):
+            problem = certcheck.key_problem(raw, allowed=certcheck.SERVICE_ACCOUNT_KEYS)
+            if problem is not None:
+                c.error(here, problem)
+    if cl.api_server is not None:
+        for i, san in enumerate(cl.api_server.cert_sans):
+            problem = san_problem(san)
+            if problem is not None:
+                c.error(("cluster", "apiServer", "certSANs", i), problem)
 
 
 def _network(c: _Checker) -> None:

@@ -7,6 +7,9 @@ Writes ``init.yaml``, ``controlplane.yaml``, ``join.yaml`` and ``talosconfig`` i
 ``--output-dir`` (or all four as one YAML stream on stdout with ``-o -``). Every file is 0600:
 each holds a token or a CA key. No file is written unless all can be: existing outputs are
 checked first and refused without ``--force``, and each file is written atomically.
+
+Flags are checked with the rules ``talos-gen validate`` applies (usage error, exit 2, naming the
+flag and the value), and every generated config is validated before anything is written.
 """
 
 from __future__ import annotations
@@ -32,13 +35,28 @@ class Output:
 
 
 def split_list(values: list[str] | None) -> list[str]:
+    """Repeated and comma-separated values, stripped; an empty entry (``a,,b``) is kept as
+    ``""`` so that the flag's check reports it."""
     out: list[str] = []
     for value in values or []:
-        out.extend(v.strip() for v in value.split(",") if v.strip())
+        out.extend(v.strip() for v in value.split(","))
     return out
 
 
+def _shown(value: str) -> str:
+    """``value`` as quoted in a message, with user information of a URL masked."""
+    head, sep, rest = value.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    if sep and "@" in netloc:
+        value = f"{head}://***@{netloc.rpartition('@')[2]}{slash}{tail}"
+    return repr(value)
+
+
+MIRROR_HINT = "e.g. --registry-mirror docker.io=http://172.20.0.1:5000"
+
+
 def mirrors(values: list[str] | None) -> dict[str, list[str]]:
+    from libtalos.config.validate import mirror_endpoint_problem
     from libtalos.errors import UsageError
 
     found: dict[str, list[str]] = {}
@@ -46,11 +64,32 @@ def mirrors(values: list[str] | None) -> dict[str, list[str]]:
         host, sep, url = value.partition("=")
         if not sep or not host or not url:
             raise UsageError(
-                f"--registry-mirror {value!r}: expected host=url",
-                hint="e.g. --registry-mirror docker.io=http://172.20.0.1:5000",
+                f"--registry-mirror {_shown(value)}: expected host=url", hint=MIRROR_HINT
+            )
+        problem = mirror_endpoint_problem(url)
+        if problem is not None:
+            raise UsageError(
+                f"--registry-mirror {_shown(value)}: {_shown(url)} {problem}", hint=MIRROR_HINT
             )
         found.setdefault(host, []).append(url)
     return found
+
+
+def check_flags(*, additional_sans: list[str], dns_domain: str) -> None:
+    """The flags that become config values, by the rules of ``talos-gen validate``."""
+    from libtalos.config.validate import is_dns_name, san_problem
+    from libtalos.errors import UsageError
+
+    for san in additional_sans:
+        problem = san_problem(san)
+        if problem is not None:
+            raise UsageError(
+                f"--additional-sans {san!r}: {problem}",
+                hint="IP addresses or DNS names, e.g. --additional-sans 10.5.0.2,api.example.org"
+                + (" (an empty entry comes from ',,' or a ',' at either end)" if not san else ""),
+            )
+    if not is_dns_name(dns_domain):
+        raise UsageError(f"--dns-domain {dns_domain!r}: must be a valid DNS name")
 
 
 def build(
@@ -75,7 +114,7 @@ def build(
     from libtalos import config as cfgmod
     from libtalos import pki, talosconfig
     from libtalos.config.validate import endpoint_problem
-    from libtalos.errors import UsageError
+    from libtalos.errors import UsageError, ValidationError
     from libtalos.patch import patch_config, read_patch
     from libtalos.secrets import load_bundle
 
@@ -83,6 +122,7 @@ def build(
     if problem is not None:
         raise UsageError(f"endpoint {endpoint!r}: {problem}", hint="try: https://host:6443")
 
+    check_flags(additional_sans=list(additional_sans or []), dns_domain=dns_domain)
     if secrets_text is not None:
         bundle = load_bundle(*secrets_text)
     else:
@@ -108,6 +148,9 @@ def build(
     for kind in MACHINE_TYPES:
         own = worker_only if kind == "join" else cp_only
         cfg = patch_config(configs[kind], common + own, f"{kind}.yaml")
+        result = cfgmod.validate(cfg, "container")  # metal's disk check is the node's business
+        if result.errors:
+            raise ValidationError(result.errors, summary=f"{kind}.yaml would not be valid:")
         outputs.append(Output(f"{kind}.yaml", cfgmod.encode(cfg, comments=with_comments)))
 
     admin = pki.admin_client_cert(bundle.talos_ca)

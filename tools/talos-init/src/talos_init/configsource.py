@@ -25,6 +25,7 @@ from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from libtalos.errors import DocumentError, Problem, TalosError, ValidationError
 from libtalos.fsutil import SECRET_MODE, atomic_write
+from libtalos.names import hostname_problem
 from libtalos.yamlio import Document
 
 CONFIG_NAME = "config.yaml"
@@ -32,8 +33,6 @@ DROP_NAME = "apply-config.yaml"
 FETCH_TIMEOUT = 70.0  # Talos's bound on fetching talos.config
 MACHINE_TYPES = ("init", "controlplane", "join", "worker")
 FILE_OPS = ("create", "append", "overwrite")
-_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-_HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
 
 
 class ConfigFetchError(TalosError):
@@ -127,9 +126,9 @@ def _hostname(doc: Document, machine: dict[str, Any], problems: list[Problem]) -
         problems.append(doc.problem(("machine", "network"), "must be a mapping"))
         return None
     name = network.get("hostname")
-    if name is None:
+    if name is None or name == "":  # unset, as in Talos (and as validate reads it)
         return None
-    if not isinstance(name, str) or not _HOSTNAME.match(name):
+    if not isinstance(name, str) or hostname_problem(name) is not None:
         problems.append(doc.problem(("machine", "network", "hostname"), "not a valid hostname"))
         return None
     return name
