@@ -75,6 +75,7 @@ def run(app: Any, argv: Sequence[str] | None, *, prog: str) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(app)
     try:
+        args = go_booleans(command, args)
         result = command.main(args=args, prog_name=prog, standalone_mode=False)
     except UsageError as exc:
         exc.show()  # click's own "Usage: ... Error: ..." names the argument
@@ -92,6 +93,68 @@ def run(app: Any, argv: Sequence[str] | None, *, prog: str) -> int:
             return int(exc.code) if isinstance(exc.code, int) else int(ExitCode.FAILURE)
         return handle(exc)
     return int(result) if isinstance(result, int) else int(ExitCode.OK)
+
+
+GO_TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})
+GO_FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
+
+
+def go_booleans(command: Any, args: list[str]) -> list[str]:
+    """``args`` with Go-style boolean flags (``--wait=false``, ``--reboot=true``, as talosctl's
+    docs write them) turned into the click forms (``--no-wait``, ``--reboot``).
+
+    Which options are booleans is read from the command tree: the options of the command and
+    the subcommands named so far. The values are those of Go's ``strconv.ParseBool``. A flag
+    with no off form (``--force`` alone) given ``=false`` is dropped when that is its default
+    and refused otherwise; anything else (``--wait=maybe``) is refused as a usage error naming it.
+    """
+    try:
+        from typer._click.exceptions import UsageError
+    except ImportError:  # pragma: no cover - typer releases that depend on click
+        from click.exceptions import UsageError  # type: ignore[no-redef,assignment,unused-ignore]
+
+    out: list[str] = []
+    current = command
+    flags = _flags(current)
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + args[i:]
+        name, eq, value = arg.partition("=")
+        if eq and name.startswith("--") and name in flags:
+            on, off, default = flags[name]
+            if value in GO_TRUE:
+                out.append(on)
+            elif value not in GO_FALSE:
+                raise UsageError(f"{name}: expected true or false, got {value!r}")
+            elif off:
+                out.append(off)
+            elif default:
+                raise UsageError(f"{name} cannot be turned off")
+            continue
+        sub = getattr(current, "commands", {}).get(arg) if not arg.startswith("-") else None
+        if sub is not None:
+            current = sub
+            flags = {**flags, **_flags(sub)}
+        out.append(arg)
+    return out
+
+
+def _flags(command: Any) -> dict[str, tuple[str, str | None, bool]]:
+    """A command's boolean options: each long name -> (on form, off form or None, default)."""
+    found: dict[str, tuple[str, str | None, bool]] = {}
+    for param in getattr(command, "params", []):
+        if not getattr(param, "is_flag", False) or not getattr(param, "is_bool_flag", True):
+            continue
+        longs = [o for o in param.opts if o.startswith("--")]
+        offs = [o for o in param.secondary_opts if o.startswith("--")]
+        if not longs:
+            continue
+        entry = (longs[0], offs[0] if offs else None, bool(param.default))
+        for name in longs:
+            found[name] = entry
+        for name in offs:  # --no-wait=true means --no-wait; =false means --wait
+            found[name] = (name, longs[0], not bool(param.default))
+    return found
 
 
 def fast_version(argv: Sequence[str] | None, prog: str, version: str) -> int | None:

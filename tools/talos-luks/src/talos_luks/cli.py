@@ -138,8 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from typer._click.exceptions import ClickException, UsageError  # type: ignore[no-redef,unused-ignore]
         from typer.exceptions import Abort, Exit  # type: ignore[no-redef,assignment,unused-ignore]
 
+    from libtalos.cli import go_booleans
+
     command = typer.main.get_command(_app())
     try:
+        args = go_booleans(command, args)
         result = command.main(args=args, prog_name=PROG, standalone_mode=False)
     except UsageError as exc:
         exc.show()
