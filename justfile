@@ -17,8 +17,8 @@ demo name="demo":
     mkdir -p _demo
     talosctl cluster create --name {{name}} --talosconfig _demo/talosconfig
     talosctl cluster show --name {{name}}
-    ip netns exec {{name}} talosctl --talosconfig _demo/talosconfig etcd members -n 10.5.0.2
-    ip netns exec {{name}} talosctl --talosconfig _demo/talosconfig health --worker-nodes 10.5.0.3 --wait-timeout 2m
+    talosctl --talosconfig _demo/talosconfig etcd members -n 10.5.0.2
+    talosctl --talosconfig _demo/talosconfig health --worker-nodes 10.5.0.3 --wait-timeout 2m
     @echo "demo: cluster {{name}} is running; talosconfig in _demo/; remove it with: talosctl cluster destroy --name {{name}}" >&2
 
 # Generate a cluster's secrets and configs with talosctl into DIR and validate each config

@@ -1,7 +1,15 @@
-"""Shared fixtures: paths of the installed console scripts and capability probes."""
+"""Shared fixtures: paths of the installed console scripts and capability probes.
+
+Run as root, the whole session lives in a private network namespace of its own (entered at
+``pytest_configure``, before any thread starts, so every thread and subprocess is in it) with
+only ``lo`` up: a cluster's bridge, routes and addresses, and anything else a test does to "this
+network namespace", never touch the build machine's.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import os
 import shutil
 import signal
 import subprocess
@@ -19,6 +27,23 @@ BIN = Path(sys.executable).parent  # the .venv's bin: where the console scripts 
 # some tests deliver. A handler (unlike SIG_IGN) is reset to the default in every child.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def _private_network_namespace() -> None:
+    """unshare(CLONE_NEWNET) for this process (Python 3.11 has no os.unshare), then ``lo`` up."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise pytest.UsageError(f"cannot enter a private network namespace: {os.strerror(err)}")
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, capture_output=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.geteuid() == 0 and shutil.which("ip") is not None:
+        _private_network_namespace()
 
 
 def script(name: str) -> str:

@@ -1,15 +1,17 @@
 """Fixtures for talos-cluster: a capability probe, unique cluster names, and a cleanup that
-removes whatever a test's cluster left (namespaces, processes, state), also when it fails.
+removes whatever a test's cluster left (namespaces, links, processes, state), also when it fails.
 
-Everything the tests create lives in network namespaces they made: the cluster's own namespace
-holds the bridge, each node has its own; the host's network namespace is never changed and no
-packet leaves those namespaces.
+Everything the tests create lives in network namespaces the test session made: the session runs
+in a private network namespace of its own (tests/conftest.py), where create puts the bridge of
+a cluster (or, with ``--isolated``, in the cluster's own namespace); each node has its own. The
+build machine's network namespace is never changed and no packet leaves those namespaces.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -98,6 +100,38 @@ def netns_list() -> set[str]:
     return {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
 
 
+def net_snapshot() -> dict[str, object]:
+    """This namespace's addresses, routes (every table, IPv4 and IPv6) and links, as ``ip -j``
+    prints them: equal before create and after destroy when nothing was left behind."""
+    views = {
+        "addr": ["addr"],
+        "route": ["route", "show", "table", "all"],
+        "route6": ["-6", "route", "show", "table", "all"],
+        "link": ["link"],
+    }
+    return {
+        key: json.loads(
+            subprocess.run(["ip", "-j", *argv], capture_output=True, text=True, check=True).stdout
+            or "[]"
+        )
+        for key, argv in views.items()
+    }
+
+
+FORWARDING = (
+    "/proc/sys/net/ipv4/ip_forward",
+    "/proc/sys/net/ipv4/conf/all/forwarding",
+    "/proc/sys/net/ipv4/conf/default/forwarding",
+    "/proc/sys/net/ipv6/conf/all/forwarding",
+    "/proc/sys/net/ipv6/conf/default/forwarding",
+)
+
+
+def forwarding() -> dict[str, str]:
+    """This namespace's forwarding switches."""
+    return {p: Path(p).read_text().strip() for p in FORWARDING}
+
+
 def processes_mentioning(text: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -132,3 +166,14 @@ def env(cluster_capable: None, tmp_path: Path) -> Iterator[Env]:
                 os.kill(pid, 9)
         for ns in ours:
             subprocess.run(["ip", "netns", "delete", ns], capture_output=True, check=False)
+        remove_links(name)
+
+
+def remove_links(name: str) -> None:
+    """Delete the links of cluster ``name`` left in this (the session's private) namespace."""
+    from talos_cluster import plan
+
+    for link in net_snapshot()["link"]:  # type: ignore[union-attr]
+        ifname = str(link["ifname"])  # type: ignore[index]
+        if ifname == plan.bridge_name(name) or ifname.startswith(plan.veth_prefix(name) + "_"):
+            subprocess.run(["ip", "link", "delete", ifname], capture_output=True, check=False)

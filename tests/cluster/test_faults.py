@@ -13,8 +13,10 @@ every test of this module, in order; each test starts from a healthy cluster and
 A second cluster (etcd's strict reconfiguration check off) has a member added by hand and never
 started when a control plane joins: the joining node must list it in its initial cluster.
 
-``talos-apply`` (the client under test) and ``etcdctl`` run inside the cluster's network
-namespace or a node's namespaces: no packet leaves them.
+``talos-apply`` (the client under test) runs in the namespace that ran create (the test
+session's private one, holding the cluster's bridge), ``etcdctl`` inside a node's namespaces:
+no packet leaves them. The module's cluster is on 10.5.0.0/24 for the whole module, so the
+other clusters made meanwhile take other CIDRs.
 
 Faults during create (a node that never comes up, an unexpected error between two nodes): create
 removes everything it made, down to the state directory it created and the talosconfig as it
@@ -38,7 +40,14 @@ from typing import Any
 
 import pytest
 
-from cluster.conftest import Env, _probe, netns_list, processes_mentioning
+from cluster.conftest import (
+    Env,
+    _probe,
+    net_snapshot,
+    netns_list,
+    processes_mentioning,
+    remove_links,
+)
 
 pytestmark = [pytest.mark.system]
 
@@ -68,10 +77,9 @@ class Cluster:
         return [n for n in self.record().nodes if n.role == "controlplane"]
 
     def api(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """talos-apply inside the cluster's network namespace."""
+        """talos-apply from the namespace that ran create, where the cluster's bridge is."""
         return subprocess.run(
-            ["nsenter", f"--net=/run/netns/{self.name}", "--", TALOS_APPLY,
-             "--talosconfig", str(self.talosconfig), *args],
+            [TALOS_APPLY, "--talosconfig", str(self.talosconfig), *args],
             capture_output=True, text=True, check=False, timeout=timeout,
         )  # fmt: skip
 
@@ -155,6 +163,7 @@ def _remove(c: Cluster) -> None:
             os.kill(pid, signal.SIGKILL)
     for ns in ours:
         subprocess.run(["ip", "netns", "delete", ns], capture_output=True, check=False)
+    remove_links(c.name)
 
 
 def _etcd_pid(node: Any) -> int | None:
@@ -306,11 +315,13 @@ NO_STRICT = '{"cluster": {"etcd": {"extraArgs": {"strict-reconfig-check": "false
 @pytest.mark.etcd
 @pytest.mark.slow
 def test_join_beside_a_member_not_started(tmp_path: Path) -> None:
-    with _cluster(tmp_path, "--config-patch-control-plane", NO_STRICT) as c:
+    with _cluster(
+        tmp_path, "--cidr", "10.5.2.0/24", "--config-patch-control-plane", NO_STRICT
+    ) as c:
         c.assert_healthy()
         first, second, _ = c.masters()
-        # a member nobody starts (its address is inside the cluster's namespace, unused)
-        added = c.etcdctl(first, "member", "add", "pending", "--peer-urls=https://10.5.0.99:2380")
+        # a member nobody starts (its address is in the cluster's network, unused)
+        added = c.etcdctl(first, "member", "add", "pending", "--peer-urls=https://10.5.2.99:2380")
         assert added.returncode == 0, added.stderr
         before = c.members(first.ip)
         assert len(before) == 4 and "" in before  # the pending member has no name
@@ -346,12 +357,7 @@ def test_join_beside_a_member_not_started(tmp_path: Path) -> None:
 NEVER_READY = "sh -c 'trap \"exit 0\" TERM; echo booting; while :; do sleep 0.2; done' {name}"
 
 
-def _host_links() -> set[str]:
-    out = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=True)
-    return {link["ifname"] for link in json.loads(out.stdout)}
-
-
-def _assert_nothing_left(env: Env, netns_before: set[str], links_before: set[str]) -> None:
+def _assert_nothing_left(env: Env, netns_before: set[str], links_before: object) -> None:
     from talos_cluster import cgroups
 
     assert netns_list() == netns_before, "network namespaces left behind"
@@ -363,7 +369,7 @@ def _assert_nothing_left(env: Env, netns_before: set[str], links_before: set[str
         cgroups.CGROUP_ROOT / "memory",
     ):
         assert not (hierarchy / cgroups.PARENT / env.name).exists(), f"cgroups left in {hierarchy}"
-    assert _host_links() <= links_before, "links appeared in the host namespace"
+    assert net_snapshot() == links_before, "addresses, routes or links left behind"
 
 
 @pytest.mark.parametrize("talosconfig", ["absent", "present"])
@@ -377,11 +383,12 @@ def test_create_that_times_out_removes_what_it_made(
             "context: other\ncontexts:\n    other:\n        endpoints: [10.9.0.2]\n"
         )
     kept = env.talosconfig.read_bytes() if talosconfig == "present" else None
-    netns_before, links_before = netns_list(), _host_links()
+    netns_before, links_before = netns_list(), net_snapshot()
     stand_in = NEVER_READY.format(name=env.name)
     code = main(
-        env.create_args("--workers", "1", "--wait-timeout", "1", "--node-command", stand_in)
-    )
+        env.create_args("--workers", "1", "--wait-timeout", "1", "--node-command", stand_in,
+                        "--cidr", "10.5.1.0/24")
+    )  # fmt: skip
     err = capsys.readouterr().err
     assert code == 1, err
     # creation had started: namespaces, nodes and limits were made (a negative control for the
@@ -416,9 +423,10 @@ def test_unexpected_error_between_nodes_removes_what_it_made(
         return real(cluster, node, *args)
 
     monkeypatch.setattr(cgroups, "setup", failing)
-    netns_before, links_before = netns_list(), _host_links()
+    netns_before, links_before = netns_list(), net_snapshot()
     stand_in = NEVER_READY.format(name=env.name)
-    assert main(env.create_args("--workers", "1", "--node-command", stand_in)) == 1
+    assert main(env.create_args("--workers", "1", "--node-command", stand_in,
+                                "--cidr", "10.5.1.0/24")) == 1  # fmt: skip
     err = capsys.readouterr().err
     assert running, "the first node was not running when the error came"
     assert "create failed: removing what was made" in err

@@ -1,13 +1,20 @@
-"""The getting-started guide (Talos v0.9), run as a user types it, against a local cluster.
+"""The quickstart and the getting-started guide (Talos v0.9), run as a user types them.
 
-``talosctl cluster create --skip-injecting-config --masters 3 --workers 1`` starts four nodes in
-maintenance mode; then, through the installed ``talosctl`` console script, with the test's own
+The quickstart: ``talosctl cluster create`` (the default cluster, talos-default, with the test's
+own home directory), then the commands a user types next, verbatim, from the same shell:
+``talosctl --nodes 10.5.0.2 version``, ``talosctl health``, ``openssl s_client -connect
+10.5.0.3:50000``, ``talosctl cluster show``, ``talosctl cluster destroy``.
+
+The guide: ``talosctl cluster create --skip-injecting-config --masters 3 --workers 1`` starts
+four nodes in maintenance mode; then, through the installed ``talosctl`` console script, with the test's own
 home directory (so ``~/.talos/config`` and ``~/.kube/config`` are the test's): gen config,
 apply-config --insecure to each node (one pinned with the fingerprint printed on that node's
 console, after a wrong fingerprint has been refused), config endpoint, config merge, bootstrap,
-etcd members until all three control planes agree, kubeconfig. Every command that talks to a
-node runs inside the cluster's network namespace (``nsenter --net=/run/netns/<name>``): no
-packet leaves the namespaces the test made.
+etcd members until all three control planes agree, kubeconfig.
+
+Every command runs as printed, in the network namespace that ran ``cluster create`` (the test
+session's private one, see tests/conftest.py), where create put the cluster's bridge: no
+``ip netns exec``, and no packet leaves the namespaces the test session made.
 
 As the guide says, the init type is ignored: the three control planes get controlplane.yaml and
 the worker join.yaml, and etcd is formed by the bootstrap call.
@@ -15,18 +22,20 @@ the worker join.yaml, and etcd is formed by the bootstrap call.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .conftest import Env, netns_list, processes_mentioning
+from .conftest import Env, net_snapshot, netns_list, processes_mentioning, remove_links
 
 pytestmark = [pytest.mark.system, pytest.mark.etcd]
 
@@ -41,33 +50,32 @@ BOUND = 120.0  # seconds: a bound on each wait, never an assertion on speed
 class User:
     """A shell user: the installed talosctl, cwd and HOME set to their own directory."""
 
-    def __init__(self, home: Path, netns: str) -> None:
+    def __init__(self, home: Path) -> None:
         self.home = home
-        self.netns = netns
         self.environ = {
             k: v for k, v in os.environ.items() if k not in ("TALOSCONFIG", "KUBECONFIG")
         }
         self.environ["HOME"] = str(home)
 
-    def run(self, line: str, *, node: bool = False) -> subprocess.CompletedProcess[str]:
-        """``line`` as typed (``talosctl ...``); ``node``: it talks to a node (run in netns)."""
+    def run(self, line: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """``line`` as typed (``talosctl ...`` or ``openssl ...``), from the user's shell."""
         argv = shlex.split(line)
-        assert argv[0] == "talosctl"
-        argv[0] = TALOSCTL
-        if node:
-            argv = ["nsenter", f"--net=/run/netns/{self.netns}", "--", *argv]
+        assert argv[0] in ("talosctl", "openssl")
+        if argv[0] == "talosctl":
+            argv[0] = TALOSCTL
         return subprocess.run(
             argv,
             cwd=self.home,
             env=self.environ,
+            input=stdin,
             capture_output=True,
             text=True,
             check=False,
             timeout=BOUND,
         )
 
-    def ok(self, line: str, *, node: bool = False) -> subprocess.CompletedProcess[str]:
-        res = self.run(line, node=node)
+    def ok(self, line: str) -> subprocess.CompletedProcess[str]:
+        res = self.run(line)
         assert res.returncode == 0, f"{line}\n{res.stdout}\n{res.stderr}"
         return res
 
@@ -93,7 +101,7 @@ def _fingerprint(command: str) -> str:
 
 
 def _members(user: User, ip: str) -> set[str]:
-    res = user.run(f"talosctl etcd members --nodes {ip}", node=True)
+    res = user.run(f"talosctl etcd members --nodes {ip}")
     if res.returncode != 0:
         return set()
     return {line.split()[2] for line in res.stdout.splitlines()[1:] if line.strip()}
@@ -104,7 +112,7 @@ def test_getting_started_guide(env: Env, tmp_path: Path) -> None:
         pytest.skip("/usr/bin/etcd is not installed (Debian package etcd-server)")
     home = tmp_path / "home"
     home.mkdir()
-    user = User(home, env.name)
+    user = User(home)
     created = user.run(
         "talosctl cluster create --skip-injecting-config --masters 3 --workers 1 "
         + shlex.join(env.args("--talosconfig", str(env.talosconfig), "--wait-timeout", "120"))
@@ -130,7 +138,7 @@ def test_getting_started_guide(env: Env, tmp_path: Path) -> None:
     # negative control: another machine's fingerprint is refused and nothing is sent
     other = _fingerprint(_console_command(consoles["10.5.0.4"], "controlplane.yaml"))
     assert other != _fingerprint(pinned)
-    wrong = user.run(pinned.replace(_fingerprint(pinned), other), node=True)
+    wrong = user.run(pinned.replace(_fingerprint(pinned), other))
     assert wrong.returncode == 1, wrong.stdout + wrong.stderr
     assert "does not match --cert-fingerprint" in wrong.stderr
     time.sleep(0.5)  # give a wrongly accepted config time to show (the check below must fail)
@@ -138,10 +146,10 @@ def test_getting_started_guide(env: Env, tmp_path: Path) -> None:
     assert "machine type" not in consoles["10.5.0.3"].read_text()
     assert not (env.cluster_dir / masters[1] / "state" / "config.yaml").exists()
 
-    user.ok("talosctl apply-config --insecure --nodes 10.5.0.2 --file controlplane.yaml", node=True)
-    user.ok(pinned, node=True)
-    user.ok("talosctl apply-config --insecure --nodes 10.5.0.4 --file controlplane.yaml", node=True)
-    user.ok(f"talosctl apply-config --insecure --nodes {WORKER} --file join.yaml", node=True)
+    user.ok("talosctl apply-config --insecure --nodes 10.5.0.2 --file controlplane.yaml")
+    user.ok(pinned)
+    user.ok("talosctl apply-config --insecure --nodes 10.5.0.4 --file controlplane.yaml")
+    user.ok(f"talosctl apply-config --insecure --nodes {WORKER} --file join.yaml")
     deadline = time.monotonic() + BOUND
     for ip in (*CONTROL_PLANES, WORKER):  # what the negative control found missing is there now
         kind = "worker" if ip == WORKER else "controlplane"
@@ -165,13 +173,13 @@ def test_getting_started_guide(env: Env, tmp_path: Path) -> None:
     # The nodes reboot into their configs; wait until each answers over mutual TLS.
     deadline = time.monotonic() + BOUND
     for ip in CONTROL_PLANES:
-        while user.run(f"talosctl --nodes {ip} version", node=True).returncode != 0:
+        while user.run(f"talosctl --nodes {ip} version").returncode != 0:
             if time.monotonic() > deadline:
                 pytest.fail(f"{ip} does not answer version:\n{consoles[ip].read_text()[-3000:]}")
             time.sleep(0.2)
 
     # Kubernetes Bootstrap
-    user.ok("talosctl bootstrap --nodes 10.5.0.2", node=True)
+    user.ok("talosctl bootstrap --nodes 10.5.0.2")
     deadline = time.monotonic() + BOUND
     for ip in CONTROL_PLANES:
         while _members(user, ip) != set(masters):
@@ -183,19 +191,19 @@ def test_getting_started_guide(env: Env, tmp_path: Path) -> None:
     # talosctl kubeconfig: merged into ~/.kube/config, private, the cluster's server
     kube_default = home / ".kube" / "config"
     assert not kube_default.exists()  # create --skip-injecting-config wrote none there
-    user.ok("talosctl kubeconfig", node=True)
+    user.ok("talosctl kubeconfig")
     kube = yaml.safe_load(kube_default.read_text())
     assert stat.S_IMODE(kube_default.stat().st_mode) == 0o600
     assert kube["current-context"] == f"admin@{CLUSTER}"
     assert [c["cluster"]["server"] for c in kube["clusters"]] == ["https://10.5.0.2:6443"]
     # ... or not merged, into a file of one's own
-    user.ok("talosctl kubeconfig alternative-kubeconfig", node=True)
+    user.ok("talosctl kubeconfig alternative-kubeconfig")
     alt = home / "alternative-kubeconfig"
     assert yaml.safe_load(alt.read_text())["clusters"] == kube["clusters"]
     assert stat.S_IMODE(alt.stat().st_mode) == 0o600
 
     # a second bootstrap is refused: the guide says it should only be issued once
-    again = user.run("talosctl bootstrap --nodes 10.5.0.2", node=True)
+    again = user.run("talosctl bootstrap --nodes 10.5.0.2")
     assert again.returncode != 0
 
     gone = user.run("talosctl cluster destroy " + shlex.join(env.args()))
@@ -203,3 +211,54 @@ def test_getting_started_guide(env: Env, tmp_path: Path) -> None:
     assert not {env.name, *masters} & netns_list()
     assert not processes_mentioning(str(env.state_dir))
     assert not env.cluster_dir.exists()
+
+
+@pytest.fixture
+def quickstart_home(cluster_capable: None, tmp_path: Path) -> Iterator[Path]:
+    """A home directory for the default cluster (talos-default, state in ~/.talos/clusters);
+    whatever the test leaves of that cluster is removed afterwards."""
+    from talos_cluster import state
+    from talos_cluster.cmd_destroy import destroy_record
+
+    if any(ns.startswith("talos-default-") for ns in netns_list()):
+        pytest.skip("a cluster talos-default exists on this machine (its node namespaces)")
+    home = tmp_path / "home"
+    home.mkdir()
+    try:
+        yield home
+    finally:
+        with contextlib.suppress(Exception):
+            record = state.load(home / ".talos" / "clusters" / "talos-default")
+            if record is not None:
+                destroy_record(record, grace=2)
+        remove_links("talos-default")
+
+
+def test_quickstart(quickstart_home: Path) -> None:
+    home = quickstart_home
+    user = User(home)
+    before = net_snapshot()
+    created = user.run("talosctl cluster create")
+    assert created.returncode == 0, created.stderr
+    assert "talos-default-master-1" in created.stdout and "talos-default-worker-1" in created.stdout
+    assert "talosctl --nodes 10.5.0.2 version" in created.stderr  # what create says to type
+
+    for ip in ("10.5.0.2", "10.5.0.3"):
+        version = user.ok(f"talosctl --nodes {ip} version")
+        assert ip in version.stdout, version.stdout
+    health = user.ok("talosctl health")
+    assert "10.5.0.2" in health.stdout + health.stderr
+    # the node's machine API presents its certificate to a plain TLS client from this shell
+    tls = user.run("openssl s_client -connect 10.5.0.3:50000", stdin="")
+    assert "-----BEGIN CERTIFICATE-----" in tls.stdout, tls.stdout + tls.stderr
+    assert "CONNECTED(" in tls.stdout
+    shown = user.ok("talosctl cluster show")
+    assert "layout shared (in this network namespace)" in shown.stderr
+
+    gone = user.run("talosctl cluster destroy")
+    assert gone.returncode == 0, gone.stderr
+    assert not (home / ".talos" / "clusters" / "talos-default").exists()
+    assert not [ns for ns in netns_list() if ns.startswith("talos-default-")]
+    assert net_snapshot() == before
+    # negative control: with the cluster gone, the same command finds no node
+    assert user.run("talosctl --nodes 10.5.0.2 version").returncode != 0

@@ -2,7 +2,9 @@
 
 Marked ``system``: each test makes its own cluster (network namespaces, a bridge, veth pairs,
 PID namespaces) under a unique name and checks that destroy leaves nothing behind: no
-namespace, no process, no cgroup, no state directory, and no link in the host's namespace.
+namespace, no process, no cgroup, no state directory, and no address, route or link in the
+namespace create ran in (the test session's private one): ``ip -j addr``, ``ip -j route`` and
+``ip -j link`` read the same before create and after destroy.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from talos_cluster import state
 from talos_cluster.cli import main
 from talos_cluster.nodes import alive
 
-from .conftest import Env, netns_list, processes_mentioning
+from .conftest import Env, forwarding, net_snapshot, netns_list, processes_mentioning
 
 # a trivial PID 1 with the stand-in handshake: "ready" once up
 STAND_IN = "sh -c 'echo ready; exec sleep 600'"
@@ -32,9 +34,37 @@ pytestmark = pytest.mark.system
 BIN = Path(sys.executable).parent
 
 
-def _host_links() -> set[str]:
+def _links() -> set[str]:
     out = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=True)
     return {link["ifname"] for link in json.loads(out.stdout)}
+
+
+def _ip_json(*argv: str) -> list[dict[str, object]]:
+    out = subprocess.run(["ip", "-j", *argv], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout or "[]")  # type: ignore[no-any-return]
+
+
+def _refused(ip: str, argv_prefix: tuple[str, ...] = ()) -> str:
+    """A TCP connect to a closed port of ``ip``: ``refused`` (an RST came back: the address
+    answers), else the error; from here or, with ``argv_prefix``, from inside a namespace."""
+    probe = subprocess.run(
+        [*argv_prefix, sys.executable, "-c",
+         "import socket\n"
+         f"try:\n socket.create_connection(({ip!r}, 1), timeout=3)\n"
+         "except ConnectionRefusedError:\n print('refused')\n"
+         "except OSError as e:\n print(type(e).__name__)\n"],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    return probe.stdout.strip() or probe.stderr.strip()
+
+
+def test_session_is_in_a_private_network_namespace() -> None:
+    """tests/conftest.py moved the session out of the namespace it was started in (as root)."""
+    if os.geteuid() != 0:
+        pytest.skip("root is needed to enter a network namespace")
+    assert os.readlink("/proc/self/ns/net") != os.readlink(f"/proc/{os.getppid()}/ns/net")
+    assert {link["ifname"] for link in _ip_json("link")} >= {"lo"}
+    assert [a["ifname"] for a in _ip_json("-4", "addr") if a.get("addr_info")] in ([], ["lo"])
 
 
 def _in_ns(ns: str, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -47,7 +77,7 @@ def _in_ns(ns: str, *argv: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def assert_nothing_left(env: Env, record: state.ClusterRecord, host_links_before: set[str]) -> None:
+def assert_nothing_left(env: Env, record: state.ClusterRecord, before: dict[str, object]) -> None:
     names = {record.netns, *(n.name for n in record.nodes)}
     assert not names & netns_list(), "network namespaces left behind"
     assert not processes_mentioning(str(env.state_dir)), "node processes left behind"
@@ -58,13 +88,12 @@ def assert_nothing_left(env: Env, record: state.ClusterRecord, host_links_before
         for group in n.cgroups:
             assert not Path(group).exists(), f"cgroup {group} left behind"
     assert not env.cluster_dir.exists(), "state directory left behind"
-    # the host's own namespace gained nothing (no bridge, no veth end)
-    assert _host_links() - host_links_before <= set(), "links appeared in the host namespace"
-    assert "talos0" not in _host_links() or "talos0" in host_links_before
+    # the namespace create ran in is as it was: no bridge, veth end, address or route left
+    assert net_snapshot() == before
 
 
 def test_create_show_destroy(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    before = _host_links()
+    before, switches = net_snapshot(), forwarding()
     assert main(env.create_args("--wait-timeout", "120")) == 0
     out, err = capsys.readouterr()
     record = state.load(env.cluster_dir)
@@ -82,23 +111,32 @@ def test_create_show_destroy(env: Env, capsys: pytest.CaptureFixture[str]) -> No
     assert rows[0][:4] == ["NODE", "ROLE", "ADDRESS", "STATE"]
     assert rows[1][:4] == [master.name, "controlplane", "10.5.0.2", "running"]
     assert rows[2][:4] == [worker.name, "worker", "10.5.0.3", "running"]
-    # namespaces: the cluster's and one per node
-    assert {env.name, master.name, worker.name} <= netns_list()
+    # namespaces: one per node; the bridge, named after the cluster, is here
+    assert {master.name, worker.name} <= netns_list() and env.name not in netns_list()
+    assert (record.layout, record.bridge, record.netns) == ("shared", env.name, "")
     addr = _in_ns(master.name, "ip", "-o", "-4", "addr", "show", "eth0")
     assert "10.5.0.2/24" in addr.stdout
-    bridge = _in_ns(env.name, "ip", "-o", "-4", "addr", "show", "talos0")
-    assert "10.5.0.1/24" in bridge.stdout
+    (bridge,) = _ip_json("addr", "show", "dev", env.name)
+    assert [(a["local"], a["prefixlen"]) for a in bridge["addr_info"] if a["family"] == "inet"] == [
+        ("10.5.0.1", 24)
+    ]
+    ends = {master.veth, worker.veth}
+    old: list[object] = before["link"]  # type: ignore[assignment]
+    new = {str(link["ifname"]): link for link in _ip_json("link") if link not in old}
+    assert set(new) == {env.name, *ends} and all(len(n) <= 15 for n in new)
+    assert {str(link.get("ifalias")) for link in new.values()} == {f"talos-cluster:{env.name}"}
+    # what changed here: the bridge and the veth ends, one connected route, no default route,
+    # no forwarding switch; the bridge itself forwards nothing
+    added = [r for r in _ip_json("route") if r not in before["route"]]  # type: ignore[operator]
+    assert [(r["dst"], r["dev"]) for r in added] == [("10.5.0.0/24", env.name)]
+    assert forwarding() == switches
+    assert Path(f"/proc/sys/net/ipv4/conf/{env.name}/forwarding").read_text().strip() == "0"
+    # from here (the shell that ran create) both nodes answer: an RST from each
+    assert _refused("10.5.0.2") == "refused" and _refused("10.5.0.3") == "refused"
+    assert _refused("10.5.0.9") != "refused"  # negative control: no node there
     # the bridge carries traffic between the nodes: a TCP connect from the worker to a closed
     # port of the master is refused (RST from 10.5.0.2), not timed out
-    probe = _in_ns(
-        worker.name,
-        sys.executable,
-        "-c",
-        "import socket\n"
-        "try:\n socket.create_connection(('10.5.0.2', 1), timeout=5)\n"
-        "except ConnectionRefusedError:\n print('refused')\n",
-    )
-    assert probe.stdout.strip() == "refused", probe.stderr
+    assert _refused("10.5.0.2", ("nsenter", f"--net=/run/netns/{worker.name}", "--")) == "refused"
     # each node is PID 1 of its own PID namespace, with its hostname and STATE
     console = Path(master.console).read_text()
     assert "talos-init mode container, pid 1" in console
@@ -115,8 +153,9 @@ def test_create_show_destroy(env: Env, capsys: pytest.CaptureFixture[str]) -> No
     assert kube["clusters"][0]["cluster"]["server"] == "https://10.5.0.2:6443"
 
     assert main(["show", *env.args()]) == 0
-    shown, _ = capsys.readouterr()
+    shown, said = capsys.readouterr()
     assert shown.splitlines()[1].split()[:4] == rows[1][:4]
+    assert f"on bridge {env.name}, layout shared (in this network namespace)" in said
 
     assert main(["destroy", *env.args()]) == 0
     assert_nothing_left(env, record, before)
@@ -142,7 +181,7 @@ def test_maintenance_mode_without_config(env: Env, capsys: pytest.CaptureFixture
 
 
 def test_crashed_node_then_destroy(env: Env) -> None:
-    before = _host_links()
+    before = net_snapshot()
     assert main(env.create_args("--workers", "1")) == 0
     record = state.load(env.cluster_dir)
     assert record is not None
@@ -165,7 +204,7 @@ def _wait_for(predicate, bound: float = 60.0) -> None:  # type: ignore[no-untype
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_interrupted_create_then_destroy(env: Env, sig: signal.Signals) -> None:
-    before = _host_links()
+    before = net_snapshot()
     # the stand-in PID 1 never reports ready, so create is certain to be still waiting when it
     # is stopped (with real nodes a fast machine can finish before the signal lands)
     # stderr goes to a file, not a pipe: a node started before the signal may still hold an
@@ -209,7 +248,7 @@ def test_interrupted_create_then_destroy(env: Env, sig: signal.Signals) -> None:
         assert proc.returncode == -signal.SIGKILL
     record = state.load(env.cluster_dir)
     assert record is not None and record.nodes[0].pid > 0
-    assert env.name in netns_list()
+    assert env.name in _links()  # the bridge, made before the nodes, is there
     done = subprocess.run(
         [str(BIN / "talos-cluster"), "destroy", *env.args()],
         capture_output=True,
@@ -233,7 +272,7 @@ def test_second_create_refused_first_intact(env: Env, capsys: pytest.CaptureFixt
 
 def test_stand_in_node_command_and_limits(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """The launcher with a trivial PID 1 (hidden --node-command): namespaces and cgroups."""
-    before = _host_links()
+    before = net_snapshot()
     args = env.create_args(
         "--workers",
         "1",
@@ -279,14 +318,14 @@ def test_stand_in_node_command_and_limits(env: Env, capsys: pytest.CaptureFixtur
 def test_node_that_exits_fails_create_and_cleans_up(
     env: Env, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = _host_links()
+    before = net_snapshot()
     assert main(env.create_args("--workers", "0", "--node-command", "false")) == 1
     err = capsys.readouterr().err
     assert f"node {env.name}-master-1 exited while starting" in err
     assert "removing what was made" in err
     assert not env.cluster_dir.exists()
     assert not {env.name, f"{env.name}-master-1"} & netns_list()
-    assert _host_links() - before <= set()
+    assert net_snapshot() == before
 
 
 def test_talosctl_routes_cluster_commands(env: Env, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import os
 from pathlib import Path
 
 import pytest
 from talos_cluster import state
-from talos_cluster.plan import make_plan, parse_duration
+from talos_cluster.plan import find_clash, make_plan, parse_duration
 
 from libtalos.errors import TalosError, UsageError
 
@@ -29,18 +31,51 @@ def _plan(**kw: object):  # type: ignore[no-untyped-def]
 
 def test_names_addresses_and_limits() -> None:
     p = _plan()
+    short = "talo" + hashlib.sha256(b"talos-default").hexdigest()[:6]
     assert [(n.name, n.ip, n.veth, n.role) for n in p.nodes] == [
-        ("talos-default-master-1", "10.5.0.2", "m1", "controlplane"),
-        ("talos-default-master-2", "10.5.0.3", "m2", "controlplane"),
-        ("talos-default-master-3", "10.5.0.4", "m3", "controlplane"),
-        ("talos-default-worker-1", "10.5.0.5", "w1", "worker"),
-        ("talos-default-worker-2", "10.5.0.6", "w2", "worker"),
+        ("talos-default-master-1", "10.5.0.2", f"{short}_m1", "controlplane"),
+        ("talos-default-master-2", "10.5.0.3", f"{short}_m2", "controlplane"),
+        ("talos-default-master-3", "10.5.0.4", f"{short}_m3", "controlplane"),
+        ("talos-default-worker-1", "10.5.0.5", f"{short}_w1", "worker"),
+        ("talos-default-worker-2", "10.5.0.6", f"{short}_w2", "worker"),
     ]
+    # the default layout: the bridge, named after the cluster, in the namespace create runs in
+    assert (p.layout, p.bridge, p.netns) == ("shared", "talos-default", "")
     assert p.gateway == "10.5.0.1" and p.prefixlen == 24
     assert p.endpoint == "https://10.5.0.2:6443"
     assert [(n.cpus, n.memory_mib) for n in p.nodes[2:4]] == [(2.0, 2048), (1.0, 1024)]
-    assert p.netns == "talos-default"
     assert {n.machine_type for n in p.nodes} == {"controlplane", "worker"}
+
+
+def test_isolated_layout_names() -> None:
+    p = _plan(layout="isolated")
+    assert (p.bridge, p.netns) == ("talos0", "talos-default")
+    assert [n.veth for n in p.nodes] == ["m1", "m2", "m3", "w1", "w2"]
+
+
+@pytest.mark.parametrize(
+    "name", ["a", "demo", "fifteen-chars-x", "sixteen-chars-xy", "a" * 40, "a" * 39 + "b"]
+)
+def test_link_names_fit_and_differ(name: str) -> None:
+    """Every link name fits in IFNAMSIZ; long names are shortened, and stay distinct."""
+    p = _plan(name=name, cidr="10.0.0.0/8", masters=999, workers=0)
+    names = [p.bridge, *(n.veth for n in p.nodes)]
+    assert max(len(n) for n in names) <= 15
+    assert len(set(names)) == len(names)
+    assert p.bridge == (name if len(name) <= 15 else p.bridge)
+    assert all("_" in n.veth for n in p.nodes)  # never a cluster name (no '_' allowed there)
+    other = _plan(name=name[:-1] + ("z" if name[-1] != "z" else "y"), masters=1, workers=0)
+    assert other.bridge != p.bridge and other.nodes[0].veth != p.nodes[0].veth
+
+
+def test_find_clash() -> None:
+    net = ipaddress.IPv4Network("10.5.0.0/24")
+    assert find_clash(net, [("eth0", "192.168.1.10/24"), ("lo", "127.0.0.1/8")], []) is None
+    assert find_clash(net, [("eth0", "10.5.0.77/16")], []) == "address 10.5.0.77/16 on eth0"
+    assert find_clash(net, [], [("0.0.0.0/0", "dev eth0")]) is None  # a default route
+    assert find_clash(net, [], [("10.0.0.0/8", "dev wg0")]) == "route 10.0.0.0/8 dev wg0"
+    assert find_clash(net, [], [("10.5.0.128/25", "table 7")]) == "route 10.5.0.128/25 table 7"
+    assert find_clash(net, [], [("10.6.0.0/24", "dev x")]) is None
 
 
 def test_cidr_not_strict_and_full() -> None:
@@ -148,13 +183,13 @@ def _saved(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("pid: 7", "pid: seven", "line 16: nodes[0].pid: must be an integer"),
+        ("pid: 7", "pid: seven", "line 19: nodes[0].pid: must be an integer"),
         ("pid: 7", "pid: true", "nodes[0].pid: must be an integer"),
-        ("namespaces: []", "namespaces: c", "line 8: namespaces: must be a list of strings"),
+        ("namespaces: []", "namespaces: c", "line 11: namespaces: must be a list of strings"),
         ("namespaces: []", "namespaces: [1]", "namespaces: must be a list of strings"),
         ("complete: false", "complete: 1", "complete: must be true or false"),
         ("name: c\n", "name: [c]\n", "line 3: name: must be a string"),
-        ("nodes:\n", "bogus: 1\nnodes:\n", "line 9: bogus: unknown key"),
+        ("nodes:\n", "bogus: 1\nnodes:\n", "line 12: bogus: unknown key"),
         ("    role: controlplane\n", "", "nodes[0]: missing role"),
         ("nodes:\n-", "nodes:\n- 5\n-", "nodes[0]: must be a mapping"),
         ("kind: TalosLocalCluster", "kind: Other", "line 2: kind: must be TalosLocalCluster"),

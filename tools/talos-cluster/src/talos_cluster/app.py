@@ -12,7 +12,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
-    help="Local Talos clusters: talos-init nodes in private network namespaces.",
+    help="Local Talos clusters: talos-init nodes on a bridge in this network namespace.",
 )
 app.command()(create)
 app.command()(destroy)

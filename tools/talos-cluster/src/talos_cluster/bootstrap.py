@@ -1,8 +1,9 @@
 """Bootstrap the first control-plane node, wait for etcd on every control-plane node, then for
 the machine API on every node (a worker serves it once trustd has issued its certificate).
 
-Both go through the machine API client (talos-apply) run inside the cluster's network
-namespace, so that its packets reach only the cluster's bridge. This step needs two things from
+Both go through the machine API client (talos-apply) run where the cluster's bridge is (this
+network namespace, or the cluster's own one with ``--isolated``), so that its packets go only
+to the cluster's addresses. This step needs two things from
 the other parts: talos-apply installed, and the nodes serving the machine API on port 50000
 (talos-init's API server in container mode). When either is missing the step is skipped with
 the reason, and the status table shows etcd as ``-``.
@@ -37,6 +38,14 @@ def _talos_apply() -> list[str] | None:
     return [str(beside)] if beside.exists() else [sys.executable, "-m", "talos_apply"]
 
 
+def _inside(record: ClusterRecord) -> list[str]:
+    """The prefix that runs a client where the bridge is: the cluster's own namespace
+    (isolated layout), else here (create runs in the namespace it put the bridge in)."""
+    if record.layout == "isolated":
+        return ["nsenter", f"--net=/run/netns/{record.netns}", "--"]
+    return []
+
+
 def _serving(record: ClusterRecord, bound: float) -> list[str]:
     """Control-plane nodes not yet listening on the API port after ``bound`` seconds."""
     cps = [n for n in record.nodes if n.role == "controlplane"]
@@ -68,12 +77,7 @@ def bootstrap(
         )
         return {}
     first = next(n for n in record.nodes if n.role == "controlplane")
-    base = [
-        "nsenter",
-        f"--net=/run/netns/{record.netns}",
-        "--",
-        *tool,
-    ]
+    base = [*_inside(record), *tool]
     common = ["--talosconfig", str(talosconfig), "--context", context]
     _progress(f"bootstrap: {first.name} ({first.ip})")
     done = subprocess.run(
@@ -160,9 +164,7 @@ def apply_configs(record: ClusterRecord, configs: dict[str, Path], timeout: floa
         _progress(f"apply-config --insecure to {n.name} ({n.ip})")
         done = subprocess.run(
             [
-                "nsenter",
-                f"--net=/run/netns/{record.netns}",
-                "--",
+                *_inside(record),
                 *tool,
                 "apply-config",
                 "--insecure",

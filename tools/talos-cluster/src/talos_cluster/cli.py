@@ -1,13 +1,14 @@
 """talos-cluster's command line: one Typer app, one module per command.
 
-    talos-cluster create [--name NAME] [--masters N] [--workers M] [--cidr CIDR] ...
+    talos-cluster create [--name NAME] [--masters N] [--workers M] [--cidr CIDR] [--isolated] ...
     talos-cluster show [--name NAME]
     talos-cluster destroy [--name NAME]
 
 Exit codes (libtalos.errors.ExitCode): 0 ok; 1 a step failed (a namespace, a node, a file; the
 message names it; create removes what it made), or a cluster record is unreadable or names a
-directory, namespace or cgroup that is not the cluster's (destroy refuses it); 2 the command
-line is wrong (bad CIDR, too many nodes for the CIDR, bad name, CPUs, memory, duration or path);
+directory, namespace, link or cgroup that is not the cluster's (destroy refuses it); 2 the
+command line is wrong (bad CIDR, one overlapping an address, route or cluster of this network
+namespace, too many nodes for the CIDR, bad name, CPUs, memory, duration or path);
 130 interrupted (what was made so far is recorded: ``destroy`` removes it).
 """
 

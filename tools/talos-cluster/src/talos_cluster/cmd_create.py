@@ -1,7 +1,8 @@
 """``talos-cluster create`` (``talosctl cluster create``): a local cluster in namespaces.
 
-Steps, each announced on stderr: secrets and configs; the cluster's private network namespace
-with its bridge; per node a network namespace, a veth pair, STATE/EPHEMERAL directories, cgroup
+Steps, each announced on stderr: secrets and configs; the cluster's bridge (in this network
+namespace, or with ``--isolated`` in a private one of its own); per node a network namespace, a
+veth pair to the bridge, STATE/EPHEMERAL directories, cgroup
 limits, and talos-init as PID 1 of new PID/mount/UTS namespaces with its config injected
 (``--config``), or none (``--skip-injecting-config``: the node waits in maintenance mode); the
 talosconfig context merged; the admin kubeconfig written; the nodes awaited (``--wait``); a
@@ -9,7 +10,9 @@ status table on stdout. Every resource is recorded in the cluster's state file b
 made, so ``destroy`` removes exactly what was made, also when create is interrupted.
 
 Every flag is checked, and the secrets and configs generated (patches applied), before anything
-is made: a bad value is a usage error (exit 2) naming the flag, with nothing to undo. A failure
+is made: a bad value is a usage error (exit 2) naming the flag, with nothing to undo; so is a
+``--cidr`` that overlaps an address or route of this namespace or another cluster of the state
+directory (the clash is named). A failure
 once creation has started (a node that exits, a wait that times out, a failed bootstrap, an
 unexpected error) removes what was made: the nodes, namespaces, cgroups, the state directory
 and the directories create made above it, and the talosconfig as it was before the merge. Only
@@ -138,6 +141,14 @@ def create(
     config_patch_worker: Annotated[
         list[str] | None, typer.Option(help="patch for the worker config")
     ] = None,
+    isolated: Annotated[
+        bool,
+        typer.Option(
+            "--isolated",
+            help="put the bridge in a private network namespace named after the cluster "
+            "(reach the nodes with 'ip netns exec NAME'), not in this one",
+        ),
+    ] = False,
     node_command: Annotated[
         str | None,
         typer.Option(
@@ -146,7 +157,8 @@ def create(
         ),
     ] = None,
 ) -> int:
-    """Create a local cluster of talos-init nodes in private network namespaces."""
+    """Create a local cluster of talos-init nodes, each in its own namespaces, on a bridge in
+    this network namespace (``--isolated``: in a private one)."""
     # 1. the command line itself (exit 2 on a bad value, nothing read or made yet)
     p = planmod.make_plan(
         name=name,
@@ -157,6 +169,7 @@ def create(
         memory_mib=memory,
         cpus_workers=cpus_workers,
         memory_workers_mib=memory_workers,
+        layout="isolated" if isolated else "shared",
     )
     timeout = planmod.parse_duration(wait_timeout, "--wait-timeout")
     check_kubernetes_version(kubernetes_version)
@@ -304,7 +317,8 @@ def run_create(
             f"cluster {p.name} exists (state in {cdir})",
             hint=f"talos-cluster destroy --name {p.name}",
         )
-    taken = [ns for ns in [p.netns, *(n.name for n in p.nodes)] if netlab.netns_exists(ns)]
+    names = [*([p.netns] if p.isolated else []), *(n.name for n in p.nodes)]
+    taken = [ns for ns in names if netlab.netns_exists(ns)]
     if taken:
         raise TalosError(
             f"network namespace {taken[0]} exists and is not this cluster's",
@@ -314,6 +328,11 @@ def run_create(
     # patches are applied here, before anything is made: one that does not apply has nothing
     # to undo
     generated = _generate(p, kubernetes_version, kubeconfig, patches or {})
+    # the network last, just before it is made: an overlapping CIDR or a taken link name
+    here = netlab.current_netns()
+    if not p.isolated:
+        _check_other_clusters(p, state_root.absolute(), here)
+        netlab.check_shared(p)
     started = time.monotonic()
     undo = _Undo(dirs=_missing_dirs(cdir.parent))
     try:
@@ -332,6 +351,9 @@ def run_create(
         dir=str(cdir),
         netns=p.netns,
         endpoint=p.endpoint,
+        layout=p.layout,
+        bridge=p.bridge,
+        bridge_netns="" if p.isolated else here,
         node_command_stand_in=stand_in is not None,
     )
     previous = INTERRUPTS.install()
@@ -371,7 +393,10 @@ def run_create(
     from talos_cluster.status import table
 
     progress(f"cluster {p.name} created in {time.monotonic() - started:.1f}s")
-    progress(f"the nodes are reachable inside its network namespace: ip netns exec {p.netns} ...")
+    if p.isolated:
+        progress(f"the nodes are reachable inside its network namespace: ip netns exec {p.netns} …")
+    else:
+        progress(f"the nodes are reachable from here: talosctl --nodes {p.nodes[0].ip} version")
     sys.stdout.write(table(record, etcd))
     return 0
 
@@ -448,12 +473,15 @@ def _build(
     from talos_cluster import cgroups, netlab, nodes
 
     configs = _write_configs(cdir, generated, talosconfig, undo)
-    progress(
-        f"creating network namespace {p.netns}: bridge {planmod.BRIDGE} {p.gateway}/{p.prefixlen}"
-    )
-    record.namespaces.append(p.netns)
-    record.save()
-    netlab.create_cluster_netns(p)
+    if p.isolated:
+        progress(
+            f"creating network namespace {p.netns}: bridge {p.bridge} {p.gateway}/{p.prefixlen}"
+        )
+        record.namespaces.append(p.netns)
+        record.save()
+    else:
+        progress(f"creating bridge {p.bridge} {p.gateway}/{p.prefixlen} in this network namespace")
+    netlab.create_bridge(p)
     for node in p.nodes:
         ndir = cdir / node.name
         rec = NodeRecord(
@@ -463,6 +491,7 @@ def _build(
             netns=node.name,
             dir=str(ndir),
             console=str(ndir / "console.log"),
+            veth=node.veth,
         )
         record.nodes.append(rec)
         record.namespaces.append(node.name)
@@ -492,6 +521,34 @@ def _build(
     record.complete = True
     record.save()
     return configs
+
+
+def _check_other_clusters(p: planmod.ClusterPlan, state_root: Path, here: str) -> None:
+    """Refuse a CIDR that overlaps another cluster's in this namespace (exit 2), also one whose
+    bridge is not up (yet)."""
+    import ipaddress
+
+    from talos_cluster import state
+
+    net = ipaddress.IPv4Network(p.cidr)
+    try:
+        others = sorted(d for d in state_root.iterdir() if d.name != p.name)
+    except OSError:
+        return
+    for d in others:
+        try:
+            other = state.load(d)
+        except TalosError:
+            continue
+        if other is None or other.layout != "shared" or other.bridge_netns != here:
+            continue
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_network(other.cidr).overlaps(net):
+                raise UsageError(
+                    f"--cidr: {net} overlaps cluster {other.name}'s network {other.cidr} "
+                    f"in this network namespace",
+                    hint="pick another --cidr, or destroy that cluster first",
+                )
 
 
 def _generate(

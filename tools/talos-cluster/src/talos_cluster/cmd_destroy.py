@@ -2,15 +2,19 @@
 
 From the cluster's record: the nodes' processes (SIGTERM to each PID 1 for an orderly stop,
 SIGKILL after a grace period; then any process still inside one of the cluster's network
-namespaces), the cgroups, the network namespaces (which takes the bridge and veth pairs with
-them), and the state directory. A node that crashed or was never started is skipped; a record
+namespaces), the cgroups, the bridge and the veth ends beside it (shared layout: each only when
+it carries the cluster's alias), the network namespaces (which take their links with them), and
+the state directory. A node that crashed or was never started is skipped; a record
 left by an interrupted create is handled the same way. Running it again finds no record and
 does nothing (exit 0).
 
 The record is checked before anything is touched: its directory must be the one it was found
 in, inside the state directory (symlinks resolved), and the namespaces and cgroups it names
-must be this cluster's. A record naming anything else is refused with exit 1, the offending
-path or name in the message, and nothing removed.
+must be this cluster's, and so must the links (the names create derives from the cluster's
+name). A record naming anything else is refused with exit 1, the offending path or name in the
+message, and nothing removed. So is a shared-layout cluster whose bridge is in another network
+namespace that still exists: destroy must run there (when that namespace is gone, its links
+went with it).
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ def destroy(
         progress(f"cluster {name}: nothing to destroy (no record in {cdir})")
         return 0
     check_record(record, root, name)
+    check_namespace(record)
     started = time.monotonic()
     destroy_record(record, grace=grace)
     progress(f"cluster {name} destroyed in {time.monotonic() - started:.1f}s")
@@ -90,10 +95,26 @@ def check_record(record: ClusterRecord, state_root: Path, name: str) -> None:
             hint="fix 'dir:' in the record, or remove the cluster by hand",
         )
     ours = re.compile(rf"^{re.escape(name)}-(master|worker)-[0-9]+$")
-    if record.netns != name:
+    if record.layout not in ("shared", "isolated"):
+        raise state.RecordError(f"{where}: layout {record.layout!r} is not shared or isolated")
+    isolated = record.layout == "isolated"
+    if record.netns != (name if isolated else ""):
         raise state.RecordError(f"{where}: netns {record.netns!r} is not cluster {name}'s")
+    bridge = planmod.BRIDGE if isolated else planmod.bridge_name(name)
+    if record.bridge != bridge:
+        raise state.RecordError(
+            f"{where}: bridge {record.bridge!r} is not cluster {name}'s: refusing to remove it"
+        )
+    layout: planmod.Layout = "isolated" if isolated else "shared"
+    for n in record.nodes:
+        m = re.fullmatch(r"(master|worker)-([0-9]+)", n.name.removeprefix(f"{name}-"))
+        role: planmod.Role = "controlplane" if m and m.group(1) == "master" else "worker"
+        if n.veth and (m is None or n.veth != planmod.veth_name(name, role, int(m[2]), layout)):
+            raise state.RecordError(
+                f"{where}: link {n.veth!r} is not cluster {name}'s: refusing to remove it"
+            )
     for ns in [*record.namespaces, *(n.netns for n in record.nodes)]:
-        if ns != name and not ours.match(ns):
+        if not (ns == name and isolated) and not ours.match(ns):
             raise state.RecordError(
                 f"{where}: network namespace {ns!r} is not cluster {name}'s: refusing to remove it"
             )
@@ -103,6 +124,20 @@ def check_record(record: ClusterRecord, state_root: Path, name: str) -> None:
             raise state.RecordError(
                 f"{where}: cgroup {group} is not cluster {name}'s: refusing to remove it"
             )
+
+
+def check_namespace(record: ClusterRecord) -> None:
+    """Refuse a shared-layout cluster whose bridge is in another namespace that still exists."""
+    from talos_cluster import netlab
+
+    if record.layout != "shared" or not record.bridge_netns:
+        return
+    if record.bridge_netns != netlab.current_netns() and netlab.netns_alive(record.bridge_netns):
+        raise TalosError(
+            f"cluster {record.name}: its bridge {record.bridge} is in network namespace "
+            f"{record.bridge_netns}, not this one ({netlab.current_netns()}): nothing removed",
+            hint="run destroy from the shell (network namespace) that ran create",
+        )
 
 
 def _resolve(path: Path) -> Path | None:
@@ -203,7 +238,21 @@ def destroy_record(record: ClusterRecord, *, grace: float = 15.0) -> None:
     for path in cgroups.remove([*record.cgroup_roots, *node_groups]):
         if path in node_groups:
             problems.append(f"cgroup {path}: cannot remove")
-    # 4. namespaces (links go with them), nodes first, the cluster's (bridge) last
+    # 4. the links beside the user's (shared layout): the veth ends (their peers in the nodes'
+    # namespaces go with them), then the bridge, its address and route with it; only in the
+    # namespace create made them in (a namespace that is gone took them along)
+    if record.layout == "shared" and (
+        not record.bridge_netns or record.bridge_netns == netlab.current_netns()
+    ):
+        links = [*(n.veth for n in record.nodes if n.veth), record.bridge]
+        try:
+            removed, trouble = netlab.remove_links(record.name, links)
+        except Exception as exc:  # noqa: BLE001 - netlink errors carry errno text only
+            removed, trouble = [], [f"links {', '.join(links)}: {type(exc).__name__}"]
+        problems.extend(trouble)
+        if record.bridge in removed:
+            progress(f"removed bridge {record.bridge}")
+    # 5. namespaces (links go with them), nodes first, the cluster's (bridge) last
     for ns in reversed(record.namespaces):
         try:
             if netlab.remove_netns(ns):
@@ -215,7 +264,7 @@ def destroy_record(record: ClusterRecord, *, grace: float = 15.0) -> None:
             f"cluster {record.name}: not everything could be removed: " + "; ".join(problems),
             hint=f"the record in {record.path()} is kept: run destroy again",
         )
-    # 5. the state directory, record last
+    # 6. the state directory, record last
     cdir = Path(record.dir)
     for entry in list(cdir.iterdir()) if cdir.is_dir() else []:
         if entry.name != record.path().name:

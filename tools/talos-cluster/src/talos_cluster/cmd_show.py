@@ -10,6 +10,21 @@ import typer
 
 from libtalos.errors import TalosError
 from talos_cluster import plan as planmod
+from talos_cluster import state
+
+
+def _where(record: state.ClusterRecord) -> str:
+    """Which layout the cluster uses, and so how its nodes are reached."""
+    from talos_cluster import netlab
+
+    if record.layout == "isolated":
+        return (
+            f"layout isolated (in the private network namespace {record.netns}: "
+            f"ip netns exec {record.netns} ...)"
+        )
+    if record.bridge_netns == netlab.current_netns():
+        return "layout shared (in this network namespace)"
+    return f"layout shared (in another network namespace, {record.bridge_netns})"
 
 
 def show(
@@ -20,7 +35,6 @@ def show(
     ] = None,
 ) -> int:
     """Show a local cluster's nodes: role, address, state, services, API, etcd."""
-    from talos_cluster import state
     from talos_cluster.status import table
 
     planmod.check_name(name)
@@ -29,8 +43,8 @@ def show(
     if record is None:
         raise TalosError(f"no cluster {name} (no record in {cdir})")
     sys.stderr.write(
-        f"cluster {record.name}: network {record.cidr} in namespace {record.netns}, "
-        f"endpoint {record.endpoint}, state {record.dir}"
+        f"cluster {record.name}: network {record.cidr} on bridge {record.bridge}, "
+        f"{_where(record)}, endpoint {record.endpoint}, state {record.dir}"
         f"{'' if record.complete else ' (create did not finish)'}\n"
     )
     sys.stdout.write(table(record))

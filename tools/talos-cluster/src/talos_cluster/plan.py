@@ -2,19 +2,30 @@
 
 A cluster NAME on CIDR (default 10.5.0.0/24) is:
 
-- one private network namespace named NAME holding a bridge ``talos0`` with the gateway
-  address (.1); nothing of the cluster touches the host's own network namespace;
+- a bridge holding the gateway address (.1). In the ``shared`` layout (the default) it sits in
+  the network namespace where create runs, named after the cluster (:func:`bridge_name`), so
+  the nodes answer that shell, as Talos's docker and qemu clusters do. In the ``isolated``
+  layout it is ``talos0`` inside a private network namespace named NAME, reached with
+  ``ip netns exec NAME``;
 - per node, a network namespace ``NAME-master-N`` / ``NAME-worker-N`` whose ``eth0`` is one end
-  of a veth pair; the other end (``mN`` / ``wN``) sits in the cluster namespace, enslaved to the
-  bridge. Addresses go from .2 up: control planes first, then workers;
+  of a veth pair; the other end sits beside the bridge, enslaved to it (``<prefix>_m1``,
+  ``<prefix>_w1`` … in the shared layout, ``m1``, ``w1`` … in the isolated one). Addresses go
+  from .2 up: control planes first, then workers;
 - per node, ``<cluster dir>/<node>/{state,ephemeral}`` and its console log.
+
+Interface names are at most 15 characters (IFNAMSIZ - 1): a cluster name that is longer gets a
+bridge name of its first 6 characters, ``-`` and 8 hex digits of its SHA-256, and a veth prefix
+of its first 4 characters and 6 hex digits. Cluster names never contain ``_``, so a veth end of
+one cluster never has the name of another cluster's bridge.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,8 +33,11 @@ from typing import Literal
 from libtalos.errors import UsageError
 
 Role = Literal["controlplane", "worker"]
+Layout = Literal["shared", "isolated"]
 
-BRIDGE = "talos0"
+BRIDGE = "talos0"  # the isolated layout's bridge, alone in the cluster's namespace
+IFNAME_MAX = 15  # Linux: IFNAMSIZ (16) with its NUL
+VETH_PREFIX_MAX = IFNAME_MAX - len("_w999")
 DEFAULT_NAME = "talos-default"
 DEFAULT_CIDR = "10.5.0.0/24"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -44,7 +58,7 @@ class NodePlan:
     ip: str
     prefixlen: int
     gateway: str
-    veth: str  # the bridge side, inside the cluster namespace
+    veth: str  # the bridge side, beside the bridge
     cpus: float
     memory_mib: int
 
@@ -60,10 +74,20 @@ class ClusterPlan:
     gateway: str
     prefixlen: int
     nodes: tuple[NodePlan, ...]
+    layout: Layout = "shared"
+
+    @property
+    def isolated(self) -> bool:
+        return self.layout == "isolated"
 
     @property
     def netns(self) -> str:
-        return self.name
+        """The cluster's own network namespace (isolated layout), else ``""``."""
+        return self.name if self.isolated else ""
+
+    @property
+    def bridge(self) -> str:
+        return BRIDGE if self.isolated else bridge_name(self.name)
 
     @property
     def controlplanes(self) -> list[NodePlan]:
@@ -81,6 +105,53 @@ def check_name(name: str) -> str:
             f"starting and ending with a letter or digit, at most {MAX_NAME} characters)"
         )
     return name
+
+
+def _digest(name: str, digits: int) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:digits]
+
+
+def bridge_name(name: str) -> str:
+    """The shared layout's bridge: the cluster's name when it fits in an interface name."""
+    if len(name) <= IFNAME_MAX:
+        return name
+    return f"{name[:6]}-{_digest(name, 8)}"
+
+
+def veth_prefix(name: str) -> str:
+    if len(name) <= VETH_PREFIX_MAX:
+        return name
+    return f"{name[:4]}{_digest(name, 6)}"
+
+
+def veth_name(name: str, role: Role, index: int, layout: Layout) -> str:
+    """The bridge side of a node's veth pair."""
+    local = f"{'m' if role == 'controlplane' else 'w'}{index}"
+    return local if layout == "isolated" else f"{veth_prefix(name)}_{local}"
+
+
+def marker(name: str) -> str:
+    """The alias create gives the links it makes beside the user's (``ip -d link`` shows it);
+    destroy removes a link by name only when it carries this alias."""
+    return f"talos-cluster:{name}"
+
+
+def find_clash(
+    net: ipaddress.IPv4Network,
+    addresses: Iterable[tuple[str, str]],
+    routes: Iterable[tuple[str, str]],
+) -> str | None:
+    """What ``net`` overlaps: ``addresses`` are (interface, address/prefix), ``routes``
+    (destination/prefix, description); default routes (/0) overlap nothing."""
+    for ifname, addr in addresses:
+        iface = ipaddress.ip_interface(addr)
+        if isinstance(iface, ipaddress.IPv4Interface) and iface.network.overlaps(net):
+            return f"address {addr} on {ifname}"
+    for dst, what in routes:
+        route = ipaddress.ip_network(dst, strict=False)
+        if route.prefixlen and isinstance(route, ipaddress.IPv4Network) and route.overlaps(net):
+            return f"route {dst} {what}".rstrip()
+    return None
 
 
 def cluster_dir(state_dir: Path, name: str) -> Path:
@@ -135,6 +206,7 @@ def make_plan(
     memory_mib: int,
     cpus_workers: float,
     memory_workers_mib: int,
+    layout: Layout = "shared",
 ) -> ClusterPlan:
     check_name(name)
     net = check_cidr(cidr)
@@ -168,13 +240,18 @@ def make_plan(
                 ip=str(net.network_address + 2 + i),
                 prefixlen=net.prefixlen,
                 gateway=gateway,
-                veth=f"{'m' if master else 'w'}{index}",
+                veth=veth_name(name, role, index, layout),
                 cpus=cpus if master else cpus_workers,
                 memory_mib=memory_mib if master else memory_workers_mib,
             )
         )
     return ClusterPlan(
-        name=name, cidr=str(net), gateway=gateway, prefixlen=net.prefixlen, nodes=tuple(nodes)
+        name=name,
+        cidr=str(net),
+        gateway=gateway,
+        prefixlen=net.prefixlen,
+        nodes=tuple(nodes),
+        layout=layout,
     )
 
 

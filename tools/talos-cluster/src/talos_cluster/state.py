@@ -1,6 +1,7 @@
 """The cluster's record: everything create made, written before and after each step.
 
-``<cluster dir>/cluster.yaml`` lists the namespaces, cgroups and processes of the cluster. Each
+``<cluster dir>/cluster.yaml`` lists the namespaces, links, cgroups and processes of the
+cluster. Each
 resource is recorded *before* it is created (a crash between the two leaves a record of
 something that may not exist, which destroy tolerates) and the file is rewritten atomically, so
 ``destroy`` removes exactly what create made, also after an interrupted create or a crashed node.
@@ -24,7 +25,10 @@ KIND = "TalosLocalCluster"
 API_VERSION = "v1alpha1"
 MAX_RECORD_BYTES = 16 << 20  # a 999-node cluster's record is about 1 MiB
 MAX_RECORD_NODES = 500_000  # YAML nodes; about 40 per cluster node
-BAD_RECORD_HINT = "remove the cluster's namespaces with 'ip netns delete' and its directory by hand"
+BAD_RECORD_HINT = (
+    "remove the cluster's namespaces with 'ip netns delete', its bridge with 'ip link delete' "
+    "and its directory by hand"
+)
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
@@ -43,6 +47,7 @@ class NodeRecord:
     start_time: int = 0  # /proc/PID/stat field 22: tells our process from a reused PID
     cgroups: list[str] = field(default_factory=list)
     limits: str = ""  # how --cpus/--memory were enforced (or why not)
+    veth: str = ""  # the bridge side of its veth pair ("" in records older than the field)
 
 
 @dataclass
@@ -50,8 +55,13 @@ class ClusterRecord:
     name: str
     cidr: str
     dir: str
-    netns: str
+    netns: str  # the cluster's own namespace (isolated layout), else ""
     endpoint: str = ""
+    # "shared": the bridge is in the namespace create ran in; "isolated": in ``netns`` (records
+    # without the key were all isolated)
+    layout: str = "isolated"
+    bridge: str = "talos0"
+    bridge_netns: str = ""  # shared layout: that namespace, as /proc/self/ns/net reads
     namespaces: list[str] = field(default_factory=list)  # created (or about to be), in order
     nodes: list[NodeRecord] = field(default_factory=list)
     cgroup_roots: list[str] = field(default_factory=list)
