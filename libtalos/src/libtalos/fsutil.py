@@ -6,7 +6,9 @@ A reader (or a crash at any instant) sees the old file or the new one, never a p
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +28,9 @@ __all__ = [
 
 SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644
+
+# errors creating a file that are about its directory, not the disk
+_DIRECTORY_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR}
 
 
 def atomic_write(
@@ -48,45 +53,208 @@ def atomic_write_many(
 ) -> list[Path]:
     """Write several files as one step: all of them or none.
 
-    Every file is first written in full to a temp file beside its target and fsynced; only when
-    all are on disk are they renamed into place. A failure before that (a full disk, a read-only
-    directory) removes the temp files and leaves every target as it was. Existing targets are
-    refused up front without ``force``.
+    Nothing is replaced until every target has been checked and every new file is on disk:
+
+    1. targets are checked: without ``force`` an existing one is an :class:`OutputExistsError`;
+       a directory under a target's name is refused;
+    2. temp files of the same targets left by writers that no longer run are removed;
+    3. each file is written in full to a temp file beside its target and fsynced (a full disk or
+       a directory that takes no new files fails here);
+    4. each existing target gets a hard link beside it holding its old contents; a target that
+       cannot be linked (immutable, append-only) is refused here; on a filesystem without hard
+       links the old file is instead moved aside just before its replacement (a brief moment
+       without the file);
+    5. the temp files are renamed over their targets. Should a rename still fail, the targets
+       already replaced get their old contents back (and new ones are removed).
+
+    Any failure raises :class:`TalosIOError` naming the path and leaves every target as it was,
+    with no temp file or old-contents link behind; on success the links are removed. Only a
+    process killed between two renames can leave some targets replaced; their old contents are
+    then in the ``.NAME.PID.*.old`` links until the next write of those targets.
     """
     targets = [Path(p) for p, _, _ in files]
-    if not force:
-        for target in targets:
-            if target.exists():
-                raise OutputExistsError(
-                    f"{target}: file exists", hint="pass --force to overwrite it"
-                )
+    for target in targets:
+        _check_target(target, force=force)
+    for target in targets:
+        _remove_stale(target)
     staged: list[Path] = []
+    backups: list[Path | None] = []
     try:
         for target, (_, data, mode) in zip(targets, files, strict=True):
             staged.append(_stage(target, data.encode() if isinstance(data, str) else data, mode))
-        for tmp, target in zip(staged, targets, strict=True):
-            try:
-                tmp.replace(target)
-            except OSError as exc:
-                raise TalosIOError(f"{target}: cannot write: {exc.strerror}") from None
+        for target in targets:
+            backups.append(_keep_old(target))
+        _commit(targets, staged, backups)
     except BaseException:
-        for tmp in staged:
+        for leftover in [*staged, *(b for b in backups if b is not None)]:
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                leftover.unlink()
         raise
+    for backup in backups:
+        if backup is not None:
+            with contextlib.suppress(OSError):
+                backup.unlink()
     for directory in {t.parent for t in targets}:
         _fsync_dir(directory)
     return targets
 
 
+def _check_target(target: Path, *, force: bool) -> None:
+    """Refuse a target that exists without ``force`` or that a file cannot replace."""
+    try:
+        st = target.lstat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise TalosIOError(f"{target}: cannot write: {exc.strerror}") from None
+    if not force:
+        raise OutputExistsError(f"{target}: file exists", hint="pass --force to overwrite it")
+    if stat.S_ISDIR(st.st_mode):
+        raise TalosIOError(
+            f"{target}: cannot write: is a directory", hint="remove it or choose another path"
+        )
+
+
+def _temp_name(target: Path, suffix: str) -> Path:
+    """``.NAME.PID.RANDOM.SUFFIX`` beside ``target``: unique per writer, even per thread."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.{suffix}")
+
+
+def _writer_pid(target_name: str, entry: str) -> int | None:
+    """The PID in ``entry`` when it is one of this module's temp files for ``target_name``.
+
+    Recognised: ``.NAME.PID.tmp`` (older writers) and ``.NAME.PID.HEX8.tmp`` / ``.old``. A PID
+    has at most 7 digits (``pid_max`` is at most 2**22), so the first form of a longer target
+    name (``.NAME.5.12345.tmp`` is ``NAME.5``'s) is never taken for this target's second form.
+    """
+    prefix = f".{target_name}."
+    if not entry.startswith(prefix):
+        return None
+    middle, dot, suffix = entry[len(prefix) :].rpartition(".")
+    if not dot or suffix not in ("tmp", "old"):
+        return None
+    pid, _, rand = middle.partition(".")
+    if rand:
+        if len(rand) != 8 or any(c not in "0123456789abcdef" for c in rand):
+            return None
+    elif suffix != "tmp":
+        return None
+    if not pid.isascii() or not pid.isdigit() or len(pid) > 7 or int(pid) <= 0:
+        return None
+    return int(pid)
+
+
+def _remove_stale(target: Path) -> None:
+    """Remove temp files of ``target`` whose writer is no longer running (killed midway).
+
+    They may hold key material. A file whose PID is a live process is left alone: that writer
+    may still rename it. Best effort: a directory that cannot be listed is skipped.
+    """
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return
+    for entry in entries:
+        pid = _writer_pid(target.name, entry.name)
+        if pid is None:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False) or _running(pid):
+                continue
+            os.unlink(entry.path)
+        except OSError:
+            continue
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    return True
+
+
+_NO_HARD_LINKS = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
+
+
+def _keep_old(target: Path) -> Path | None:
+    """A hard link to ``target``'s old contents beside it; None when it does not exist.
+
+    Returns the backup path. On a filesystem without hard links, the returned path does not
+    exist yet: :func:`_commit` moves the target there just before replacing it.
+    """
+    if not os.path.lexists(target):
+        return None
+    backup = _temp_name(target, "old")
+    try:
+        os.link(target, backup, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in _NO_HARD_LINKS:
+            return backup
+        why = exc.strerror or "cannot link it"
+        if exc.errno in (errno.EPERM, errno.EACCES):
+            why += " (is it immutable or append-only? see lsattr)"
+        raise TalosIOError(f"{target}: cannot write: cannot replace it: {why}") from None
+    return backup
+
+
+def _commit(targets: list[Path], staged: list[Path], backups: list[Path | None]) -> None:
+    """Rename every temp file over its target; on any failure put back the ones done.
+
+    A backup that could not be put back is named in the error and taken out of ``backups``,
+    so that the caller's clean-up keeps it.
+    """
+    done: list[int] = []
+    try:
+        for i, (tmp, target, backup) in enumerate(zip(staged, targets, backups, strict=True)):
+            try:
+                if backup is not None and not os.path.lexists(backup):
+                    os.replace(target, backup)  # no hard links here: move the old one aside
+                    done.append(i)
+                    os.replace(tmp, target)
+                else:
+                    os.replace(tmp, target)
+                    done.append(i)
+            except OSError as exc:
+                raise TalosIOError(f"{target}: cannot write: {exc.strerror}") from None
+    except BaseException as exc:
+        lost = _roll_back([(targets[i], backups[i]) for i in reversed(done)])
+        for i, backup in enumerate(backups):
+            if backup is not None and backup in lost.values():
+                backups[i] = None
+        if lost and isinstance(exc, TalosIOError):
+            kept = "; ".join(f"{t}: its old contents are in {b}" for t, b in lost.items())
+            raise TalosIOError(f"{exc.message}; could not restore {kept}") from None
+        raise
+
+
+def _roll_back(replaced: list[tuple[Path, Path | None]]) -> dict[Path, Path]:
+    """Put the old contents back; returns target -> backup for those that could not be."""
+    lost: dict[Path, Path] = {}
+    for target, backup in replaced:
+        try:
+            if backup is None:
+                target.unlink()
+            else:
+                os.replace(backup, target)
+        except OSError:
+            if backup is not None:
+                lost[target] = backup
+    for directory in {t.parent for t, _ in replaced}:
+        _fsync_dir(directory)
+    return lost
+
+
 def _stage(target: Path, data: bytes, mode: int) -> Path:
     """Write ``data`` to a fsynced temp file beside ``target``; returns its path."""
-    directory = target.parent if str(target.parent) else Path()
-    tmp = directory / f".{target.name}.{os.getpid()}.tmp"
+    tmp = _temp_name(target, "tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     except OSError as exc:
-        raise TalosIOError(f"{target}: cannot write: {exc.strerror}") from None
+        where = f" (in {target.parent})" if exc.errno in _DIRECTORY_ERRORS else ""
+        raise TalosIOError(f"{target}: cannot write: {exc.strerror}{where}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -83,6 +83,7 @@ _SCALAR_TAGS = {
 
 MAX_DEPTH = 100  # nesting levels; a machine config has about ten
 ALIAS_ALLOWANCE = 10_000  # nodes that aliases may add beyond the document's own ones
+MAX_NODES = 100_000  # per stream unless the caller sets a limit; a machine config has about 300
 
 
 class _BoundError(Exception):
@@ -219,10 +220,10 @@ def load_documents(
 
     Raises :class:`ParseError` listing every problem: malformed YAML (with its line), null or
     empty documents (unless ``allow_empty``), duplicate keys, more than ``max_nodes`` nodes
-    (scalars, aliases and collections; counted before anything is built).
+    (:data:`MAX_NODES` unless given; scalars, aliases and collections; counted before anything
+    is built).
     """
-    if max_nodes is not None:
-        _check_node_count(text, source, max_nodes)
+    _check_node_count(text, source, MAX_NODES if max_nodes is None else max_nodes)
     try:
         nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:

@@ -9,24 +9,45 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
+from libtalos import yamlio
 from libtalos.errors import ParseError, Problem
 
 _LISTS = ("clusters", "users", "contexts")
+_NOT_A_KUBECONFIG = "not a kubeconfig (expected clusters/users/contexts lists)"
 
 
 def parse(text: str, source: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(text) if text.strip() else {}
-    except yaml.YAMLError:
-        raise ParseError([Problem("not valid YAML", source=source)]) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict) or any(not isinstance(data.get(k) or [], list) for k in _LISTS):
-        raise ParseError(
-            [Problem("not a kubeconfig (expected clusters/users/contexts lists)", source=source)]
-        )
+    """The kubeconfig in ``text`` as plain data; ``{}`` for an empty file.
+
+    Parsed by :mod:`libtalos.yamlio` (bounded aliases and nesting, no duplicate keys); anything
+    that is not one mapping with lists of mappings under ``clusters``, ``users`` and
+    ``contexts`` is a :class:`ParseError` naming ``source`` and the line.
+    """
+    docs = yamlio.load_documents(text, source, allow_empty=True)
+    if not docs:
+        return {}
+    if len(docs) > 1:
+        raise ParseError([Problem(f"expected one YAML document, found {len(docs)}", source=source)])
+    doc = docs[0]
+    data = doc.data
+    if not isinstance(data, dict):
+        raise ParseError([doc.problem((), _NOT_A_KUBECONFIG)])
+    problems: list[Problem] = []
+    for key in _LISTS:
+        items = data.get(key)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            problems.append(doc.problem((key,), f"{_NOT_A_KUBECONFIG}: must be a list"))
+            continue
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                problems.append(doc.problem((key, i), "must be a mapping with a name"))
+    current = data.get("current-context")
+    if current is not None and not isinstance(current, str):
+        problems.append(doc.problem(("current-context",), "must be a string"))
+    if problems:
+        raise ParseError(problems)
     return data
 
 

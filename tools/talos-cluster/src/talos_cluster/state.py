@@ -24,7 +24,7 @@ STATE_FILE = "cluster.yaml"
 KIND = "TalosLocalCluster"
 API_VERSION = "v1alpha1"
 MAX_RECORD_BYTES = 16 << 20  # a 999-node cluster's record is about 1 MiB
-MAX_RECORD_NODES = 500_000  # YAML nodes; about 40 per cluster node
+MAX_RECORD_NODES = 100_000  # YAML nodes; about 40 per cluster node, 999 nodes at most
 BAD_RECORD_HINT = (
     "remove the cluster's namespaces with 'ip netns delete', its bridge with 'ip link delete' "
     "and its directory by hand"
