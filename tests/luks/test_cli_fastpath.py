@@ -260,3 +260,32 @@ def test_usage_errors_keep_exit_1(run: Run) -> None:
     assert r.code == 1 and "--key-slot" in r.err
     r = run("test-key")
     assert r.code == 1 and "DEVICE" in r.err.upper()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--pbkdf-memory", "99999999999", "--pbkdf-memory: 99999999999 is out of range (32 to "),
+        ("--pbkdf-memory", "0", "--pbkdf-memory: 0 is out of range"),
+        ("--pbkdf-parallel", "64", "--pbkdf-parallel: 64 is out of range (1 to 4)"),
+        ("--iter-time", "-1", "--iter-time: -1 is out of range"),
+        ("--pbkdf-force-iterations", str(2**40), "--pbkdf-force-iterations: 1099511627776 is"),
+    ],
+)
+def test_pbkdf_bounds_exit_1_on_both_paths_and_touch_nothing(
+    both: Any, image: Path, key: Callable[[bytes], str], option: str, value: str, message: str
+) -> None:
+    before = file_hash(image)
+    argv = ["format", "--pbkdf", "argon2id", option, value, "--key-file", key(b"k"), str(image)]
+    result = _same(both(*argv))
+    assert (result.code, result.out) == (1, ""), result  # cryptsetup's "wrong parameters"
+    assert message in result.err and "internal error" not in result.err, result.err
+    assert file_hash(image) == before
+
+
+def test_pbkdf_bounds_negative_control(run: Run, image: Path, key: Callable[[bytes], str]) -> None:
+    """The bounds themselves are accepted: 32 KiB of argon2 memory, 4 threads."""
+    argv = ["format", "--pbkdf", "argon2id", "--pbkdf-memory", "32", "--pbkdf-parallel", "4",
+            "--pbkdf-force-iterations", "4", "--key-file", key(b"k"), str(image)]  # fmt: skip
+    result = run(*argv)
+    assert result.code == 0, result.err

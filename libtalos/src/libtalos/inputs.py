@@ -30,10 +30,10 @@ def read_input_bytes(name: str) -> tuple[bytes, str]:
 
 def read_input(name: str) -> tuple[str, str]:
     """``(text, source)`` of a named UTF-8 text input."""
-    if name == "-":
-        return sys.stdin.read(), "<stdin>"
+    if name == "-" and getattr(sys.stdin, "buffer", None) is None:
+        return sys.stdin.read(), "<stdin>"  # a text stream (tests replace stdin so)
     data, source = read_input_bytes(name)
     try:
         return data.decode("utf-8"), source
-    except UnicodeDecodeError:
-        raise TalosIOError(f"{name}: not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise TalosIOError(f"{source}: not UTF-8 text (bad byte at offset {exc.start})") from None

@@ -21,8 +21,19 @@ class PatchError(TalosError):
     """A patch does not apply to the document."""
 
 
-def read_patch(arg: str) -> tuple[Any, str]:
-    """Parse one ``--config-patch`` argument (inline YAML/JSON, or ``@path``)."""
+def read_patch(arg: str, *, stdin_taken: bool = False) -> tuple[Any, str]:
+    """Parse one ``--config-patch`` argument (inline YAML/JSON, ``@path``, or ``@-`` for stdin,
+    which ``stdin_taken`` refuses: the command reads its input from there)."""
+    if arg == "@-":
+        from libtalos.errors import UsageError
+        from libtalos.inputs import read_input
+
+        if stdin_taken:
+            raise UsageError(
+                f"{arg}: stdin is already the input; give the patch or the input as a file"
+            )
+        text, source = read_input("-")
+        return yamlio.load_one(text, source).data, source
     if arg.startswith("@"):
         path = arg[1:]
         try:

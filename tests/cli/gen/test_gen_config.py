@@ -349,3 +349,43 @@ def test_fast_path_does_not_import_the_cli_framework(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["0", "False"]
+
+
+def test_patch_warns_about_documents_it_cannot_patch(tmp_path, secrets_file, capsys):
+    assert gen(tmp_path, secrets_file) == 0
+    join = (tmp_path / "out" / "join.yaml").read_text()
+    talosconfig = (tmp_path / "out" / "talosconfig").read_text()
+    src = tmp_path / "in.yaml"
+    src.write_text("foo: bar\n---\n" + join + "---\n" + talosconfig)
+    capsys.readouterr()
+    assert main(["patch", "-p", '{"machine": {"network": {"hostname": "w1"}}}', str(src)]) == 0
+    captured = capsys.readouterr()
+    docs = list(yaml.safe_load_all(captured.out))
+    assert docs[0] == {"foo": "bar"} and docs[1]["machine"]["network"]["hostname"] == "w1"
+    # the stray document is named; the talosconfig passes silently, as a `config -o -` stream has it
+    assert captured.err == (
+        f"warning: {src}:1 document 1: not a machine config (no `machine` key): "
+        "passed through unpatched\n"
+    )
+
+
+def test_patch_from_stdin_with_at_dash(tmp_path, secrets_file, capsys, monkeypatch):
+    import io
+
+    assert gen(tmp_path, secrets_file) == 0
+    src = tmp_path / "out" / "join.yaml"
+    patch = b"machine:\n    network:\n        hostname: from-stdin\n"
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(patch)))
+    capsys.readouterr()
+    assert main(["patch", "-p", "@-", str(src)]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["machine"]["network"]["hostname"] == "from-stdin"
+    # a file named "-" is not what @- means
+    assert not (tmp_path / "-").exists()
+    # stdin cannot be both the input and the patch
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(src.read_bytes())))
+    assert main(["patch", "-p", "@-"]) == 2
+    assert "@-: stdin is already the input" in capsys.readouterr().err
+    # binary on stdin is named as such
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\xff\xfe\x00")))
+    assert main(["patch", "-p", "@-", str(src)]) == 1
+    assert "<stdin>: not UTF-8 text" in capsys.readouterr().err

@@ -474,3 +474,77 @@ def test_inspect_checks_crt_against_its_key(cli: Any, ca_file: Path, tmp_path: P
     assert f"{context} contexts.a.crt: the certificate and its key do not match" in err
     for line in pki.CertKey(b"", b64pem(good["key"])).key.decode().splitlines()[1:-1]:
         assert line not in err + out  # the key is never printed
+
+
+# ------------------------------------------------------------------ bounds of the subject and TTL
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["ca", "--organization", "x", "--ttl", "8000y"], "--ttl: 8000y is too long"),
+        (["ca", "--organization", "x", "--ttl", "9" * 5000 + "y"], "is not a duration"),
+        (["ca", "--common-name", "c" * 65], "--common-name: 'cccc"),
+        (["ca", "--organization", ""], "--organization: '' must be 1 to 64 characters"),
+    ],
+)
+def test_ca_bounds(cli: Any, argv: list[str], message: str) -> None:
+    code, out, err = cli(*argv)
+    assert (code, out) == (2, "")
+    assert message in err and "internal error" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--ttl", "8000y"], "--ttl: 8000y is too long: a certificate cannot be valid past"),
+        (["--cn", "a" * 100], "must be 1 to 64 characters (X.509's limit), not 100"),
+        (["--org", "o" * 65], "--org: 'oooo"),
+        (["--dns", "a b.example"], "--dns: 'a b.example' is not a valid DNS name"),
+        (["--dns", "-x.example"], "--dns: '-x.example' is not a valid DNS name"),
+    ],
+)
+def test_issue_bounds(cli: Any, ca_file: Path, argv: list[str], message: str) -> None:
+    code, out, err = cli("issue", "--ca", str(ca_file), *argv)
+    assert (code, out) == (2, "")
+    assert message in err, err
+
+
+def test_kubeconfig_cert_ttl_bound(cli: Any, ca_file: Path) -> None:
+    code, _out, err = cli("kubeconfig-cert", "--ca", str(ca_file), "--ttl", "8000y")
+    assert code == 2 and "--ttl: 8000y is too long" in err, err
+
+
+def test_bounds_negative_controls(cli: Any, ca_file: Path) -> None:
+    """The largest values that fit are issued: 64 characters, an IDNA name, a long TTL."""
+    code, out, err = cli(
+        "issue", "--ca", str(ca_file), "--cn", "a" * 64, "--dns", "ü.example",
+        "--dns", "*.wild.example", "--ttl", "7000y",
+    )  # fmt: skip
+    assert code == 0, err
+    cert = x509.load_pem_x509_certificate(b64pem(yaml.safe_load(out)["crt"]))
+    assert cert.subject.rfc4514_string() == "CN=" + "a" * 64
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["xn--tda.example", "*.wild.example"]
+    # the CA's own notAfter bounds the leaf (pki never outlives its CA)
+    assert cert.not_valid_after_utc.year < 9999
+
+
+def test_inspect_check_reports_an_unreadable_certificate(cli: Any, tmp_path: Path) -> None:
+    code, out, _err = cli("secrets")
+    assert code == 0
+    data = yaml.safe_load(out)
+    data["certs"]["etcd"]["crt"] = "not base64!"
+    bad = tmp_path / "bundle.yaml"
+    bad.write_text(yaml.safe_dump(data, sort_keys=False))
+    code, out, err = cli("inspect", "--check", str(bad))
+    assert code == 1
+    assert f"{bad}:" in err and "certs.etcd.crt: not base64 of a PEM certificate" in err, err
+    assert "certs.os.crt" in out  # the readable ones are still described
+    # without --check it is a warning, and the exit is 0
+    code, _out, err = cli("inspect", str(bad))
+    assert code == 0 and "warning:" in err and "certs.etcd.crt" in err
+    # negative control: the untouched bundle passes --check
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(yaml.safe_load(cli("secrets")[1]), sort_keys=False))
+    assert cli("inspect", "--check", str(good))[0] == 0

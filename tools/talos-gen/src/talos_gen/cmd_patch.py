@@ -2,7 +2,8 @@
 
 Machine-config documents in the stream are patched and loaded back strictly; any other document
 (a talosconfig in a ``config -o -`` stream) passes through byte for byte, and so does everything
-when no patch is given.
+when no patch is given; a document that is neither is passed through with a warning on stderr.
+``--patch @-`` reads the patch from stdin, when the input is a file.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def patch_command(
         None,
         "--patch",
         "-p",
-        help="RFC 6902 list or YAML mapping; @FILE reads a file (repeatable).",
+        help="RFC 6902 list or YAML mapping; @FILE reads a file, @- stdin (repeatable).",
     ),
     file: str = typer.Argument("-", help="The input stream; '-' (default) for stdin."),
     output: str = typer.Option("-", "--output", "-o", help="Where to write; '-' for stdout."),
@@ -40,11 +41,18 @@ def patch_command(
     from libtalos.patch import apply_patch, read_patch
 
     text, source = read_input(file)
-    patches = [read_patch(p) for p in patch or []]
+    patches = [read_patch(p, stdin_taken=file == "-") for p in patch or []]
     docs = yamlio.load_documents(text, source)
     out: list[str] = []
     for doc in docs:
         if not patches or not (isinstance(doc.data, dict) and "machine" in doc.data):
+            if patches and not (isinstance(doc.data, dict) and "contexts" in doc.data):
+                line = doc.line(())
+                where = f"{source}:{line}" if line else source
+                sys.stderr.write(
+                    f"warning: {where} document {doc.index}: not a machine config (no `machine` "
+                    "key): passed through unpatched\n"
+                )
             out.append(_body(doc.text))
             continue
         cfgmod.load(doc.text, f"{source} document {doc.index}")  # the input itself must be valid

@@ -119,7 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from talos_luks.fastpath import parse
 
     args = list(sys.argv[1:] if argv is None else argv)
-    job = parse(args)
+    try:
+        job = parse(args)
+    except Exception as exc:  # noqa: BLE001 - a bad option value of a common form
+        return handle(exc)
     if job is not None:
         # The common forms skip Typer (see talos_luks.fastpath); same jobs, same exit codes.
         _setup_logging(False, False)

@@ -24,9 +24,26 @@ def _out(text: str, *, err: bool = False) -> None:
     stream.flush()
 
 
+# cryptsetup's bounds for the PBKDF options (it refuses the same values with exit 1).
+PBKDF_MEMORY_KB = (32, 4 * 1024 * 1024)  # argon2 memory cost: 32 KiB to 4 GiB
+PBKDF_PARALLEL = (1, 4)  # argon2 threads
+UINT32_MAX = 2**32 - 1  # --iter-time and --pbkdf-force-iterations are 32-bit in libcryptsetup
+
+
 def make_pbkdf(kind: str, memory: int, parallel: int, iter_time: int, iterations: int) -> Pbkdf:
+    """The PBKDF of the options, each checked against cryptsetup's bounds first."""
+    from talos_luks.errors import LuksError
     from talos_luks.volume import Pbkdf
 
+    checks = [
+        ("--pbkdf-memory", memory, *PBKDF_MEMORY_KB, " KiB"),
+        ("--pbkdf-parallel", parallel, *PBKDF_PARALLEL, ""),
+        ("--iter-time", iter_time, 0, UINT32_MAX, " ms"),
+        ("--pbkdf-force-iterations", iterations, 0, UINT32_MAX, ""),
+    ]
+    for option, value, low, high, unit in checks:
+        if not low <= value <= high:
+            raise LuksError(f"{option}: {value} is out of range ({low} to {high}{unit})")
     return Pbkdf(
         type=kind, time_ms=iter_time, iterations=iterations, memory_kb=memory, parallel=parallel
     )

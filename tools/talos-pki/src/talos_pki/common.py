@@ -18,18 +18,23 @@ from talos_pki.outputs import check_output
 __all__ = [
     "Found",
     "check_output",
+    "check_subject",
+    "dns_names",
     "emit",
     "find_certificates",
     "load_cert_key",
     "parse_duration",
 ]
 
-_DURATION = re.compile(r"(\d+)(y|d|h|m|s)")
+_DURATION = re.compile(r"(\d{1,18})(y|d|h|m|s)")
 _UNITS = {"y": 365 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+# X.509 times end at 9999-12-31 23:59:59 UTC (GeneralizedTime), as do Python's datetimes.
+LAST_NOT_AFTER = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 
 
-def parse_duration(text: str, option: str) -> dt.timedelta:
-    """``87600h``, ``30d``, ``1y``, ``1h30m`` ... (y = 365 days); errors name the option."""
+def parse_duration(text: str, option: str, *, now: dt.datetime | None = None) -> dt.timedelta:
+    """``87600h``, ``30d``, ``1y``, ``1h30m`` ... (y = 365 days); errors name the option. A
+    validity must end by 9999-12-31, the last time a certificate can state."""
     value = text.strip()
     pos, seconds = 0, 0
     for match in _DURATION.finditer(value):
@@ -37,11 +42,55 @@ def parse_duration(text: str, option: str) -> dt.timedelta:
             break
         seconds += int(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
+    shown = text if len(text) <= 40 else text[:40] + "..."
     if not value or pos != len(value):
-        raise UsageError(f"{option}: {text!r} is not a duration (use e.g. 87600h, 30d, 1y, 1h30m)")
+        raise UsageError(f"{option}: {shown!r} is not a duration (use e.g. 87600h, 30d, 1y, 1h30m)")
     if seconds <= 0:
         raise UsageError(f"{option}: the duration must be positive")
+    start = now or dt.datetime.now(dt.UTC)
+    longest = int((LAST_NOT_AFTER - start).total_seconds())
+    if seconds > longest:
+        raise UsageError(
+            f"{option}: {shown} is too long: a certificate cannot be valid past 9999-12-31 "
+            f"(at most {longest // _UNITS['y']}y from now)"
+        )
     return dt.timedelta(seconds=seconds)
+
+
+UB_NAME = 64  # RFC 5280's upper bound for a CN and an O (ub-common-name, ub-organization-name)
+
+
+def check_subject(option: str, values: list[str]) -> None:
+    """Subject attributes X.509 can carry: 1 to 64 characters, no control characters."""
+    for value in values:
+        if not value or len(value) > UB_NAME:
+            raise UsageError(
+                f"{option}: {value[:40]!r}{'...' if len(value) > 40 else ''} must be 1 to "
+                f"{UB_NAME} characters (X.509's limit), not {len(value)}"
+            )
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise UsageError(f"{option}: {value!r} holds a control character")
+
+
+_DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def dns_names(values: list[str]) -> list[str]:
+    """``--dns`` values as certificates carry them: ASCII (an internationalised name becomes its
+    IDNA A-label form, ``ü.example`` -> ``xn--tda.example``), optionally ``*.`` first."""
+    out = []
+    for value in values:
+        wildcard = value.startswith("*.")
+        name = value[2:] if wildcard else value
+        try:
+            ascii_name = name.encode("idna").decode("ascii") if not name.isascii() else name
+        except UnicodeError:
+            raise UsageError(f"--dns: {value!r} is not a valid DNS name") from None
+        labels = ascii_name.rstrip(".").split(".")
+        if len(ascii_name) > 253 or not all(_DNS_LABEL.fullmatch(lb) for lb in labels):
+            raise UsageError(f"--dns: {value!r} is not a valid DNS name")
+        out.append(("*." if wildcard else "") + ascii_name.rstrip("."))
+    return out
 
 
 def emit(data: dict[str, Any], output: str, *, force: bool, secret: bool) -> None:
@@ -150,6 +199,33 @@ def find_certificates(text: str, source: str) -> list[Found]:
     if not found:
         raise PKIError(f"{source}: no certificate found (PEM, base64 of PEM, or YAML holding one)")
     return found
+
+
+CERT_KEYS = ("crt", "ca")  # the keys under which Talos's YAML holds certificates
+
+
+def unreadable_certificates(text: str, source: str) -> list[str]:
+    """Key paths of a YAML input where a certificate belongs (a ``crt`` or ``ca`` string) but
+    the value is not base64 of a PEM certificate: what :func:`find_certificates` cannot read."""
+    if "-----BEGIN " in text or _b64_pem(text) is not None:
+        return []
+    bad: list[str] = []
+    for doc in yamlio.load_documents(text, source):
+        for path in yamlio.iter_paths(doc.data):
+            if not path or path[-1] not in CERT_KEYS:
+                continue
+            value: Any = doc.data
+            for part in path:
+                value = value[part]
+            if not isinstance(value, str) or not value:
+                continue
+            pem = _b64_pem(value)
+            if pem is None or b"-----BEGIN CERTIFICATE-----" not in pem:
+                label = yamlio.format_path(path)
+                line = doc.line(path)
+                where = f"{source}:{line}" if line else source
+                bad.append(f"{where}: {label}: not base64 of a PEM certificate")
+    return bad
 
 
 def load_one_certificate(text: str, source: str) -> bytes:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from libtalos.errors import UsageError
-from talos_pki.common import check_output, emit, parse_duration
+from talos_pki.common import check_output, check_subject, emit, parse_duration
 from talos_pki.options import Algorithm, Force, Hash, Output
 
 
@@ -30,12 +30,15 @@ def ca(
     orgs = organization or []
     if not orgs and not common_name:
         raise UsageError("give --organization or --common-name (a CA needs a subject)")
+    check_subject("--organization", orgs)
+    check_subject("--common-name", [common_name] if common_name else [])
+    lifetime = parse_duration(ttl, "--ttl")
     check_output(output, force)
     pair = pki.new_ca(
         algorithm=algorithm.value,
         organizations=orgs,
         common_name=common_name,
-        ttl=parse_duration(ttl, "--ttl"),
+        ttl=lifetime,
         hash_name=hash_name.value,
     )
     emit(pair.to_yaml(), output, force=force, secret=True)

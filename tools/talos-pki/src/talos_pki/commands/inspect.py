@@ -10,7 +10,7 @@ import typer
 from libtalos import yamlio
 from libtalos.errors import PKIError
 from libtalos.fsutil import read_input
-from talos_pki.common import find_certificates, parse_duration
+from talos_pki.common import find_certificates, parse_duration, unreadable_certificates
 
 
 def inspect(
@@ -22,7 +22,11 @@ def inspect(
         ),
     ],
     check: Annotated[
-        bool, typer.Option(help="Exit 1 when a certificate expires within --within.")
+        bool,
+        typer.Option(
+            help="Exit 1 when a certificate expires within --within, does not match its key, "
+            "or cannot be read."
+        ),
     ] = False,
     within: Annotated[str, typer.Option(help="Window for --check, e.g. 30d, 720h.")] = "30d",
 ) -> None:
@@ -31,6 +35,9 @@ def inspect(
 
     window = parse_duration(within, "--within")
     text, source = read_input(file)
+    unreadable = unreadable_certificates(text, source)
+    for line in unreadable:
+        sys.stderr.write(f"warning: {line}\n")
     found = find_certificates(text, source)
     entries: list[tuple[str, pki.CertInfo, dict[str, Any]]] = []
     mismatched: list[str] = []
@@ -54,7 +61,8 @@ def inspect(
             yamlio.dump({lb: d for lb, (_, _, d) in zip(labels, entries, strict=True)})
         )
     if check:
-        problems = [f"{name}: the certificate and its key do not match" for name in mismatched]
+        problems = list(unreadable)
+        problems += [f"{name}: the certificate and its key do not match" for name in mismatched]
         problems += [
             f"{name}: expires within {within} (notAfter {data['notAfter']})"
             for name, info, data in entries

@@ -9,7 +9,14 @@ import typer
 
 from libtalos.errors import UsageError
 from libtalos.fsutil import read_input
-from talos_pki.common import check_output, emit, load_cert_key, parse_duration
+from talos_pki.common import (
+    check_output,
+    check_subject,
+    dns_names,
+    emit,
+    load_cert_key,
+    parse_duration,
+)
 from talos_pki.options import Algorithm, Force, Kind, Output
 
 
@@ -48,6 +55,10 @@ def issue(
             ipaddress.ip_address(value)
         except ValueError:
             raise UsageError(f"--ip: {value!r} is not an IP address") from None
+    check_subject("--cn", [cn] if cn else [])
+    check_subject("--org", org or [])
+    names = dns_names(dns or [])
+    lifetime = parse_duration(ttl, "--ttl")
     check_output(output, force)
     text, source = read_input(ca)
     pair = load_cert_key(text, source, bundle_entry=bundle_ca)
@@ -56,9 +67,9 @@ def issue(
         kind=kind.value,
         common_name=cn,
         organizations=org or [],
-        dns_names=dns or [],
+        dns_names=names,
         ip_addresses=ip or [],
-        ttl=parse_duration(ttl, "--ttl"),
+        ttl=lifetime,
         key_algorithm=key_algorithm.value if key_algorithm else None,
     )
     emit(leaf.to_yaml(), output, force=force, secret=True)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from libtalos.fsutil import read_input
-from talos_pki.common import check_output, emit, load_cert_key, parse_duration
+from talos_pki.common import check_output, check_subject, emit, load_cert_key, parse_duration
 from talos_pki.options import Force, Output
 
 
@@ -33,6 +33,9 @@ def kubeconfig_cert(
     """Issue a client certificate (ClientAuth, O=system:masters) from the Kubernetes CA."""
     from libtalos import pki
 
+    check_subject("--cn", [cn])
+    check_subject("--org", org or [])
+    lifetime = parse_duration(ttl, "--ttl")
     check_output(output, force)
     text, source = read_input(ca)
     pair = load_cert_key(text, source, bundle_entry="k8s")
@@ -40,6 +43,6 @@ def kubeconfig_cert(
         pki.LoadedCA.load(pair, f"Kubernetes CA ({source})"),
         common_name=cn,
         organizations=org or ["system:masters"],
-        ttl=parse_duration(ttl, "--ttl"),
+        ttl=lifetime,
     )
     emit(cert.to_yaml(), output, force=force, secret=True)
