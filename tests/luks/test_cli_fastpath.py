@@ -289,3 +289,21 @@ def test_pbkdf_bounds_negative_control(run: Run, image: Path, key: Callable[[byt
             "--pbkdf-force-iterations", "4", "--key-file", key(b"k"), str(image)]  # fmt: skip
     result = run(*argv)
     assert result.code == 0, result.err
+
+
+def test_add_key_pbkdf_bound_exit_1_and_leaves_the_header(
+    run: Run, image: Path, key: Callable[[bytes], str]
+) -> None:
+    """add-key (a Typer-only command) checks the same bounds before it touches a slot."""
+    old, new = key(b"old"), key(b"new")
+    assert run("format", *FAST, "--key-file", old, str(image)).code == 0
+    before = file_hash(image)
+    r = run("add-key", str(image), "--key-file", old, "--new-key-file", new,
+            "--pbkdf", "argon2id", "--pbkdf-memory", "4194305")  # fmt: skip
+    assert (r.code, r.out) == (1, ""), r
+    assert "--pbkdf-memory: 4194305 is out of range (32 to 4194304 KiB)" in r.err, r.err
+    assert file_hash(image) == before
+    # negative control: the same command within the bounds adds the slot
+    r = run("add-key", str(image), "--key-file", old, "--new-key-file", new, *FAST)
+    assert r.code == 0, r.err
+    assert file_hash(image) != before

@@ -101,3 +101,26 @@ def test_exit_codes_through_the_console_script(run_script, tmp_path: Path) -> No
     )
     version = run_script("talos-pki", "--version")
     assert (version.returncode, version.stdout) == (0, "talos-pki 0.1.0\n")
+
+
+def test_bad_option_values_through_the_console_script(run_script) -> None:
+    """Usage errors name the option and exit 2 with nothing on stdout; the values that fit
+    pass through the pipe (an IDNA name comes out as its A-label)."""
+    ca = run_script("talos-pki", "ca", "--algorithm", "ed25519", "--organization", "t", check=True)
+    for argv in (
+        ["ca", "--organization", "t", "--ttl", "8000y"],
+        ["issue", "--ca", "-", "--ttl", "8000y"],
+        ["kubeconfig-cert", "--ca", "-", "--ttl", "8000y"],
+        ["issue", "--ca", "-", "--cn", "c" * 100],
+        ["issue", "--ca", "-", "--dns", "a b.example"],
+    ):
+        result = run_script("talos-pki", *argv, stdin=ca.stdout)
+        option = next(a for a in reversed(argv) if a.startswith("--"))
+        assert (result.returncode, result.stdout) == (2, ""), (argv, result.stderr)
+        assert result.stderr.startswith(f"error: {option}: "), (argv, result.stderr)
+    leaf = run_script(
+        "talos-pki", "issue", "--ca", "-", "--cn", "c" * 64, "--dns", "ü.example",
+        "--ttl", "7000y", stdin=ca.stdout, check=True,
+    )  # fmt: skip
+    info = yaml.safe_load(run_script("talos-pki", "inspect", "-", stdin=leaf.stdout).stdout)
+    assert info["crt"]["dnsNames"] == ["xn--tda.example"]

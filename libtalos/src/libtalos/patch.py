@@ -1,13 +1,16 @@
 """Config patches: RFC 6902 JSON patches and strategic-merge YAML patches.
 
-A patch argument is either inline text or ``@FILE`` (as talosctl takes them). Its form is
-recognised from its content: a YAML/JSON *list* of operations is an RFC 6902 patch; a *mapping*
-is merged into the document (mappings merge key by key, everything else replaces).
+A patch argument is inline text, ``@FILE`` (as talosctl takes them) or ``@-``: stdin, which is
+read once, so at most one argument of a command may say it, and which is refused when the command
+already reads its input from there. Its form is recognised from its content: a YAML/JSON *list*
+of operations is an RFC 6902 patch; a *mapping* is merged into the document (mappings merge key
+by key, everything else replaces).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +24,18 @@ class PatchError(TalosError):
     """A patch does not apply to the document."""
 
 
-def read_patch(arg: str, *, stdin_taken: bool = False) -> tuple[Any, str]:
-    """Parse one ``--config-patch`` argument (inline YAML/JSON, ``@path``, or ``@-`` for stdin,
-    which ``stdin_taken`` refuses: the command reads its input from there)."""
+def read_patch(
+    arg: str, *, stdin_taken: bool = False, option: str = "--config-patch"
+) -> tuple[Any, str]:
+    """Parse one patch argument of ``option``: inline YAML/JSON, ``@path``, or ``@-`` for stdin
+    (which ``stdin_taken`` refuses: the command reads its input from there)."""
     if arg == "@-":
         from libtalos.errors import UsageError
         from libtalos.inputs import read_input
 
         if stdin_taken:
             raise UsageError(
-                f"{arg}: stdin is already the input; give the patch or the input as a file"
+                f"{option} @-: stdin is already the input; give the patch or the input as a file"
             )
         text, source = read_input("-")
         return yamlio.load_one(text, source).data, source
@@ -42,9 +47,29 @@ def read_patch(arg: str, *, stdin_taken: bool = False) -> tuple[Any, str]:
             raise TalosIOError(f"{path}: cannot read patch: {exc.strerror}") from None
         source = path
     else:
-        text, source = arg, "--config-patch"
+        text, source = arg, option
     doc = yamlio.load_one(text, source)
     return doc.data, source
+
+
+def read_patch_groups(
+    *groups: Sequence[str] | None, stdin_taken: bool = False, option: str = "--config-patch"
+) -> list[list[tuple[Any, str]]]:
+    """Parse several options' patch arguments (``--config-patch``, ``--config-patch-worker``
+    ...), one list per option; ``@-`` may appear once among them all, since stdin is read once.
+    """
+    dashes = sum(list(group or []).count("@-") for group in groups)
+    if dashes > 1:
+        from libtalos.errors import UsageError
+
+        raise UsageError(
+            f"{option} @-: given {dashes} times, but stdin can be read only once; "
+            "give the other patches as files"
+        )
+    return [
+        [read_patch(arg, stdin_taken=stdin_taken, option=option) for arg in group or []]
+        for group in groups
+    ]
 
 
 def apply_patch(document: Any, patch: Any, source: str = "patch") -> Any:

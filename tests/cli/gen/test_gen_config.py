@@ -389,3 +389,53 @@ def test_patch_from_stdin_with_at_dash(tmp_path, secrets_file, capsys, monkeypat
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\xff\xfe\x00")))
     assert main(["patch", "-p", "@-", str(src)]) == 1
     assert "<stdin>: not UTF-8 text" in capsys.readouterr().err
+
+
+def test_patch_at_dash_twice_and_a_stream_without_machine_configs(tmp_path, secrets_file, capsys):
+    import io
+
+    assert gen(tmp_path, secrets_file) == 0
+    join = tmp_path / "out" / "join.yaml"
+    capsys.readouterr()
+    patch = "machine:\n    network:\n        hostname: x\n"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(patch.encode())))
+        assert main(["patch", "-p", "@-", "-p", "@-", str(join)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "--patch @-: given 2 times, but stdin can be read only once" in captured.err
+    # patches for a stream holding no machine config would apply to nothing: exit 1, no output
+    out = tmp_path / "patched.yaml"
+    talosconfig_file = tmp_path / "out" / "talosconfig"
+    argv = ["patch", "-p", '{"machine": {"network": {"hostname": "a"}}}', "-o", str(out)]
+    assert main([*argv, str(talosconfig_file)]) == 1
+    assert f"{talosconfig_file}: no machine config in the input" in capsys.readouterr().err
+    assert not out.exists()
+    # negative control: the same patch on the join config is written
+    assert main([*argv, str(join)]) == 0
+    assert yaml.safe_load(out.read_text())["machine"]["network"]["hostname"] == "a"
+
+
+def test_config_patch_from_stdin(tmp_path, secrets_file, bundle_text, capsys, monkeypatch):
+    import io
+
+    patch = b"machine:\n    network:\n        hostname: from-stdin\n"
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(patch)))
+    assert gen(tmp_path, secrets_file, "--config-patch-worker", "@-") == 0
+    join = yaml.safe_load((tmp_path / "out" / "join.yaml").read_text())
+    assert join["machine"]["network"]["hostname"] == "from-stdin"
+    cp = yaml.safe_load((tmp_path / "out" / "controlplane.yaml").read_text())
+    assert cp["machine"]["network"].get("hostname") != "from-stdin"
+    capsys.readouterr()
+    # stdin read once: @- in two options is refused before anything is written
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(patch)))
+    extra = ["--config-patch", "@-", "--config-patch-worker", "@-"]
+    assert gen(tmp_path / "two", secrets_file, *extra) == 2
+    assert "--config-patch @-: given 2 times" in capsys.readouterr().err
+    assert not (tmp_path / "two").exists()
+    # --with-secrets - already takes stdin
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(bundle_text.encode())))
+    argv = ["config", "demo", ENDPOINT, "--with-secrets", "-", "--config-patch", "@-"]
+    assert main([*argv, "-o", str(tmp_path / "three")]) == 2
+    assert "--config-patch @-: stdin is already the input" in capsys.readouterr().err
+    assert not (tmp_path / "three").exists()

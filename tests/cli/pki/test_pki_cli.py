@@ -483,9 +483,10 @@ def test_inspect_checks_crt_against_its_key(cli: Any, ca_file: Path, tmp_path: P
     ("argv", "message"),
     [
         (["ca", "--organization", "x", "--ttl", "8000y"], "--ttl: 8000y is too long"),
-        (["ca", "--organization", "x", "--ttl", "9" * 5000 + "y"], "is not a duration"),
+        (["ca", "--organization", "x", "--ttl", "9" * 5000 + "y"], "--ttl: 99999"),
+        (["ca", "--organization", "x", "--ttl", "1y" * 9000], "1y1y1y... is too long"),
         (["ca", "--common-name", "c" * 65], "--common-name: 'cccc"),
-        (["ca", "--organization", ""], "--organization: '' must be 1 to 64 characters"),
+        (["ca", "--organization", ""], "--organization: '' must be 1 to 64 bytes in UTF-8"),
     ],
 )
 def test_ca_bounds(cli: Any, argv: list[str], message: str) -> None:
@@ -498,7 +499,7 @@ def test_ca_bounds(cli: Any, argv: list[str], message: str) -> None:
     ("argv", "message"),
     [
         (["--ttl", "8000y"], "--ttl: 8000y is too long: a certificate cannot be valid past"),
-        (["--cn", "a" * 100], "must be 1 to 64 characters (X.509's limit), not 100"),
+        (["--cn", "a" * 100], "must be 1 to 64 bytes in UTF-8 (X.509's limit), not 100"),
         (["--org", "o" * 65], "--org: 'oooo"),
         (["--dns", "a b.example"], "--dns: 'a b.example' is not a valid DNS name"),
         (["--dns", "-x.example"], "--dns: '-x.example' is not a valid DNS name"),
@@ -516,7 +517,7 @@ def test_kubeconfig_cert_ttl_bound(cli: Any, ca_file: Path) -> None:
 
 
 def test_bounds_negative_controls(cli: Any, ca_file: Path) -> None:
-    """The largest values that fit are issued: 64 characters, an IDNA name, a long TTL."""
+    """The largest values that fit are issued: 64 bytes, an IDNA name, a long TTL."""
     code, out, err = cli(
         "issue", "--ca", str(ca_file), "--cn", "a" * 64, "--dns", "ü.example",
         "--dns", "*.wild.example", "--ttl", "7000y",
@@ -548,3 +549,73 @@ def test_inspect_check_reports_an_unreadable_certificate(cli: Any, tmp_path: Pat
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(yaml.safe_load(cli("secrets")[1]), sort_keys=False))
     assert cli("inspect", "--check", str(good))[0] == 0
+
+
+@pytest.mark.parametrize("command", ["ca", "issue", "kubeconfig-cert"])
+def test_ttl_up_to_the_last_x509_time_and_not_a_second_more(
+    cli: Any, ca_file: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """The bound and the certificate use one "now": a TTL ending exactly at 9999-12-31T23:59:59Z
+    is issued with that notAfter, one second more is a usage error naming --ttl."""
+    from talos_pki.common import LAST_NOT_AFTER
+
+    start = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    module = {"ca": "ca", "issue": "issue", "kubeconfig-cert": "kubeconfig_cert"}[command]
+    monkeypatch.setattr(f"talos_pki.commands.{module}.start_clock", lambda: pki.FixedClock(start))
+    longest = int((LAST_NOT_AFTER - start).total_seconds())
+    args = ["--organization", "x"] if command == "ca" else ["--ca", str(ca_file)]
+    if command == "ca":
+        args += ["--algorithm", "ed25519"]
+    code, out, err = cli(command, *args, "--ttl", f"{longest + 1}s")
+    assert (code, out) == (2, ""), err
+    assert (
+        f"--ttl: {longest + 1}s is too long: a certificate cannot be valid past 9999-12-31" in err
+    )
+    code, out, err = cli(command, *args, "--ttl", f"{longest}s")
+    assert code == 0, err
+    cert = x509.load_pem_x509_certificate(b64pem(yaml.safe_load(out)["crt"]))
+    assert cert.not_valid_before_utc == start
+    if command == "ca":
+        assert cert.not_valid_after_utc == LAST_NOT_AFTER
+    else:  # a leaf ends with its CA (issued now, for 10 years)
+        assert cert.not_valid_after_utc < LAST_NOT_AFTER
+
+
+def test_within_is_bounded_like_ttl(cli: Any, ca_file: Path) -> None:
+    code, out, err = cli("inspect", str(ca_file), "--check", "--within", "8000y")
+    assert (code, out) == (2, ""), err
+    assert "--within: 8000y is too long" in err
+    code, _out, err = cli("inspect", str(ca_file), "--check", "--within", "7000y")
+    assert code == 1 and "expires within 7000y" in err  # a valid window, and the CA is in it
+
+
+@pytest.mark.parametrize(
+    ("dns", "message"),
+    [
+        ("", "--dns: '' is not a valid DNS name"),
+        ("ü..example", "--dns: 'ü..example' is not a valid DNS name"),
+        ("a" * 64 + ".example", "is not a valid DNS name"),
+        ("x_y.example", "--dns: 'x_y.example' is not a valid DNS name"),
+    ],
+)
+def test_issue_refuses_bad_dns_names(cli: Any, ca_file: Path, dns: str, message: str) -> None:
+    code, out, err = cli("issue", "--ca", str(ca_file), "--dns", dns)
+    assert (code, out) == (2, "")
+    assert message in err and "internal error" not in err, err
+
+
+def test_ca_common_name_bound_counts_utf8_bytes(cli: Any) -> None:
+    """64 bytes of UTF-8 is the bound (what cryptography enforces on a CN): 32 two-byte
+    characters fit, 33 do not; undecodable command-line bytes are refused by name."""
+    code, out, err = cli("ca", "--common-name", "ü" * 33)
+    assert (code, out) == (2, "")
+    assert "--common-name: " in err and "must be 1 to 64 bytes in UTF-8" in err and "not 66" in err
+    assert "internal error" not in err
+    code, out, err = cli("ca", "--organization", "o", "--common-name", "x\udcff")
+    assert (code, out) == (2, "") and "--common-name: 'x\\udcff' is not valid UTF-8" in err, err
+    code, out, err = cli("ca", "--organization", "o\x85")
+    assert (code, out) == (2, "") and "--organization: " in err and "control character" in err
+    code, out, err = cli("ca", "--algorithm", "ed25519", "--common-name", "ü" * 32)
+    assert code == 0, err
+    cert = x509.load_pem_x509_certificate(b64pem(yaml.safe_load(out)["crt"]))
+    assert cert.subject.rfc4514_string() == "CN=" + "ü" * 32

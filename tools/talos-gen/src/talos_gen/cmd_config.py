@@ -60,7 +60,8 @@ def config_command(
     config_patch: list[str] | None = typer.Option(
         None,
         "--config-patch",
-        help="A patch for every config: RFC 6902 list or YAML mapping; @FILE reads a file.",
+        help="A patch for every config: RFC 6902 list or YAML mapping; @FILE reads a file, "
+        "@- stdin.",
     ),
     config_patch_control_plane: list[str] | None = typer.Option(
         None, "--config-patch-control-plane", help="A patch for init and controlplane configs."

@@ -2,8 +2,9 @@
 
 Machine-config documents in the stream are patched and loaded back strictly; any other document
 (a talosconfig in a ``config -o -`` stream) passes through byte for byte, and so does everything
-when no patch is given; a document that is neither is passed through with a warning on stderr.
-``--patch @-`` reads the patch from stdin, when the input is a file.
+when no patch is given; a document that is neither is passed through with a warning on stderr
+naming it. Patches given to a stream without any machine config are an error (they would apply to
+nothing). ``--patch @-`` reads one patch from stdin, when the input is a file.
 """
 
 from __future__ import annotations
@@ -38,12 +39,13 @@ def patch_command(
     from libtalos import config as cfgmod
     from libtalos import yamlio
     from libtalos.fsutil import SECRET_MODE, read_input, write_output
-    from libtalos.patch import apply_patch, read_patch
+    from libtalos.patch import PatchError, apply_patch, read_patch_groups
 
     text, source = read_input(file)
-    patches = [read_patch(p, stdin_taken=file == "-") for p in patch or []]
+    (patches,) = read_patch_groups(patch, stdin_taken=file == "-", option="--patch")
     docs = yamlio.load_documents(text, source)
     out: list[str] = []
+    patched = 0
     for doc in docs:
         if not patches or not (isinstance(doc.data, dict) and "machine" in doc.data):
             if patches and not (isinstance(doc.data, dict) and "contexts" in doc.data):
@@ -59,8 +61,14 @@ def patch_command(
         data = doc.data
         for body, origin in patches:
             data = apply_patch(data, body, origin)
-        patched = cfgmod.load(yamlio.dump(data), f"{source} document {doc.index} (patched)")
-        out.append(cfgmod.encode(patched.config))
+        result_cfg = cfgmod.load(yamlio.dump(data), f"{source} document {doc.index} (patched)")
+        out.append(cfgmod.encode(result_cfg.config))
+        patched += 1
+    if patches and not patched:
+        raise PatchError(
+            f"{source}: no machine config in the input (no document has a `machine` key): "
+            "the patches would apply to nothing"
+        )
     result = text if not patches else yamlio.join_documents(out)
     write_output(output, result, mode=SECRET_MODE, force=force)
     if output == "-":

@@ -115,7 +115,7 @@ def build(
     from libtalos import pki, talosconfig
     from libtalos.config.validate import endpoint_problem
     from libtalos.errors import UsageError, ValidationError
-    from libtalos.patch import patch_config, read_patch
+    from libtalos.patch import patch_config, read_patch_groups
     from libtalos.secrets import load_bundle
 
     problem = endpoint_problem(endpoint)
@@ -123,6 +123,12 @@ def build(
         raise UsageError(f"endpoint {endpoint!r}: {problem}", hint="try: https://host:6443")
 
     check_flags(additional_sans=list(additional_sans or []), dns_domain=dns_domain)
+    common, cp_only, worker_only = read_patch_groups(
+        patches,
+        patches_control_plane,
+        patches_worker,
+        stdin_taken=secrets_text is not None and secrets_text[1] == "<stdin>",  # --with-secrets -
+    )
     if secrets_text is not None:
         bundle = load_bundle(*secrets_text)
     else:
@@ -141,9 +147,6 @@ def build(
     )
     configs = cfgmod.generate(inp, bundle)
 
-    common = [read_patch(p) for p in patches or []]
-    cp_only = [read_patch(p) for p in patches_control_plane or []]
-    worker_only = [read_patch(p) for p in patches_worker or []]
     outputs: list[Output] = []
     for kind in MACHINE_TYPES:
         own = worker_only if kind == "join" else cp_only

@@ -8,12 +8,15 @@ import binascii
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from libtalos import fsutil, yamlio
 from libtalos.errors import PKIError, Problem, UsageError, ValidationError
 from libtalos.secrets import CertKey
 from talos_pki.outputs import check_output
+
+if TYPE_CHECKING:
+    from libtalos.pki import FixedClock
 
 __all__ = [
     "Found",
@@ -24,9 +27,11 @@ __all__ = [
     "find_certificates",
     "load_cert_key",
     "parse_duration",
+    "start_clock",
 ]
 
-_DURATION = re.compile(r"(\d{1,18})(y|d|h|m|s)")
+_DURATION = re.compile(r"(\d+)(y|d|h|m|s)")
+_MAX_DIGITS = 18
 _UNITS = {"y": 365 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 # X.509 times end at 9999-12-31 23:59:59 UTC (GeneralizedTime), as do Python's datetimes.
 LAST_NOT_AFTER = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
@@ -40,7 +45,10 @@ def parse_duration(text: str, option: str, *, now: dt.datetime | None = None) ->
     for match in _DURATION.finditer(value):
         if match.start() != pos:
             break
-        seconds += int(match.group(1)) * _UNITS[match.group(2)]
+        digits = match.group(1).lstrip("0") or "0"
+        # 19 digits of seconds already pass 9999-12-31; converting more is needless work.
+        count = int(digits) if len(digits) <= _MAX_DIGITS else 10**_MAX_DIGITS
+        seconds += count * _UNITS[match.group(2)]
         pos = match.end()
     shown = text if len(text) <= 40 else text[:40] + "..."
     if not value or pos != len(value):
@@ -57,19 +65,34 @@ def parse_duration(text: str, option: str, *, now: dt.datetime | None = None) ->
     return dt.timedelta(seconds=seconds)
 
 
+def start_clock() -> FixedClock:
+    """The clock of one command: "now", stopped, so that the bound :func:`parse_duration`
+    checks and the certificate's validity are computed from the same instant (a slow key
+    generation cannot push a validity that fits past 9999-12-31)."""
+    from libtalos.pki import FixedClock
+
+    return FixedClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
+
+
 UB_NAME = 64  # RFC 5280's upper bound for a CN and an O (ub-common-name, ub-organization-name)
 
 
 def check_subject(option: str, values: list[str]) -> None:
-    """Subject attributes X.509 can carry: 1 to 64 characters, no control characters."""
+    """Subject attributes X.509 can carry: valid UTF-8 of 1 to 64 bytes (the bound counted in
+    bytes, as cryptography applies it to a CN), no control characters."""
     for value in values:
-        if not value or len(value) > UB_NAME:
+        shown = f"{value[:40]!r}{'...' if len(value) > 40 else ''}"
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:  # undecodable bytes on the command line
+            raise UsageError(f"{option}: {shown} is not valid UTF-8") from None
+        if not 1 <= size <= UB_NAME:
             raise UsageError(
-                f"{option}: {value[:40]!r}{'...' if len(value) > 40 else ''} must be 1 to "
-                f"{UB_NAME} characters (X.509's limit), not {len(value)}"
+                f"{option}: {shown} must be 1 to {UB_NAME} bytes in UTF-8 (X.509's limit), "
+                f"not {size}"
             )
-        if any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise UsageError(f"{option}: {value!r} holds a control character")
+        if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
+            raise UsageError(f"{option}: {shown} holds a control character")
 
 
 _DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")

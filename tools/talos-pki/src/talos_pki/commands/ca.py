@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from libtalos.errors import UsageError
-from talos_pki.common import check_output, check_subject, emit, parse_duration
+from talos_pki.common import check_output, check_subject, emit, parse_duration, start_clock
 from talos_pki.options import Algorithm, Force, Hash, Output
 
 
@@ -32,13 +32,15 @@ def ca(
         raise UsageError("give --organization or --common-name (a CA needs a subject)")
     check_subject("--organization", orgs)
     check_subject("--common-name", [common_name] if common_name else [])
-    lifetime = parse_duration(ttl, "--ttl")
+    clock = start_clock()  # the --ttl bound and the certificate share one "now"
+    lifetime = parse_duration(ttl, "--ttl", now=clock.now())
     check_output(output, force)
     pair = pki.new_ca(
         algorithm=algorithm.value,
         organizations=orgs,
         common_name=common_name,
         ttl=lifetime,
+        clock=clock,
         hash_name=hash_name.value,
     )
     emit(pair.to_yaml(), output, force=force, secret=True)

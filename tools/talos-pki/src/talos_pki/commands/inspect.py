@@ -10,7 +10,12 @@ import typer
 from libtalos import yamlio
 from libtalos.errors import PKIError
 from libtalos.fsutil import read_input
-from talos_pki.common import find_certificates, parse_duration, unreadable_certificates
+from talos_pki.common import (
+    find_certificates,
+    parse_duration,
+    start_clock,
+    unreadable_certificates,
+)
 
 
 def inspect(
@@ -33,7 +38,8 @@ def inspect(
     """Describe certificates as YAML (a YAML input: one entry per certificate's key path)."""
     from libtalos import pki
 
-    window = parse_duration(within, "--within")
+    clock = start_clock()
+    window = parse_duration(within, "--within", now=clock.now())
     text, source = read_input(file)
     unreadable = unreadable_certificates(text, source)
     for line in unreadable:
@@ -43,7 +49,7 @@ def inspect(
     mismatched: list[str] = []
     for item in found:
         name = f"{source} {item.label}".strip()
-        info = pki.inspect(item.crt, what=name)
+        info = pki.inspect(item.crt, clock, what=name)
         data = info.to_yaml_data()
         if item.key is not None:
             try:
@@ -66,7 +72,7 @@ def inspect(
         problems += [
             f"{name}: expires within {within} (notAfter {data['notAfter']})"
             for name, info, data in entries
-            if info.expires_within(window)
+            if info.expires_within(window, clock)
         ]
         if problems:
             raise PKIError("; ".join(problems))

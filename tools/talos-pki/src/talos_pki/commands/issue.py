@@ -16,6 +16,7 @@ from talos_pki.common import (
     emit,
     load_cert_key,
     parse_duration,
+    start_clock,
 )
 from talos_pki.options import Algorithm, Force, Kind, Output
 
@@ -58,7 +59,8 @@ def issue(
     check_subject("--cn", [cn] if cn else [])
     check_subject("--org", org or [])
     names = dns_names(dns or [])
-    lifetime = parse_duration(ttl, "--ttl")
+    clock = start_clock()  # the --ttl bound and the certificate share one "now"
+    lifetime = parse_duration(ttl, "--ttl", now=clock.now())
     check_output(output, force)
     text, source = read_input(ca)
     pair = load_cert_key(text, source, bundle_entry=bundle_ca)
@@ -70,6 +72,7 @@ def issue(
         dns_names=names,
         ip_addresses=ip or [],
         ttl=lifetime,
+        clock=clock,
         key_algorithm=key_algorithm.value if key_algorithm else None,
     )
     emit(leaf.to_yaml(), output, force=force, secret=True)

@@ -7,7 +7,14 @@ from typing import Annotated
 import typer
 
 from libtalos.fsutil import read_input
-from talos_pki.common import check_output, check_subject, emit, load_cert_key, parse_duration
+from talos_pki.common import (
+    check_output,
+    check_subject,
+    emit,
+    load_cert_key,
+    parse_duration,
+    start_clock,
+)
 from talos_pki.options import Force, Output
 
 
@@ -35,7 +42,8 @@ def kubeconfig_cert(
 
     check_subject("--cn", [cn])
     check_subject("--org", org or [])
-    lifetime = parse_duration(ttl, "--ttl")
+    clock = start_clock()  # the --ttl bound and the certificate share one "now"
+    lifetime = parse_duration(ttl, "--ttl", now=clock.now())
     check_output(output, force)
     text, source = read_input(ca)
     pair = load_cert_key(text, source, bundle_entry="k8s")
@@ -44,5 +52,6 @@ def kubeconfig_cert(
         common_name=cn,
         organizations=org or ["system:masters"],
         ttl=lifetime,
+        clock=clock,
     )
     emit(cert.to_yaml(), output, force=force, secret=True)
