@@ -150,23 +150,28 @@ def env(cluster_capable: None, tmp_path: Path) -> Iterator[Env]:
     try:
         yield e
     finally:
-        # Clean up after a failed test: the tool's own destroy first, then by hand.
-        from talos_cluster import state
-        from talos_cluster.cmd_destroy import destroy_record
+        clean_up(e, grace=2)
 
-        with contextlib.suppress(Exception):
-            record = state.load(e.cluster_dir)
-            if record is not None:
-                destroy_record(record, grace=2)
-        from talos_cluster.netlab import processes_in
 
-        ours = [ns for ns in netns_list() if ns == name or ns.startswith(f"{name}-")]
-        for pid in {*processes_mentioning(str(e.state_dir)), *processes_in(ours)}:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
-        for ns in ours:
-            subprocess.run(["ip", "netns", "delete", ns], capture_output=True, check=False)
-        remove_links(name)
+def clean_up(e: Env, *, grace: float, kill: bool = True) -> None:
+    """Remove what cluster ``e`` left after a failed test: the tool's own destroy first, then
+    its namespaces and links by hand, and (``kill``) every process naming its state dir."""
+    from talos_cluster import state
+    from talos_cluster.cmd_destroy import destroy_record
+    from talos_cluster.netlab import processes_in
+
+    with contextlib.suppress(Exception):
+        record = state.load(e.cluster_dir)
+        if record is not None:
+            destroy_record(record, grace=grace)
+    ours = [ns for ns in netns_list() if ns == e.name or ns.startswith(f"{e.name}-")]
+    stray = processes_mentioning(str(e.state_dir)) if kill else []
+    for pid in {*stray, *processes_in(ours)}:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+    for ns in ours:
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True, check=False)
+    remove_links(e.name)
 
 
 def remove_links(name: str) -> None:

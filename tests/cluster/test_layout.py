@@ -19,7 +19,7 @@ import pytest
 from talos_cluster import state
 from talos_cluster.cli import main
 
-from .conftest import Env, forwarding, net_snapshot, netns_list
+from .conftest import Env, clean_up, forwarding, net_snapshot, netns_list
 
 pytestmark = pytest.mark.system
 
@@ -67,18 +67,7 @@ def second(env: Env, tmp_path: Path) -> Iterator[Env]:
     try:
         yield e
     finally:
-        from talos_cluster.cmd_destroy import destroy_record
-
-        from .conftest import remove_links
-
-        with contextlib.suppress(Exception):
-            record = state.load(e.cluster_dir)
-            if record is not None:
-                destroy_record(record, grace=1)
-        for ns in netns_list():
-            if ns.startswith(f"{e.name}-"):
-                subprocess.run(["ip", "netns", "delete", ns], capture_output=True, check=False)
-        remove_links(e.name)
+        clean_up(e, grace=1, kill=False)  # the state dir is env's too
 
 
 def test_two_clusters_side_by_side(
