@@ -533,7 +533,23 @@ def _pkcs8(items: list[tuple[int, bytes]]) -> KeyFacts:
     return KeyFacts(_OTHER_KEYS.get(oid, "an unknown key type"), ())
 
 
+_DERIVED: dict[bytes, KeyFacts] = {}  # SHA-256 of a key's DER -> its facts (public part only)
+_DERIVED_MAX = 64
+
+
 def _private_key(der: bytes) -> KeyFacts:
+    """The facts of a key, derived once per process: a bundle's CA keys are checked when the
+    bundle loads and again in each config generated from it."""
+    digest = hashlib.sha256(der).digest()
+    facts = _DERIVED.get(digest)
+    if facts is None:
+        facts = _derive(der)
+        if len(_DERIVED) < _DERIVED_MAX:
+            _DERIVED[digest] = facts
+    return facts
+
+
+def _derive(der: bytes) -> KeyFacts:
     items = _items(_one(der, _SEQ))
     if len(items) < 2 or items[0][0] != _INT:
         raise _BadDerError
