@@ -1,6 +1,9 @@
 """Crash-safe file output: temp file in the same directory, fsync, rename.
 
 A reader (or a crash at any instant) sees the old file or the new one, never a partial one.
+A target that is a symbolic link is written where it points (the link stays); a target that is
+a character device or a FIFO (``/dev/null``, ``/dev/stdout``, a named pipe) is written to as a
+stream, never replaced by a file.
 """
 
 from __future__ import annotations
@@ -72,15 +75,19 @@ def atomic_write_many(
     process killed between two renames can leave some targets replaced; their old contents are
     then in the ``.NAME.PID.*.old`` links until the next write of those targets.
     """
-    targets = [Path(p) for p, _, _ in files]
+    given = [Path(p) for p, _, _ in files]
+    targets = [_followed(target) for target in given]
     for target in targets:
         _check_target(target, force=force)
+    streams = [(t, d) for t, (_, d, _) in zip(targets, files, strict=True) if _is_stream(t)]
+    regular = [(t, f) for t, f in zip(targets, files, strict=True) if not _is_stream(t)]
+    targets = [t for t, _ in regular]
     for target in targets:
         _remove_stale(target)
     staged: list[Path] = []
     backups: list[Path | None] = []
     try:
-        for target, (_, data, mode) in zip(targets, files, strict=True):
+        for target, (_, data, mode) in regular:
             staged.append(_stage(target, data.encode() if isinstance(data, str) else data, mode))
         for target in targets:
             backups.append(_keep_old(target))
@@ -94,9 +101,36 @@ def atomic_write_many(
         if backup is not None:
             with contextlib.suppress(OSError):
                 backup.unlink()
+    for target, data in streams:  # after the files: a stream cannot take its data back
+        _write_stream(target, data.encode() if isinstance(data, str) else data)
     for directory in {t.parent for t in targets}:
         _fsync_dir(directory)
-    return targets
+    return given
+
+
+def _followed(target: Path) -> Path:
+    """Where a symbolic link points (a dangling one too), so that the link itself stays."""
+    if target.is_symlink():
+        return Path(os.path.realpath(target))
+    return target
+
+
+def _is_stream(target: Path) -> bool:
+    """A character device or a FIFO: written to in place (a rename would replace the node)."""
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
+def _write_stream(target: Path, data: bytes) -> None:
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        raise TalosIOError(f"{target}: cannot write: {exc.strerror}") from None
 
 
 def _check_target(target: Path, *, force: bool) -> None:
@@ -112,6 +146,11 @@ def _check_target(target: Path, *, force: bool) -> None:
     if stat.S_ISDIR(st.st_mode):
         raise TalosIOError(
             f"{target}: cannot write: is a directory", hint="remove it or choose another path"
+        )
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+        raise TalosIOError(
+            f"{target}: cannot write: not a regular file, a character device or a FIFO",
+            hint="choose another path",
         )
 
 

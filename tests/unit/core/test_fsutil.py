@@ -349,3 +349,84 @@ def test_kill_check_detects_a_naive_writer(tmp_path):
     proc.wait()
     proc.stdout.close()
     assert target.read_bytes() not in (b"old\n" * 1000, b"new\n" * 1000)
+
+
+# -- targets that are not regular files ----------------------------------------------------------
+
+
+def _char_device(path: Path) -> Path:
+    """A node of the null device (1, 3) at ``path``, or skip naming what prevents it."""
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("mknod of a character device needs CAP_MKNOD")
+    path.chmod(0o666)  # mknod honours the umask
+    try:
+        os.close(os.open(path, os.O_WRONLY))
+    except PermissionError:
+        pytest.skip(f"{path.parent}'s filesystem is mounted nodev: its device nodes cannot open")
+    return path
+
+
+def test_a_character_device_is_written_to_not_replaced(tmp_path):
+    null = _char_device(tmp_path / "null")
+    before = null.stat()
+    fsutil.atomic_write(null, "secret material", mode=fsutil.SECRET_MODE)
+    after = null.stat()
+    assert stat.S_ISCHR(after.st_mode) and after.st_ino == before.st_ino
+    assert stat.S_IMODE(after.st_mode) == 0o666  # a device keeps its own mode
+    assert sorted(os.listdir(tmp_path)) == ["null"]  # no temp file, no backup link
+    # negative control: a regular file in the same place is replaced by a new inode
+    plain = tmp_path / "plain"
+    plain.write_text("old")
+    ino = plain.stat().st_ino
+    fsutil.atomic_write(plain, "new")
+    assert plain.read_text() == "new" and plain.stat().st_ino != ino
+
+
+def test_write_output_to_a_device_keeps_it(tmp_path):
+    null = _char_device(tmp_path / "null")
+    fsutil.write_output(str(null), "data\n", mode=fsutil.SECRET_MODE)
+    assert stat.S_ISCHR(null.stat().st_mode)
+    with pytest.raises(OutputExistsError):  # it exists: without force it is refused as before
+        fsutil.write_output(str(null), "data\n", force=False)
+
+
+def test_a_fifo_gets_the_data_as_a_stream(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader is there before the writer
+    try:
+        fsutil.atomic_write(fifo, "through the pipe")
+        assert stat.S_ISFIFO(fifo.stat().st_mode)
+        assert os.read(fd, 100) == b"through the pipe"
+    finally:
+        os.close(fd)
+
+
+def test_a_symlink_is_followed_and_stays_a_link(tmp_path):
+    real = tmp_path / "dotfiles" / "kubeconfig"
+    real.parent.mkdir()
+    real.write_text("old")
+    link = tmp_path / "config"
+    link.symlink_to(real)
+    assert fsutil.atomic_write(link, "new", mode=fsutil.SECRET_MODE) == link
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert real.read_text() == "new"
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600
+    # a dangling link: the file is created where it points
+    dangling = tmp_path / "later"
+    dangling.symlink_to(tmp_path / "dotfiles" / "new-file")
+    fsutil.atomic_write(dangling, "made")
+    assert dangling.is_symlink() and (tmp_path / "dotfiles" / "new-file").read_text() == "made"
+
+
+def test_a_socket_is_refused_and_left_alone(tmp_path):
+    import socket
+
+    path = tmp_path / "sock"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        with pytest.raises(TalosIOError, match="not a regular file"):
+            fsutil.atomic_write(path, "x")
+        assert stat.S_ISSOCK(path.stat().st_mode)
