@@ -28,11 +28,16 @@ configs dir="_configs":
     talosctl gen config demo https://10.5.0.2:6443 --with-secrets {{dir}}/secrets.yaml --output-dir {{dir}}
     for f in init controlplane join; do talosctl validate --config {{dir}}/$f.yaml --mode container; done
 
-# Lint with ruff
+# Lint with ruff, and check that every file is formatted as `ruff format` writes it
 lint:
     ruff check .
+    ruff format --check .
 
-# Type-check with mypy (strict for libtalos)
+# Format every file with ruff (what `just lint` checks)
+fmt:
+    ruff format .
+
+# Type-check with mypy (strict for every package)
 type:
     mypy
 

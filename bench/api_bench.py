@@ -1,8 +1,9 @@
 """Machine API on loopback: Version latency (p50/p99, one client) and throughput (50 concurrent
 clients), through our server with and without a proxy hop, beside a bare grpclib server (same
 TLS, a fixed reply: the ceiling for our stack) and grpcio with ECDSA certificates (the fastest
-Python gRPC; it cannot use Talos's Ed25519 certificates, DESIGN.md §5). Also the apply-config
-round trip to a maintenance-mode node.
+Python gRPC; it cannot use Talos's Ed25519 certificates,
+docs/architecture.md#why-grpclib-not-grpcio). Also the apply-config round trip to a maintenance-mode
+node.
 
 Each server runs in its own process (``--serve``), so server and client do not share a GIL.
 Run: ``python bench/run.py api`` or ``python bench/api_bench.py``.
@@ -19,6 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+# The in-memory node (tests/memory_node.py) is a test double: it lives with the tests, not in
+# talos-init, and this benchmark (run from the repository, also as its own --serve children)
+# borrows it from there.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 LATENCY_CALLS = 400
 THROUGHPUT_CALLS = 3000
@@ -39,8 +45,9 @@ async def _serve(kind: str, d: Path) -> None:
     server_cert = CertKey(_read(d, "server.crt"), _read(d, "server.key"))
     ca = _read(d, "ca.crt")
     if kind in ("ours", "maintenance"):
+        from memory_node import MemoryNode
+
         from talos_init.api import ApiServer, MaintenanceCert
-        from talos_init.api.memory import MemoryNode
 
         if kind == "ours":
             node = MemoryNode("bench", config_text=(d / "init.yaml").read_text())

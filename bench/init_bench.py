@@ -60,6 +60,8 @@ def _config_text() -> str:
     data = to_data(configs["init"])
     data["machine"]["network"] = {"hostname": "bench"}
     return dump(data)
+
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -187,8 +189,19 @@ def run_talos_init(binary: str, orphans: int, work: Path) -> tuple[float, float,
     (services / "orphans.yaml").write_text(f"name: orphans\ncommand: /bin/sh\nargs: [{args}]\n")
     config = work / "config.yaml"
     config.write_text(_config_text())
-    argv = [*NODE_NS, TALOS_INIT, "--mode", "container", "--state-dir", str(state),
-            "--services-dir", str(services), "--config", str(config), "--echo-services"]
+    argv = [
+        *NODE_NS,
+        TALOS_INIT,
+        "--mode",
+        "container",
+        "--state-dir",
+        str(state),
+        "--services-dir",
+        str(services),
+        "--config",
+        str(config),
+        "--echo-services",
+    ]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     idle = ("services running: 1", "machine API listening")
     return _measure(proc, orphans, state / "ephemeral" / "go", idle)
@@ -204,8 +217,18 @@ def boot_times(work: Path, runs: int) -> list[float]:
     for i in range(runs):
         state = work / f"boot-{i}"
         state.mkdir()
-        argv = [*NODE_NS, TALOS_INIT, "--mode", "container", "--state-dir", str(state),
-                "--services-dir", str(services), "--config", str(config)]
+        argv = [
+            *NODE_NS,
+            TALOS_INIT,
+            "--mode",
+            "container",
+            "--state-dir",
+            str(state),
+            "--services-dir",
+            str(services),
+            "--config",
+            str(config),
+        ]
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         _wait_line(proc, "services running: 1")
@@ -256,19 +279,27 @@ def main(argv: list[str] | None = None) -> int:
         tick = 1 / TICK
         cpu_ratio = max(cpu_t, tick) / max(cpu_r, tick)
         wall_ratio = wall_t / wall_r
-        print(f"  reap: PID 1 CPU time         talos-init {cpu_t * 1000:8.0f} ms   "
-              f"tini {cpu_r * 1000:8.0f} ms   ratio {cpu_ratio:5.2f}x   (goal <= 3x)")
-        print(f"  reap: workload wall time     talos-init {wall_t * 1000:8.0f} ms   "
-              f"tini {wall_r * 1000:8.0f} ms   ratio {wall_ratio:5.2f}x   (goal <= 3x)")
-        print(f"  idle RSS of PID 1            talos-init {rss_t / 1024:8.1f} MiB  "
-              f"tini {rss_r / 1024:8.1f} MiB                 (goal < 40 MiB)")
+        print(
+            f"  reap: PID 1 CPU time         talos-init {cpu_t * 1000:8.0f} ms   "
+            f"tini {cpu_r * 1000:8.0f} ms   ratio {cpu_ratio:5.2f}x   (goal <= 3x)"
+        )
+        print(
+            f"  reap: workload wall time     talos-init {wall_t * 1000:8.0f} ms   "
+            f"tini {wall_r * 1000:8.0f} ms   ratio {wall_ratio:5.2f}x   (goal <= 3x)"
+        )
+        print(
+            f"  idle RSS of PID 1            talos-init {rss_t / 1024:8.1f} MiB  "
+            f"tini {rss_r / 1024:8.1f} MiB                 (goal < 40 MiB)"
+        )
         ok &= cpu_ratio <= 3 and wall_ratio <= 3 and rss_t < 40 * 1024
         boots = boot_times(work, args.boots)
         median = statistics.median(boots)
         ref = python_pass(args.boots)
-        print(f"  container boot to 'services running' (median of {len(boots)}) "
-              f"{median * 1000:6.0f} ms   python3 -c pass {ref * 1000:6.0f} ms   "
-              f"min {min(boots) * 1000:.0f} max {max(boots) * 1000:.0f}   (goal < 300 ms)")
+        print(
+            f"  container boot to 'services running' (median of {len(boots)}) "
+            f"{median * 1000:6.0f} ms   python3 -c pass {ref * 1000:6.0f} ms   "
+            f"min {min(boots) * 1000:.0f} max {max(boots) * 1000:.0f}   (goal < 300 ms)"
+        )
         ok &= median < 0.3
     print(f"  init bench: {'all goals met' if ok else 'GOAL MISSED'}")
     return 0 if ok else 1

@@ -200,10 +200,19 @@ def main() -> None:
         tiny = t / "tiny.img"
         _sparse(tiny)
         subprocess.run(
-            _ours("format", str(tiny), "--key-file", str(key), "--pbkdf", "pbkdf2",
-                  "--pbkdf-force-iterations", "1000"),
-            check=True, capture_output=True,
-        )  # fmt: skip
+            _ours(
+                "format",
+                str(tiny),
+                "--key-file",
+                str(key),
+                "--pbkdf",
+                "pbkdf2",
+                "--pbkdf-force-iterations",
+                "1000",
+            ),
+            check=True,
+            capture_output=True,
+        )
         fixed = _interleaved(
             {
                 "ours": _ours("test-key", str(tiny), "--key-file", str(key)),

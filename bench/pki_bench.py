@@ -60,10 +60,23 @@ def _openssl_ca(tmp: Path) -> tuple[Path, Path, Path, Path]:
         check=True,
     )
     subprocess.run(
-        ["openssl", "req", "-x509", "-new", "-key", str(ca_key), "-sha512", "-days", "3650",
-         "-subj", "/O=etcd", "-out", str(ca_crt)],
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            str(ca_key),
+            "-sha512",
+            "-days",
+            "3650",
+            "-subj",
+            "/O=etcd",
+            "-out",
+            str(ca_crt),
+        ],
         check=True,
-    )  # fmt: skip
+    )
     subprocess.run(
         ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(leaf_key)],
         check=True,
@@ -94,11 +107,29 @@ def _openssl_one(tmp: Path, i: int, ca_key: Path, ca_crt: Path, leaf_key: Path, 
         check=True,
     )
     subprocess.run(
-        ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
-         "-set_serial", str(1000 + i), "-days", "365", "-sha512", "-extfile", str(ext),
-         "-out", str(crt)],
-        check=True, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca_crt),
+            "-CAkey",
+            str(ca_key),
+            "-set_serial",
+            str(1000 + i),
+            "-days",
+            "365",
+            "-sha512",
+            "-extfile",
+            str(ext),
+            "-out",
+            str(crt),
+        ],
+        check=True,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _leaves(tmp: Path, count: int) -> None:
@@ -143,10 +174,21 @@ def _leaves(tmp: Path, count: int) -> None:
     for i in range(11):
         start = time.perf_counter()
         subprocess.run(
-            [TALOS_PKI, "issue", "--ca", str(ca_yaml), "--cn", f"node{i}", "--dns", "node",
-             "--ip", "10.5.0.2"],
-            check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                TALOS_PKI,
+                "issue",
+                "--ca",
+                str(ca_yaml),
+                "--cn",
+                f"node{i}",
+                "--dns",
+                "node",
+                "--ip",
+                "10.5.0.2",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         ours_cli.append(time.perf_counter() - start)
         start = time.perf_counter()
         _openssl_one(tmp, i, ca_key, ca_crt, leaf_key, ext)

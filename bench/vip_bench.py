@@ -1,6 +1,6 @@
 """VIP failover: talos-vip against Debian's keepalived at default timers, same run, same topology.
 
-Three nodes and an observer on a bridge, each in a fresh network namespace (talos_vip.lab), plus
+Three nodes and an observer on a bridge, each in a fresh network namespace (tests/viplab.py), plus
 a real etcd for talos-vip. For each tool and each trial:
 
 * crash failover: SIGKILL the holder's process group and cut its LAN port; time until the
@@ -10,7 +10,7 @@ a real etcd for talos-vip. For each tool and each trial:
 * overlap: sampling rounds in which two nodes on the LAN hold the VIP (must be 0).
 
 Talos's own VIP is not run here (its 60 s etcd session TTL is the documented reference:
-TALOS-FACTS §5.1). Run as root: ``python bench/vip_bench.py [--trials N]``.
+docs/talos-facts.md#virtual-ip). Run as root: ``python bench/vip_bench.py [--trials N]``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from talos_vip import lab as vlab
+# The namespace lab (tests/viplab.py) is test equipment: it lives with the tests, not in
+# talos-vip, and this benchmark borrows it from there.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import viplab as vlab
 
 VIP = "10.66.0.100"
 TALOS_VIP = str(Path(sys.executable).with_name("talos-vip"))
@@ -63,10 +67,20 @@ class Results:
 def start_talos_vip(lab: vlab.Lab, node: vlab.Node) -> None:
     lab.spawn(
         node,
-        [TALOS_VIP, "run", "--interface", "eth0", "--vip", VIP,
-         "--etcd-endpoints", lab.etcd_endpoint, "--node-name", node.name],
+        [
+            TALOS_VIP,
+            "run",
+            "--interface",
+            "eth0",
+            "--vip",
+            VIP,
+            "--etcd-endpoints",
+            lab.etcd_endpoint,
+            "--node-name",
+            node.name,
+        ],
         log_name=node.name,
-    )  # fmt: skip
+    )
 
 
 def start_keepalived(lab: vlab.Lab, node: vlab.Node) -> None:
@@ -75,12 +89,21 @@ def start_keepalived(lab: vlab.Lab, node: vlab.Node) -> None:
     conf.write_text(KEEPALIVED_CONF.format(name=node.name, priority=100 + i, vip=VIP))
     lab.spawn(
         node,
-        ["keepalived", "--dont-fork", "--log-console", "--no-syslog", "--vrrp",
-         "--use-file", str(conf),
-         "--pid", str(lab.tmp / f"{node.name}-k.pid"),
-         "--vrrp_pid", str(lab.tmp / f"{node.name}-v.pid")],
+        [
+            "keepalived",
+            "--dont-fork",
+            "--log-console",
+            "--no-syslog",
+            "--vrrp",
+            "--use-file",
+            str(conf),
+            "--pid",
+            str(lab.tmp / f"{node.name}-k.pid"),
+            "--vrrp_pid",
+            str(lab.tmp / f"{node.name}-v.pid"),
+        ],
         log_name=node.name,
-    )  # fmt: skip
+    )
 
 
 def one_trial(
@@ -124,9 +147,14 @@ def one_trial(
             (res.crash if crash else res.graceful).append(first.at - t0)
             time.sleep(WINDOW)
             res.frames.append(
-                len([c for c in observer.seen(ip=VIP, after=first.at)
-                     if c.mac == first.mac and c.at <= first.at + WINDOW])
-            )  # fmt: skip
+                len(
+                    [
+                        c
+                        for c in observer.seen(ip=VIP, after=first.at)
+                        if c.mac == first.mac and c.at <= first.at + WINDOW
+                    ]
+                )
+            )
         finally:
             sampler.close()
             observer.close()
@@ -162,24 +190,42 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"vip_bench: {name} {kind} trial {i + 1}/{args.trials} done", file=sys.stderr)
     names = list(tools)
     rows = [
-        ("crash failover, s: median (min-max)", [_fmt(results[n].crash) for n in names],
-         "<= 2.5 (keepalived ~3.6, Talos ~60)"),
-        ("graceful failover, s: median (min-max)", [_fmt(results[n].graceful) for n in names],
-         "< 0.2"),
-        (f"announcement frames, first {WINDOW:.0f} s of a takeover: median",
-         [f"{statistics.median(results[n].frames):.0f}" for n in names], "-"),
-        ("overlap rounds during failover / sampling rounds",
-         [f"{results[n].overlaps} / {results[n].rounds}" for n in names], "0"),
-        ("overlap rounds while starting together",
-         [f"{results[n].startup_overlaps}" for n in names], "0"),
-    ]  # fmt: skip
+        (
+            "crash failover, s: median (min-max)",
+            [_fmt(results[n].crash) for n in names],
+            "<= 2.5 (keepalived ~3.6, Talos ~60)",
+        ),
+        (
+            "graceful failover, s: median (min-max)",
+            [_fmt(results[n].graceful) for n in names],
+            "< 0.2",
+        ),
+        (
+            f"announcement frames, first {WINDOW:.0f} s of a takeover: median",
+            [f"{statistics.median(results[n].frames):.0f}" for n in names],
+            "-",
+        ),
+        (
+            "overlap rounds during failover / sampling rounds",
+            [f"{results[n].overlaps} / {results[n].rounds}" for n in names],
+            "0",
+        ),
+        (
+            "overlap rounds while starting together",
+            [f"{results[n].startup_overlaps}" for n in names],
+            "0",
+        ),
+    ]
     width = max(len(r[0]) for r in rows) + 2
     cols = [max(len(n), *(len(r[1][i]) for r in rows)) + 2 for i, n in enumerate(names)]
     print(f"VIP failover, 3 nodes on one bridge, {args.trials} trials per tool and scenario")
     print("".ljust(width) + "".join(n.ljust(c) for n, c in zip(names, cols, strict=True)) + "goal")
     for label, values, goal in rows:
-        print(label.ljust(width) + "".join(v.ljust(c) for v, c in zip(values, cols, strict=True))
-              + goal)  # fmt: skip
+        print(
+            label.ljust(width)
+            + "".join(v.ljust(c) for v, c in zip(values, cols, strict=True))
+            + goal
+        )
     return 0
 
 

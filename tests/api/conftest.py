@@ -2,7 +2,8 @@
 
 Each server runs an :class:`~talos_init.api.ApiServer` in its own thread and event loop (the
 client under test, ``talos_apply.cli.main``, runs its own ``asyncio.run`` in the test's thread),
-on 127.0.0.1 with a port the kernel picks. Nodes are :class:`~talos_init.api.memory.MemoryNode`.
+on 127.0.0.1 with a port the kernel picks. Nodes are :class:`memory_node.MemoryNode`
+(tests/memory_node.py).
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from memory_node import MemoryNode
 
 from libtalos import config as config_model
 from libtalos import pki, talosconfig
 from libtalos.secrets import CertKey
 from talos_init.api import ApiServer, MaintenanceCert, node_server_cert
-from talos_init.api.memory import MemoryNode
 
 
 @dataclass

@@ -208,8 +208,9 @@ def _pem_files(tmp_path, cluster, admin):
 
 
 def _add(tc, name, ca, crt, key):
-    return main(["--talosconfig", str(tc), "config", "add", name, "--ca", ca, "--crt", crt,
-                 "--key", key])  # fmt: skip
+    return main(
+        ["--talosconfig", str(tc), "config", "add", name, "--ca", ca, "--crt", crt, "--key", key]
+    )
 
 
 @pytest.mark.parametrize(

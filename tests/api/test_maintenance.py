@@ -188,8 +188,9 @@ def _ipv6_loopback() -> bool:
 
 @pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback (::1) on this machine")
 def test_insecure_apply_over_ipv6_loopback(cluster, tmp_path, capsys):
+    from memory_node import MemoryNode
+
     from talos_init.api import ApiServer, MaintenanceCert
-    from talos_init.api.memory import MemoryNode
 
     from .conftest import ServerThread
 

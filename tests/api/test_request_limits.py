@@ -83,8 +83,9 @@ def test_configured_refuses_oversized_requests_also_when_proxied(configured) -> 
     ctx = s.server.forwarder.client_ssl  # a client certificate of the machine CA
     before = node.config_text()
     for metadata in (None, [("nodes", "127.0.0.1:1")]):  # local, and for another node
-        err = _refusal(s.port, ctx, "ApplyConfiguration", _apply(b"x" * (5 * MIB)),
-                       metadata=metadata)  # fmt: skip
+        err = _refusal(
+            s.port, ctx, "ApplyConfiguration", _apply(b"x" * (5 * MIB)), metadata=metadata
+        )
         assert err.status is Status.RESOURCE_EXHAUSTED, (metadata, err)
     # every other request is small: 64 KiB
     err = _refusal(s.port, ctx, "Version", _padded_empty(100_000))

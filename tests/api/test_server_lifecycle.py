@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import empty_pb2
 
-from libtalos import pki
+from libtalos import pki, spki
 from libtalos.api import tls
 from libtalos.api._gen.machine.machine_grpc import MachineServiceStub
 from libtalos.api.channel import ClosingChannel
@@ -71,13 +71,13 @@ async def _wait_closed(port: int) -> bool:
 def test_renewed_certificate_used_for_new_connections(configured, cluster, admin):
     s, _node = configured()
     ctx = tls.client_context(cluster.bundle.talos_ca.crt, admin.crt, admin.key)
-    old_pin = tls.spki_digest(pki.load_certificate(_server_crt(s)).public_bytes(_der()))
+    old_pin = spki.digest(pki.load_certificate(_server_crt(s)).public_bytes(_der()))
     assert _version(s.port, ctx, [old_pin]).messages
     new = node_server_cert(cluster.bundle.talos_ca, ["127.0.0.1"], "node")
     s.server.renew(new)
     with pytest.raises(PKIError):
         _version(s.port, ctx, [old_pin])
-    new_pin = tls.spki_digest(pki.load_certificate(new.crt).public_bytes(_der()))
+    new_pin = spki.digest(pki.load_certificate(new.crt).public_bytes(_der()))
     assert _version(s.port, ctx, [new_pin]).messages
 
 

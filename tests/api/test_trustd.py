@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from google.protobuf import empty_pb2
 from grpclib.exceptions import StreamTerminatedError
+from memory_node import MemoryNode
 
 from libtalos import pki
 from libtalos.api import security_pb2, tls
@@ -30,7 +31,6 @@ from talos_apply.cli import main
 from talos_init.api import ApiServer
 from talos_init.api.certs import WORKER_CERT_TTL, needs_renewal, node_server_cert
 from talos_init.api.issuer import _serve
-from talos_init.api.memory import MemoryNode
 from talos_init.api.trustd import (
     TOKEN_KEY,
     CSRRefusedError,
@@ -157,9 +157,15 @@ def test_ips_trustd_cannot_vouch_for_are_left_out_and_reported(trustd):
     """Over loopback the request comes from 127.0.0.1: another address in the CSR is not
     certified, and the worker's request (the issuer child's ``worker`` op) names it."""
     reply = _serve(
-        {"op": "worker", "endpoints": [trustd.endpoint], "token": TOKEN,
-         "addresses": ["10.9.9.9", "127.0.0.1"], "hostname": "w1", "sans": ["cp"]}
-    )  # fmt: skip
+        {
+            "op": "worker",
+            "endpoints": [trustd.endpoint],
+            "token": TOKEN,
+            "addresses": ["10.9.9.9", "127.0.0.1"],
+            "hostname": "w1",
+            "sans": ["cp"],
+        }
+    )
     leaf = pki.load_certificate(reply["crt"].encode())
     assert _ips(leaf) == {"127.0.0.1"}
     assert _dns(leaf) == {"w1"}  # "cp" is the control plane's own hostname
@@ -278,8 +284,9 @@ def pki_ca() -> CertKey:
 
 
 def test_issued_shape_server_auth_only_short_validity():
-    leaf = _sign(_csr(subject=[x509.NameAttribute(NameOID.COMMON_NAME, "w1")],
-                      sans=[x509.DNSName("w1")]))  # fmt: skip
+    leaf = _sign(
+        _csr(subject=[x509.NameAttribute(NameOID.COMMON_NAME, "w1")], sans=[x509.DNSName("w1")])
+    )
     assert _eku(leaf) == [ExtendedKeyUsageOID.SERVER_AUTH]
     usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
     assert usage.digital_signature and not usage.key_cert_sign
@@ -370,8 +377,16 @@ def _ip(text: str) -> x509.IPAddress:
     ],
 )
 def test_ips_are_certified_only_when_trustd_can_vouch_for_them(peer, certified):
-    csr = _csr(sans=[_ip("10.5.0.3"), _ip("10.5.0.9"), _ip("10.5.0.2"), _ip("127.0.0.1"),
-                     _ip("::1"), x509.DNSName("w1")])  # fmt: skip
+    csr = _csr(
+        sans=[
+            _ip("10.5.0.3"),
+            _ip("10.5.0.9"),
+            _ip("10.5.0.2"),
+            _ip("127.0.0.1"),
+            _ip("::1"),
+            x509.DNSName("w1"),
+        ]
+    )
     assert _ips(_sign(csr, peer=peer)) == certified
 
 
@@ -391,8 +406,14 @@ def test_issuer_sign_op_applies_the_peer_address():
     """PID 1 signs in a child: the peer address and reserved names must reach it."""
     ca = pki_ca()
     csr = _csr(sans=[_ip("10.5.0.3"), _ip("10.5.0.9"), x509.DNSName("w1"), x509.DNSName("cp")])
-    request = {"op": "sign", "ca_crt": ca.crt.decode(), "ca_key": ca.key.decode(),
-               "csr": csr.decode(), "peer": "10.5.0.3", "reserved": ["cp"]}  # fmt: skip
+    request = {
+        "op": "sign",
+        "ca_crt": ca.crt.decode(),
+        "ca_key": ca.key.decode(),
+        "csr": csr.decode(),
+        "peer": "10.5.0.3",
+        "reserved": ["cp"],
+    }
     leaf = pki.load_certificate(_serve(request)["crt"].encode())
     assert _ips(leaf) == {"10.5.0.3"}
     assert _dns(leaf) == {"w1"}

@@ -40,7 +40,7 @@ def test_error_message_decodes_as_any_reply_and_splits():
 
 
 def test_field_numbers_match_talos():
-    """The wire contract of TALOS-FACTS §4: field numbers, not only names."""
+    """The wire contract of docs/talos-facts.md#machine-api: field numbers, not only names."""
     d = machine_pb2.ApplyConfigurationRequest.DESCRIPTOR.fields_by_name
     assert {n: d[n].number for n in d} == {
         "data": 1,

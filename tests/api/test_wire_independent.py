@@ -1,6 +1,6 @@
 """The wire shape, checked without our generated code: raw reply bytes from the server are
 decoded by protoc itself (C++ protobuf, from grpcio-tools), once schema-less (``--decode_raw``:
-field numbers only, compared with TALOS-FACTS §4) and once against the .proto files
+field numbers only, compared with docs/talos-facts.md#machine-api) and once against the .proto files
 (``--decode=machine.XResponse``), so neither our Python messages nor the Python protobuf runtime
 is the judge of what goes on the wire.
 """

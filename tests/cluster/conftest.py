@@ -157,7 +157,7 @@ def clean_up(e: Env, *, grace: float, kill: bool = True) -> None:
     """Remove what cluster ``e`` left after a failed test: the tool's own destroy first, then
     its namespaces and links by hand, and (``kill``) every process naming its state dir."""
     from talos_cluster import state
-    from talos_cluster.cmd_destroy import destroy_record
+    from talos_cluster.commands.destroy import destroy_record
     from talos_cluster.netlab import processes_in
 
     with contextlib.suppress(Exception):

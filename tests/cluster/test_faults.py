@@ -80,8 +80,11 @@ class Cluster:
         """talos-apply from the namespace that ran create, where the cluster's bridge is."""
         return subprocess.run(
             [TALOS_APPLY, "--talosconfig", str(self.talosconfig), *args],
-            capture_output=True, text=True, check=False, timeout=timeout,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
 
     def health(self, wait: str) -> subprocess.CompletedProcess[str]:
         return self.api("health", "--wait-timeout", wait, timeout=600)
@@ -100,12 +103,25 @@ class Cluster:
         pid1 = nodes.node_pid1(node.pid)
         assert pid1 is not None, f"{node.name} is not running"
         return subprocess.run(
-            ["nsenter", f"--target={pid1}", "--net", "--mount", "--", "/usr/bin/etcdctl",
-             "--endpoints=https://127.0.0.1:2379", f"--cacert={ETCD_PKI}/ca.crt",
-             f"--cert={ETCD_PKI}/client.crt", f"--key={ETCD_PKI}/client.key",
-             "--command-timeout=10s", *args],
-            capture_output=True, text=True, check=False, timeout=60,
-        )  # fmt: skip
+            [
+                "nsenter",
+                f"--target={pid1}",
+                "--net",
+                "--mount",
+                "--",
+                "/usr/bin/etcdctl",
+                "--endpoints=https://127.0.0.1:2379",
+                f"--cacert={ETCD_PKI}/ca.crt",
+                f"--cert={ETCD_PKI}/client.crt",
+                f"--key={ETCD_PKI}/client.key",
+                "--command-timeout=10s",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
 
     def consoles(self) -> str:
         parts = []
@@ -133,9 +149,24 @@ def _cluster(tmp: Path, *extra: str) -> Iterator[Cluster]:
     from talos_cluster.cli import main
 
     try:
-        code = main(["create", "--name", c.name, "--state-dir", str(c.state_dir),
-                     "--talosconfig", str(c.talosconfig), "--masters", "3", "--workers", "0",
-                     "--wait-timeout", "120", *extra])  # fmt: skip
+        code = main(
+            [
+                "create",
+                "--name",
+                c.name,
+                "--state-dir",
+                str(c.state_dir),
+                "--talosconfig",
+                str(c.talosconfig),
+                "--masters",
+                "3",
+                "--workers",
+                "0",
+                "--wait-timeout",
+                "120",
+                *extra,
+            ]
+        )
         assert code == 0, "cluster create failed (its messages are in the captured stderr)"
         yield c
     finally:
@@ -150,7 +181,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def _remove(c: Cluster) -> None:
     from talos_cluster import state
-    from talos_cluster.cmd_destroy import destroy_record
+    from talos_cluster.commands.destroy import destroy_record
     from talos_cluster.netlab import processes_in
 
     with contextlib.suppress(Exception):
@@ -187,9 +218,17 @@ def _relaunch(c: Cluster, node: Any) -> None:
 
     record = c.record()
     rec = record.node(node.name)
-    argv = [*nodes.talos_init_command(), "--mode", "container", "--state-dir", rec.dir,
-            "--cmdline", f"talos.hostname={rec.name}", "--config",
-            str(c.dir / "controlplane.yaml")]  # fmt: skip
+    argv = [
+        *nodes.talos_init_command(),
+        "--mode",
+        "container",
+        "--state-dir",
+        rec.dir,
+        "--cmdline",
+        f"talos.hostname={rec.name}",
+        "--config",
+        str(c.dir / "controlplane.yaml"),
+    ]
     # no cgroup: the node's groups may be gone with its processes; limits are not under test
     rec.pid, rec.start_time = nodes.launch(
         netns=rec.netns, node_command=argv, console=Path(rec.console), cgroup_procs=[]
@@ -285,8 +324,15 @@ def test_reset_member_rejoins_as_new_member(cluster: Cluster) -> None:
     c = cluster
     first, second, _ = c.masters()
     before = c.members(first.ip)
-    args = ("reset", "--graceful", "--reboot", "--system-labels-to-wipe", "EPHEMERAL",
-            "--nodes", second.ip)  # fmt: skip
+    args = (
+        "reset",
+        "--graceful",
+        "--reboot",
+        "--system-labels-to-wipe",
+        "EPHEMERAL",
+        "--nodes",
+        second.ip,
+    )
     # the node was stopped and came back in the test before: etcd refuses a member removal
     # until every member has been connected for 5 s ("unhealthy cluster"), and the node waits
     # that out itself, so the user's one reset succeeds
@@ -326,8 +372,15 @@ def test_join_beside_a_member_not_started(tmp_path: Path) -> None:
         before = c.members(first.ip)
         assert len(before) == 4 and "" in before  # the pending member has no name
 
-        reset = c.api("reset", "--graceful", "--reboot", "--system-labels-to-wipe", "EPHEMERAL",
-                      "--nodes", second.ip)  # fmt: skip
+        reset = c.api(
+            "reset",
+            "--graceful",
+            "--reboot",
+            "--system-labels-to-wipe",
+            "EPHEMERAL",
+            "--nodes",
+            second.ip,
+        )
         assert reset.returncode == 0, reset.stderr
         # it joins back beside the unnamed member: named, and etcd has its quorum again
 
@@ -386,9 +439,17 @@ def test_create_that_times_out_removes_what_it_made(
     netns_before, links_before = netns_list(), net_snapshot()
     stand_in = NEVER_READY.format(name=env.name)
     code = main(
-        env.create_args("--workers", "1", "--wait-timeout", "1", "--node-command", stand_in,
-                        "--cidr", "10.5.1.0/24")
-    )  # fmt: skip
+        env.create_args(
+            "--workers",
+            "1",
+            "--wait-timeout",
+            "1",
+            "--node-command",
+            stand_in,
+            "--cidr",
+            "10.5.1.0/24",
+        )
+    )
     err = capsys.readouterr().err
     assert code == 1, err
     # creation had started: namespaces, nodes and limits were made (a negative control for the
@@ -425,8 +486,10 @@ def test_unexpected_error_between_nodes_removes_what_it_made(
     monkeypatch.setattr(cgroups, "setup", failing)
     netns_before, links_before = netns_list(), net_snapshot()
     stand_in = NEVER_READY.format(name=env.name)
-    assert main(env.create_args("--workers", "1", "--node-command", stand_in,
-                                "--cidr", "10.5.1.0/24")) == 1  # fmt: skip
+    assert (
+        main(env.create_args("--workers", "1", "--node-command", stand_in, "--cidr", "10.5.1.0/24"))
+        == 1
+    )
     err = capsys.readouterr().err
     assert running, "the first node was not running when the error came"
     assert "create failed: removing what was made" in err

@@ -33,10 +33,20 @@ class Guard:
 
     def create(self, *args: str) -> int:
         return main(
-            ["create", "--name", self.name, "--state-dir", str(self.state),
-             "--talosconfig", str(self.talosconfig), "--node-command", "sleep 600",
-             "--no-wait", *args]
-        )  # fmt: skip
+            [
+                "create",
+                "--name",
+                self.name,
+                "--state-dir",
+                str(self.state),
+                "--talosconfig",
+                str(self.talosconfig),
+                "--node-command",
+                "sleep 600",
+                "--no-wait",
+                *args,
+            ]
+        )
 
 
 @pytest.fixture
@@ -48,7 +58,7 @@ def guard(tmp_path: Path) -> Iterator[Guard]:
     finally:
         # what a create that should have been refused made, removed (the test fails anyway)
         from talos_cluster import state
-        from talos_cluster.cmd_destroy import destroy_record
+        from talos_cluster.commands.destroy import destroy_record
 
         with contextlib.suppress(Exception):
             record = state.load(g.state / g.name)
@@ -139,11 +149,19 @@ def test_bad_create_flags(
 
 def test_good_flags_are_accepted(tmp_path: Path) -> None:
     """Negative control for the bounds: the edge values pass the checks."""
-    from talos_cluster.cmd_create import check_kubernetes_version
+    from talos_cluster.options import check_kubernetes_version
     from talos_cluster.plan import make_plan, parse_duration
 
-    p = make_plan(name="a", cidr="10.0.0.0/8", masters=1, workers=998, cpus=0.01,
-                  memory_mib=1 << 30, cpus_workers=1024, memory_workers_mib=1)  # fmt: skip
+    p = make_plan(
+        name="a",
+        cidr="10.0.0.0/8",
+        masters=1,
+        workers=998,
+        cpus=0.01,
+        memory_mib=1 << 30,
+        cpus_workers=1024,
+        memory_workers_mib=1,
+    )
     assert len(p.nodes) == 999
     assert parse_duration("720h", "--wait-timeout") == 30 * 86400
     for version in ("1.20.4", "v1.20.4", "1.21.0-rc.0"):
@@ -248,6 +266,15 @@ def test_corrupt_record_is_reported(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_version_and_help() -> None:
     assert main(["--version"]) == 0
     assert main(["--help"]) == 0
+
+
+def test_version_with_other_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    """Not the fast path (``--version`` alone): the app's own option answers, before the
+    command runs."""
+    from talos_cluster import __version__
+
+    assert main(["--version", "create", "--bogus"]) == 0
+    assert capsys.readouterr().out == f"talos-cluster {__version__}\n"
 
 
 def _record(cdir: Path, **fields: object) -> Path:

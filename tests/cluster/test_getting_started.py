@@ -218,7 +218,7 @@ def quickstart_home(cluster_capable: None, tmp_path: Path) -> Iterator[Path]:
     """A home directory for the default cluster (talos-default, state in ~/.talos/clusters);
     whatever the test leaves of that cluster is removed afterwards."""
     from talos_cluster import state
-    from talos_cluster.cmd_destroy import destroy_record
+    from talos_cluster.commands.destroy import destroy_record
 
     if any(ns.startswith("talos-default-") for ns in netns_list()):
         pytest.skip("a cluster talos-default exists on this machine (its node namespaces)")

@@ -122,9 +122,14 @@ def test_overlap_with_a_record_whose_bridge_is_not_up(
 
     env.cluster_dir.mkdir(parents=True)
     state.ClusterRecord(
-        name=env.name, cidr="10.7.0.0/24", dir=str(env.cluster_dir), netns="",
-        layout="shared", bridge=env.name, bridge_netns=current_netns(),
-    ).save()  # fmt: skip
+        name=env.name,
+        cidr="10.7.0.0/24",
+        dir=str(env.cluster_dir),
+        netns="",
+        layout="shared",
+        bridge=env.name,
+        bridge_netns=current_netns(),
+    ).save()
     assert main(second.create_args("--workers", "0", "--cidr", "10.7.0.0/25")) == 2
     err = capsys.readouterr().err
     assert f"overlaps cluster {env.name}'s network 10.7.0.0/24" in err
@@ -172,8 +177,14 @@ def test_overlap_with_this_namespace_is_refused(
         assert net_snapshot() == before and netns_list() == netns
         assert not env.cluster_dir.exists() and not env.talosconfig.exists()
         # negative control: a CIDR beside it is fine
-        assert main(env.create_args("--workers", "0", "--cidr", "10.99.0.0/24",
-                                    "--node-command", STAND_IN)) == 0  # fmt: skip
+        assert (
+            main(
+                env.create_args(
+                    "--workers", "0", "--cidr", "10.99.0.0/24", "--node-command", STAND_IN
+                )
+            )
+            == 0
+        )
         assert main(["destroy", *env.args(), "--grace", "1"]) == 0
         assert net_snapshot() == before
 
@@ -190,8 +201,10 @@ def test_nothing_forwarded_where_the_namespace_forwards(env: Env) -> None:
     try:
         Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
         switches = forwarding()
-        subprocess.run(["ip", "link", "add", end, "type", "veth", "peer", "name", "eth0",
-                        "netns", outside], check=True)  # fmt: skip
+        subprocess.run(
+            ["ip", "link", "add", end, "type", "veth", "peer", "name", "eth0", "netns", outside],
+            check=True,
+        )
         for argv in (
             ["ip", "addr", "add", "10.98.0.1/24", "dev", end],
             ["ip", "link", "set", end, "up"],
@@ -202,12 +215,17 @@ def test_nothing_forwarded_where_the_namespace_forwards(env: Env) -> None:
         ):
             subprocess.run(argv, check=True)
         server = subprocess.Popen(
-            [*_node(outside), sys.executable, "-c",
-             "import socket,time\ns=socket.create_server(('10.98.0.2', 8080))\n"
-             "print('up', flush=True)\n"
-             "while True:\n c,_=s.accept(); c.close()\n"],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                *_node(outside),
+                sys.executable,
+                "-c",
+                "import socket,time\ns=socket.create_server(('10.98.0.2', 8080))\n"
+                "print('up', flush=True)\n"
+                "while True:\n c,_=s.accept(); c.close()\n",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert server.stdout is not None and server.stdout.readline().strip() == "up"
         assert _answers("10.98.0.2", port=8080) == "connected"  # reachable from here
         assert main(env.create_args("--workers", "0", "--node-command", STAND_IN)) == 0
@@ -270,10 +288,18 @@ def test_destroy_from_another_namespace_is_refused(
     assert main(env.create_args("--workers", "0", "--node-command", STAND_IN)) == 0
     capsys.readouterr()
     elsewhere = subprocess.run(
-        ["unshare", "--net", str(Path(sys.executable).parent / "talos-cluster"), "destroy",
-         *env.args()],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            "unshare",
+            "--net",
+            str(Path(sys.executable).parent / "talos-cluster"),
+            "destroy",
+            *env.args(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert elsewhere.returncode == 1, elsewhere.stderr
     assert "not this one" in elsewhere.stderr and "nothing removed" in elsewhere.stderr
     assert env.name in _static()[0]  # the bridge is still there

@@ -48,13 +48,20 @@ def _refused(ip: str, argv_prefix: tuple[str, ...] = ()) -> str:
     """A TCP connect to a closed port of ``ip``: ``refused`` (an RST came back: the address
     answers), else the error; from here or, with ``argv_prefix``, from inside a namespace."""
     probe = subprocess.run(
-        [*argv_prefix, sys.executable, "-c",
-         "import socket\n"
-         f"try:\n socket.create_connection(({ip!r}, 1), timeout=3)\n"
-         "except ConnectionRefusedError:\n print('refused')\n"
-         "except OSError as e:\n print(type(e).__name__)\n"],
-        capture_output=True, text=True, check=False, timeout=30,
-    )  # fmt: skip
+        [
+            *argv_prefix,
+            sys.executable,
+            "-c",
+            "import socket\n"
+            f"try:\n socket.create_connection(({ip!r}, 1), timeout=3)\n"
+            "except ConnectionRefusedError:\n print('refused')\n"
+            "except OSError as e:\n print(type(e).__name__)\n",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
     return probe.stdout.strip() or probe.stderr.strip()
 
 
@@ -238,8 +245,10 @@ def test_interrupted_create_then_destroy(env: Env, sig: signal.Signals) -> None:
         proc.kill()
         proc.wait()
         signals = [x for x in status.splitlines() if x.startswith(("State", "Sig", "Threads"))]
-        pytest.fail(f"create did not exit after {sig.name}: {signals}, wchan {wchan}; "
-                    f"its stderr:\n{err_path.read_text()}")  # fmt: skip
+        pytest.fail(
+            f"create did not exit after {sig.name}: {signals}, wchan {wchan}; "
+            f"its stderr:\n{err_path.read_text()}"
+        )
     err = err_path.read_text()
     if sig == signal.SIGINT:
         assert proc.returncode == 130

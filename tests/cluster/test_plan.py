@@ -132,11 +132,11 @@ def test_an_interrupt_python_swallows_still_stops_create(monkeypatch: pytest.Mon
     import signal
     import sys
 
-    from talos_cluster.cmd_create import _Interrupts
+    from talos_cluster.interrupts import Interrupts
 
     dropped: list[type[BaseException]] = []
     monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))
-    interrupts = _Interrupts()
+    interrupts = Interrupts()
     interrupts.check()  # negative control: nothing seen, nothing raised
 
     class Finalizer:
@@ -152,11 +152,11 @@ def test_an_interrupt_python_swallows_still_stops_create(monkeypatch: pytest.Mon
 def test_interrupt_handler_only_replaces_the_default_one() -> None:
     import signal
 
-    from talos_cluster.cmd_create import _Interrupts
+    from talos_cluster.interrupts import Interrupts
 
     saved = signal.getsignal(signal.SIGINT)
     try:
-        interrupts = _Interrupts()
+        interrupts = Interrupts()
         interrupts.seen = True  # left from an earlier create in this process
         signal.signal(signal.SIGINT, signal.default_int_handler)
         assert interrupts.install() is signal.default_int_handler
@@ -172,10 +172,16 @@ def _saved(tmp_path: Path) -> Path:
     rec = state.ClusterRecord(name="c", cidr="10.5.0.0/24", dir=str(tmp_path), netns="c")
     rec.nodes.append(
         state.NodeRecord(
-            name="c-master-1", role="controlplane", ip="10.5.0.2", netns="c-master-1",
-            dir="d", console="l", pid=7, start_time=9,
+            name="c-master-1",
+            role="controlplane",
+            ip="10.5.0.2",
+            netns="c-master-1",
+            dir="d",
+            console="l",
+            pid=7,
+            start_time=9,
         )
-    )  # fmt: skip
+    )
     rec.save()
     return rec.path()
 

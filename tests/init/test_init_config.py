@@ -50,12 +50,26 @@ def test_config_from_http_on_the_nodes_loopback(run_node, tmp_path):
     config = write_config(tmp_path / "machine.yaml", hostname="from-http")
     state = tmp_path / "node"
     # A private network namespace holds both the HTTP server and the node: 127.0.0.1 only.
-    wrap = ("unshare", "--net", "--", PYTHON, helper("serve_then_exec.py"), str(config), "--",
-            "unshare", "--pid", "--fork", "--mount-proc", "--uts")  # fmt: skip
+    wrap = (
+        "unshare",
+        "--net",
+        "--",
+        PYTHON,
+        helper("serve_then_exec.py"),
+        str(config),
+        "--",
+        "unshare",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--uts",
+    )
     node = run_node(
-        "--cmdline", "talos.config=http://127.0.0.1:{PORT}/config.yaml?uuid=",
-        state_dir=state, wrap=wrap,
-    )  # fmt: skip
+        "--cmdline",
+        "talos.config=http://127.0.0.1:{PORT}/config.yaml?uuid=",
+        state_dir=state,
+        wrap=wrap,
+    )
     node.expect(r"config loaded from http://127\.0\.0\.1:\d+/config\.yaml\?uuid=")
     node.expect(r"hostname set to from-http")
     node.signal(signal.SIGTERM)
@@ -67,9 +81,13 @@ def test_unreachable_url_then_maintenance_then_dropped_config(run_node, tmp_path
     write_service(services_dir, "hello", command=PYTHON, args=[helper("print_signals.py")])
     state = tmp_path / "node"
     node = run_node(
-        "--cmdline", "talos.config=http://127.0.0.1:9/config.yaml", "--fetch-timeout", "5",
-        state_dir=state, services=services_dir,
-    )  # fmt: skip
+        "--cmdline",
+        "talos.config=http://127.0.0.1:9/config.yaml",
+        "--fetch-timeout",
+        "5",
+        state_dir=state,
+        services=services_dir,
+    )
     node.expect(r"config: http://127\.0\.0\.1:9/config\.yaml: cannot fetch")
     node.expect(r"no config: entering maintenance mode")
     node.expect(r"waiting for a machine config")
@@ -118,8 +136,12 @@ def test_bad_extension_service_is_reported_and_others_run(run_node, tmp_path, se
     (services_dir / "unparsable.yaml").write_text("name: x\n  command: [\n")
     write_service(services_dir, "good", command=PYTHON, args=[helper("print_signals.py")])
     node = run_node(services=services_dir, config=str(write_config(tmp_path / "c.yaml")))
-    node.seen(rf"extension service rejected: {services_dir}/broken.yaml:4 document 1: colour: unknown key")
-    node.seen(rf"extension service rejected: {services_dir}/broken.yaml:3 document 1: restart: must be one of always")
+    node.seen(
+        rf"extension service rejected: {services_dir}/broken.yaml:4 document 1: colour: unknown key"
+    )
+    node.seen(
+        rf"extension service rejected: {services_dir}/broken.yaml:3 document 1: restart: must be one of always"
+    )
     node.seen(rf"extension service rejected: {services_dir}/unparsable.yaml:2: malformed YAML")
     node.seen(r"^good: ready pid")
     node.signal(signal.SIGTERM)
@@ -137,7 +159,9 @@ def test_persistence_survives_kill_at_random_points(run_node, tmp_path):
     rng = random.Random(1234)
     wanted = {first.read_text(), second.read_text()}
     for _ in range(40):
-        writer = NodeRun([PYTHON, str(HELPERS / "persist_loop.py"), str(store), str(first), str(second)], wrap=())
+        writer = NodeRun(
+            [PYTHON, str(HELPERS / "persist_loop.py"), str(store), str(first), str(second)], wrap=()
+        )
         writer.expect(rf"wrote {rng.randint(1, 25)}$")
         writer.signal(signal.SIGKILL)
         writer.wait()
@@ -178,10 +202,21 @@ def test_container_reboot_reruns_the_sequence_and_shutdown_exits_0(run_node, tmp
     state = tmp_path / "node"
     state.mkdir()
     node = NodeRun(
-        ["unshare", "--pid", "--fork", "--mount-proc", "--uts", "--net",
-         PYTHON, helper("reboot_driver.py"), str(state), str(services), str(config)],
+        [
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--uts",
+            "--net",
+            PYTHON,
+            helper("reboot_driver.py"),
+            str(state),
+            str(services),
+            str(config),
+        ],
         wrap=(),
-    )  # fmt: skip
+    )
     try:
         assert node.wait() == 0
     finally:
@@ -218,9 +253,20 @@ def test_static_addresses_and_routes_in_a_private_netns(run_node, tmp_path, mana
     show = "ip -o -4 addr show dev v0; ip -o link show dev v0; ip route show dev v0"
     write_service(services, "show", command="/bin/sh", args=["-c", show], restart="until-success")
     # The test's own network namespace with a veth pair: nothing here reaches the host's network.
-    wrap = ("unshare", "--net", "--", "/bin/sh", "-c",
-            'ip link add v0 type veth peer name v1 && exec "$@"', "sh",
-            "unshare", "--pid", "--fork", "--mount-proc", "--uts")  # fmt: skip
+    wrap = (
+        "unshare",
+        "--net",
+        "--",
+        "/bin/sh",
+        "-c",
+        'ip link add v0 type veth peer name v1 && exec "$@"',
+        "sh",
+        "unshare",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--uts",
+    )
     extra = ("--manage-network",) if manage else ()
     node = run_node(*extra, services=services, config=str(config), wrap=wrap)
     node.seen(r"service\[show\]\(Finished\)")

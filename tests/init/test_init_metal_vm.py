@@ -67,27 +67,41 @@ def test_boots_with_kspp_parameters_writes_sysctls_and_powers_off(tmp_path: Path
     # The install sequence is not part of talos-init yet; metal validation wants the install disk
     # to exist, and the guest has no disk driver loaded: any existing path stands for it.
     write_config(
-        share / "config.yaml", "init", "metal-1",
+        share / "config.yaml",
+        "init",
+        "metal-1",
         install={**base_config("init")["machine"]["install"], "disk": "/dev/null"},
         sysctls={"vm.swappiness": "7"},
-    )  # fmt: skip
+    )
     keys = " ".join(line.split("=")[0] for line in SYSCTLS)
     out = f"{vmlib.GUEST_SHARE}/out.txt"
     probe = (
         f"for k in {keys}; do echo $k=$(cat /proc/sys/$k); done > {out}; "
-        f"grep -E \" / | /sys/fs/cgroup \" /proc/mounts >> {out}; kill -TERM 1"
+        f'grep -E " / | /sys/fs/cgroup " /proc/mounts >> {out}; kill -TERM 1'
     )
     (share / "services" / "probe.yaml").write_text(
         f"name: probe\ncommand: /bin/sh\nargs: ['-c', '{probe}']\nrestart: until-success\n"
     )
     g = vmlib.boot(
-        [sys.executable, TALOS_INIT, "--mode", "metal", "--state-dir", f"{vmlib.GUEST_SHARE}/node",
-         "--services-dir", f"{vmlib.GUEST_SHARE}/services"],
+        [
+            sys.executable,
+            TALOS_INIT,
+            "--mode",
+            "metal",
+            "--state-dir",
+            f"{vmlib.GUEST_SHARE}/node",
+            "--services-dir",
+            f"{vmlib.GUEST_SHARE}/services",
+        ],
         share=share,
-        cmdline=["slab_nomerge", "pti=on", "talos.platform=metal",
-                 f"talos.config=file://{vmlib.GUEST_SHARE}/config.yaml"],
+        cmdline=[
+            "slab_nomerge",
+            "pti=on",
+            "talos.platform=metal",
+            f"talos.config=file://{vmlib.GUEST_SHARE}/config.yaml",
+        ],
         timeout=300,
-    )  # fmt: skip
+    )
     assert "[talos] powering off" in g.console, g.console[-3000:]
     assert g.status is None  # the reboot syscall (power off) ended the guest, not an exit
     lines = (share / "out.txt").read_text().splitlines()

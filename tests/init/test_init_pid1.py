@@ -21,11 +21,18 @@ def _orphan_node(run_node, tmp_path: Path, services_dir: Path, fork_orphans: str
     # Inside the node the host's /tmp is replaced: the helper binary goes to EPHEMERAL (/var).
     shutil.copy(fork_orphans, state / "ephemeral" / "fork_orphans")
     write_service(
-        services_dir, "orphans", command="/var/fork_orphans", args=[str(ORPHANS)],
+        services_dir,
+        "orphans",
+        command="/var/fork_orphans",
+        args=[str(ORPHANS)],
         restart="until-success",
-    )  # fmt: skip
-    return run_node(*extra, state_dir=state, services=services_dir, config=str(
-        write_config(tmp_path / "config.yaml")))  # fmt: skip
+    )
+    return run_node(
+        *extra,
+        state_dir=state,
+        services=services_dir,
+        config=str(write_config(tmp_path / "config.yaml")),
+    )
 
 
 def _zombie_children(pid: int) -> int:
@@ -79,15 +86,17 @@ def _chain(services_dir: Path, *, grace: str = "20s") -> None:
     write_service(services_dir, "a", command=PYTHON, args=[printer], stopGrace=grace)
     write_service(services_dir, "b", command=PYTHON, args=[printer], depends=["a"], stopGrace=grace)
     write_service(
-        services_dir, "c", command=PYTHON, args=[printer, "--ignore-term"], depends=["b"],
+        services_dir,
+        "c",
+        command=PYTHON,
+        args=[printer, "--ignore-term"],
+        depends=["b"],
         stopGrace="300ms",
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_stops_services_in_reverse_order(
-    run_node, tmp_path, services_dir, signum, code
-):
+def test_signal_stops_services_in_reverse_order(run_node, tmp_path, services_dir, signum, code):
     _chain(services_dir)
     node = run_node(services=services_dir, config=str(write_config(tmp_path / "c.yaml")))
     for name in "abc":
@@ -110,9 +119,12 @@ def test_signal_stops_services_in_reverse_order(
 
 def test_children_have_a_clean_signal_mask(run_node, tmp_path, services_dir):
     write_service(
-        services_dir, "sigstate", command="/bin/grep", args=["-E", "^Sig(Blk|Ign):",
-        "/proc/self/status"], restart="until-success",
-    )  # fmt: skip
+        services_dir,
+        "sigstate",
+        command="/bin/grep",
+        args=["-E", "^Sig(Blk|Ign):", "/proc/self/status"],
+        restart="until-success",
+    )
     node = run_node(services=services_dir, config=str(write_config(tmp_path / "c.yaml")))
     blk = node.expect(r"^sigstate: SigBlk:\s+([0-9a-f]+)").group(1)
     ign = node.expect(r"^sigstate: SigIgn:\s+([0-9a-f]+)").group(1)
@@ -143,14 +155,26 @@ def test_forwarded_signals_reach_the_service_that_asked(run_node, tmp_path, serv
 def test_subreaper_mode_reaps_orphans_without_pid_namespace(tmp_path, services_dir):
     """Not PID 1: with --no-isolate talos-init makes itself a child subreaper."""
     script = "import os\nfor _ in range(50):\n    if os.fork() == 0:\n        os._exit(0) if os.fork() else os._exit(0)\n"
-    write_service(services_dir, "orph", command=PYTHON, args=["-c", script], restart="until-success")
+    write_service(
+        services_dir, "orph", command=PYTHON, args=["-c", script], restart="until-success"
+    )
     state = tmp_path / "node"
     state.mkdir()
     node = NodeRun(
-        [TALOS_INIT, "--mode", "container", "--state-dir", str(state), "--no-isolate",
-         "--services-dir", str(services_dir), "--config", str(write_config(tmp_path / "c.yaml"))],
+        [
+            TALOS_INIT,
+            "--mode",
+            "container",
+            "--state-dir",
+            str(state),
+            "--no-isolate",
+            "--services-dir",
+            str(services_dir),
+            "--config",
+            str(write_config(tmp_path / "c.yaml")),
+        ],
         wrap=(),
-    )  # fmt: skip
+    )
     try:
         node.expect(r"service\[orph\]\(Finished\)")
         node.signal(signal.SIGTERM)

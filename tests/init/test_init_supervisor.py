@@ -19,9 +19,12 @@ def _config(tmp_path):
 
 def test_crashing_service_restarts_with_growing_backoff(run_node, tmp_path, services_dir):
     write_service(
-        services_dir, "crash", command="/bin/sh", args=["-c", "echo crashing; exit 3"],
+        services_dir,
+        "crash",
+        command="/bin/sh",
+        args=["-c", "echo crashing; exit 3"],
         restartDelay="100ms",
-    )  # fmt: skip
+    )
     node = run_node(services=services_dir, config=_config(tmp_path))
     delays = []
     for _ in range(3):
@@ -40,9 +43,13 @@ def test_until_success_stops_after_success(run_node, tmp_path, services_dir):
         'echo "run $n"; [ $n -ge 3 ]'
     )
     write_service(
-        services_dir, "once", command="/bin/sh", args=["-c", script], restart="until-success",
+        services_dir,
+        "once",
+        command="/bin/sh",
+        args=["-c", script],
+        restart="until-success",
         restartDelay="50ms",
-    )  # fmt: skip
+    )
     printer = helper("print_signals.py")
     # A dependent of a one-shot waits for its success.
     write_service(services_dir, "after", command=PYTHON, args=[printer], depends=["once"])
@@ -71,7 +78,9 @@ def test_restart_never_runs_once(run_node, tmp_path, services_dir):
 
 def test_dependencies_hold_services_in_waiting(run_node, tmp_path, services_dir):
     printer = helper("print_signals.py")
-    write_service(services_dir, "late", command=PYTHON, args=[printer], depends=[{"path": "/var/go"}])
+    write_service(
+        services_dir, "late", command=PYTHON, args=[printer], depends=[{"path": "/var/go"}]
+    )
     write_service(services_dir, "after", command=PYTHON, args=[printer], depends=["late"])
     state = tmp_path / "node"
     node = run_node(state_dir=state, services=services_dir, config=_config(tmp_path))
@@ -90,10 +99,17 @@ def test_dependencies_hold_services_in_waiting(run_node, tmp_path, services_dir)
 def test_health_check_flips_state(run_node, tmp_path, services_dir):
     printer = helper("print_signals.py")
     write_service(
-        services_dir, "probed", command=PYTHON, args=[printer],
-        healthCheck={"command": ["/bin/test", "-e", "/var/healthy"], "initialDelay": 0,
-                     "period": "50ms", "timeout": "5s"},
-    )  # fmt: skip
+        services_dir,
+        "probed",
+        command=PYTHON,
+        args=[printer],
+        healthCheck={
+            "command": ["/bin/test", "-e", "/var/healthy"],
+            "initialDelay": 0,
+            "period": "50ms",
+            "timeout": "5s",
+        },
+    )
     # Waits for "probed" to be up, which needs it healthy, not just running.
     write_service(services_dir, "dependent", command=PYTHON, args=[printer], depends=["probed"])
     state = tmp_path / "node"
@@ -113,13 +129,19 @@ def test_health_check_flips_state(run_node, tmp_path, services_dir):
 def test_tcp_health_check(run_node, tmp_path, services_dir):
     server = "import socket,time\ns=socket.create_server(('127.0.0.1',18181))\nprint('ready',flush=True)\nwhile True: s.accept()[0].close()\n"
     write_service(
-        services_dir, "listener", command=PYTHON, args=["-c", server],
+        services_dir,
+        "listener",
+        command=PYTHON,
+        args=["-c", server],
         healthCheck={"tcp": "127.0.0.1:18181", "initialDelay": 0, "period": "100ms"},
-    )  # fmt: skip
+    )
     write_service(
-        services_dir, "nobody", command="/bin/sleep", args=["1000"],
+        services_dir,
+        "nobody",
+        command="/bin/sleep",
+        args=["1000"],
         healthCheck={"tcp": "127.0.0.1:18182", "initialDelay": 0, "period": "100ms"},
-    )  # fmt: skip
+    )
     # The node has its own network namespace: these ports are its own loopback's.
     node = run_node(services=services_dir, config=_config(tmp_path))
     node.seen(r"service\[listener\]\(Running\): Health check successful")
@@ -174,9 +196,13 @@ def test_pre_start_runs_before_the_process_and_its_failure_fails_the_start(
     run_node, tmp_path, services_dir
 ):
     write_service(
-        services_dir, "prepared", command="/bin/sh", args=["-c", "cat /var/prepared"],
-        preStart=["/bin/sh", "-c", "echo made > /var/prepared"], restart="until-success",
-    )  # fmt: skip
+        services_dir,
+        "prepared",
+        command="/bin/sh",
+        args=["-c", "cat /var/prepared"],
+        preStart=["/bin/sh", "-c", "echo made > /var/prepared"],
+        restart="until-success",
+    )
     write_service(
         services_dir, "unprepared", command="/bin/true", preStart=["/bin/false"], restart="never"
     )
@@ -196,15 +222,21 @@ def test_sigterm_while_boot_still_waits_for_an_unhealthy_service(run_node, tmp_p
     keep waiting, so the node never stopped. Repeated because it is a race.
     """
     write_service(
-        services_dir, "unhealthy", command="/bin/sleep", args=["1000"],
+        services_dir,
+        "unhealthy",
+        command="/bin/sleep",
+        args=["1000"],
         healthCheck={"tcp": "127.0.0.1:18183", "initialDelay": 0, "period": "20ms"},
-    )  # fmt: skip
+    )
     # Health that flips on every probe: a stream of state changes waking the boot task.
     flip = "if [ -e /run/up ]; then rm /run/up; exit 1; fi; : > /run/up"
     write_service(
-        services_dir, "flapping", command="/bin/sleep", args=["1000"],
+        services_dir,
+        "flapping",
+        command="/bin/sleep",
+        args=["1000"],
         healthCheck={"command": ["/bin/sh", "-c", flip], "initialDelay": 0, "period": "1ms"},
-    )  # fmt: skip
+    )
     config = _config(tmp_path)
     for i in range(25):
         node = run_node(state_dir=tmp_path / f"node-{i}", services=services_dir, config=config)

@@ -22,7 +22,7 @@ from talos_init.reaper import Reaper, describe, exit_code
 from talos_init.sequencer import Phase, Sequencer, TaskFailedError, duration
 from talos_init.services import ServiceSpec, load_services_dir, parse_service
 from talos_init.spawn import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, SpawnError, spawn
-from talos_init.supervisor import State, Supervisor
+from talos_init.supervisor import Event, State, Supervisor
 
 from .harness import base_config
 
@@ -85,13 +85,21 @@ def test_every_problem_names_file_key_and_line():
         forwardSignals: [SIGKILL]
         environment: [NOEQUALS]
     """)
-    assert "svc.yaml:1 document 1: name: must be lowercase letters, digits and '-', at most 63 characters" in problems
+    assert (
+        "svc.yaml:1 document 1: name: must be lowercase letters, digits and '-', at most 63 characters"
+        in problems
+    )
     assert "svc.yaml:2 document 1: command: must be a non-empty string" in problems
     assert "svc.yaml:3 document 1: restart: must be one of always, until-success, never" in problems
     assert any(p.startswith("svc.yaml:4 document 1: colour: unknown key") for p in problems)
     assert "svc.yaml:5 document 1: healthCheck: needs exactly one of tcp, http, command" in problems
-    assert "svc.yaml:6 document 1: stopGrace: must be a duration such as 500ms, 5s or 1m" in problems
-    assert "svc.yaml:7 document 1: forwardSignals[0]: must be one of SIGHUP, SIGUSR1, SIGUSR2" in problems
+    assert (
+        "svc.yaml:6 document 1: stopGrace: must be a duration such as 500ms, 5s or 1m" in problems
+    )
+    assert (
+        "svc.yaml:7 document 1: forwardSignals[0]: must be one of SIGHUP, SIGUSR1, SIGUSR2"
+        in problems
+    )
     assert "svc.yaml:8 document 1: environment[0]: must be a KEY=value string" in problems
 
 
@@ -115,7 +123,10 @@ def test_services_dir_keeps_good_files_and_reports_bad_ones(tmp_path):
         f"{tmp_path}/b.yaml:3 document 1: depends[0]: unknown service 'ghost' "
         f"(no file in {tmp_path} defines it)"
     ) in rendered
-    assert any(r.startswith(f"{tmp_path}/c.yml:1 document 1: name: duplicate service name") for r in rendered)
+    assert any(
+        r.startswith(f"{tmp_path}/c.yml:1 document 1: name: duplicate service name")
+        for r in rendered
+    )
     assert f"{tmp_path}/d.yaml:3 document 1: depends[0]: dependency cycle: d -> e -> d" in rendered
     assert f"{tmp_path}/e.yaml:3 document 1: depends[0]: dependency cycle: e -> d -> e" in rendered
     assert len(rendered) == 4
@@ -184,6 +195,7 @@ def test_dependency_that_cannot_be_a_service_name(item):
 
 # -- machine config --------------------------------------------------------------------------
 
+
 def _config_text(**machine) -> str:
     from libtalos.yamlio import dump
 
@@ -214,12 +226,14 @@ def _line(text: str, needle: str) -> int:
 
 def test_config_problems_carry_lines():
     # The model (libtalos.config) finds structural problems, with lines.
-    text = GOOD.replace("version: v1alpha1", "version: v1").replace("path: /var/etc/hello", "path: 7")
+    text = GOOD.replace("version: v1alpha1", "version: v1").replace(
+        "path: /var/etc/hello", "path: 7"
+    )
     with pytest.raises(DocumentError) as info:
         configsource.parse(text, "c.yaml")
     rendered = [p.render() for p in info.value.problems]
     assert any(r.startswith("c.yaml:1 document 1: version") for r in rendered), rendered
-    # What talos-init checks itself (the file path it will write) also names key and line.
+    # The rules on what talos-init applies (the file path it will write) name key and line too.
     text = GOOD.replace("path: /var/etc/hello", "path: relative/hello")
     with pytest.raises(DocumentError) as info:
         configsource.parse(text, "c.yaml")
@@ -234,7 +248,12 @@ def test_uuid_and_cmdline():
     assert configsource.expand_url("http://h/c?uuid=set", "U-1") == "http://h/c?uuid=set"
     assert configsource.expand_url("http://h/c", "U-1") == "http://h/c"
     params = configsource.parse_cmdline("slab_nomerge pti=on talos.config=http://x/?a=b panic=0")
-    assert params == {"slab_nomerge": "", "pti": "on", "talos.config": "http://x/?a=b", "panic": "0"}
+    assert params == {
+        "slab_nomerge": "",
+        "pti": "on",
+        "talos.config": "http://x/?a=b",
+        "panic": "0",
+    }
 
 
 def test_fetch_file_plain_and_gzip_and_errors(tmp_path):
@@ -292,7 +311,9 @@ def test_sequencer_logs_talos_lines_and_stops_on_failure(tmp_path):
     assert lines[2] == "[talos] task first (1/2): starting"
     assert lines[3].startswith("[talos] task first (1/2): done, ")
     assert lines[5] == "[talos] task second (2/2): failed, http://x: cannot fetch"
-    assert duration(0.0000123) == "12µs" and duration(0.0123) == "12.3ms" and duration(2.5) == "2.5s"
+    assert (
+        duration(0.0000123) == "12µs" and duration(0.0123) == "12.3ms" and duration(2.5) == "2.5s"
+    )
 
 
 # -- spawn and reaper ------------------------------------------------------------------------
@@ -315,9 +336,11 @@ print("spawn", os.read(r, 4096).decode().split(), flush=True)
 
 def test_spawn_gives_a_clean_mask_where_subprocess_inherits_ours():
     out = subprocess.run(
-        [sys.executable, "-c", SIGSTATE.format(paths=sys.path)], capture_output=True, text=True,
+        [sys.executable, "-c", SIGSTATE.format(paths=sys.path)],
+        capture_output=True,
+        text=True,
         check=True,
-    ).stdout.splitlines()  # fmt: skip
+    ).stdout.splitlines()
     sub = ast.literal_eval(out[0].split("subprocess ", 1)[1])
     ours = ast.literal_eval(out[1].split("spawn ", 1)[1])
     # The trap (negative control): subprocess's child keeps our blocked mask and SIGTTIN ignored.
@@ -347,6 +370,24 @@ def test_exit_code_conventions():
 # -- supervisor on demand (the API's seam) ---------------------------------------------------
 
 
+def _status(sup: Supervisor) -> list[dict[str, object]]:
+    """One row per service from the supervisor's public state (what a service list shows)."""
+    return [
+        {
+            "id": s.spec.id,
+            "state": str(s.state),
+            "health": {None: "?", True: "OK", False: "Fail"}[s.healthy],
+            "pid": s.pid,
+            "message": s.events[-1].message if s.events else "",
+        }
+        for s in sup.services.values()
+    ]
+
+
+def _events(sup: Supervisor, sid: str) -> list[Event]:
+    return list(sup.get(sid).events)
+
+
 def test_start_stop_restart_one_service_and_its_log(tmp_path):
     fd = os.open(tmp_path / "console", os.O_WRONLY | os.O_CREAT, 0o600)
 
@@ -365,14 +406,15 @@ def test_start_stop_restart_one_service_and_its_log(tmp_path):
         sup.start("talker")
         while not sup.log("talker").lines():
             await sup.changed(0.05)
-        assert sup.status()[0]["state"] == "Running"
+        assert _status(sup)[0]["state"] == "Running"
         await sup.restart("talker")
         while sum(x.startswith("hello") for x in sup.log("talker").lines()) < 2:
             await sup.changed(0.05)
         await sup.stop("talker")
         assert sup.get("talker").state == State.FINISHED
         reaping.cancel()
-        return [f"{e.state}: {e.message}" for e in sup.events("talker")] + sup.log("talker").lines()
+        events = [f"{e.state}: {e.message}" for e in _events(sup, "talker")]
+        return events + sup.log("talker").lines()
 
     lines = asyncio.run(scenario())
     os.close(fd)
@@ -384,19 +426,28 @@ def test_start_stop_restart_one_service_and_its_log(tmp_path):
 
 def test_interfaces_parse_and_problems():
     interfaces = [
-        {"interface": "eth0", "cidr": "10.5.0.2/24",
-         "routes": [{"network": "0.0.0.0/0", "gateway": "10.5.0.1"}]},
-        {"interface": "eth1", "cidr": "10.5.0.3/24", "mtu": 20,
-         "routes": [{"network": "10.0.0.0/8", "gateway": "nope"}]},
-    ]  # fmt: skip
+        {
+            "interface": "eth0",
+            "cidr": "10.5.0.2/24",
+            "routes": [{"network": "0.0.0.0/0", "gateway": "10.5.0.1"}],
+        },
+        {
+            "interface": "eth1",
+            "cidr": "10.5.0.3/24",
+            "mtu": 20,
+            "routes": [{"network": "10.0.0.0/8", "gateway": "nope"}],
+        },
+    ]
     text = _config_text(network={"interfaces": interfaces})
     with pytest.raises(DocumentError) as info:
         configsource.parse(text, "n.yaml")
     gateway = _line(text, "gateway: nope")
+    mtu = _line(text, "mtu: 20")
     assert [p.render() for p in info.value.problems] == [
+        f"n.yaml:{mtu} document 1: machine.network.interfaces[1].mtu: must be between 68 and 65535",
         f"n.yaml:{gateway} document 1: machine.network.interfaces[1].routes[0].gateway: "
-        "must be an IPv4 or IPv6 address"
-    ]  # from the model's validation
+        "must be an IPv4 or IPv6 address",
+    ]  # the model's validation: every problem at once, in document order
     interfaces[1]["routes"] = []
     text = _config_text(network={"interfaces": interfaces})
     with pytest.raises(DocumentError) as info:
@@ -404,7 +455,11 @@ def test_interfaces_parse_and_problems():
     mtu = _line(text, "mtu: 20")
     assert [p.render() for p in info.value.problems] == [
         f"n.yaml:{mtu} document 1: machine.network.interfaces[1].mtu: must be between 68 and 65535"
-    ]  # from talos-init's own check of what it applies
+    ]
     good = configsource.parse(_config_text(network={"interfaces": interfaces[:1]}), "n.yaml")
     (eth0,) = good.interfaces
-    assert (eth0.name, eth0.addresses, eth0.routes[0].gateway) == ("eth0", ("10.5.0.2/24",), "10.5.0.1")
+    assert (eth0.interface, eth0.cidr, eth0.routes[0].gateway) == (
+        "eth0",
+        "10.5.0.2/24",
+        "10.5.0.1",
+    )

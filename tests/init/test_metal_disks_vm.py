@@ -120,8 +120,9 @@ def _probe(share: Path, name: str, action: str) -> None:
 def _used_disk(path: Path, size: int, old: bytes) -> Path:
     """A disk someone used: an MBR partition table and data in the middle."""
     _sparse(path, size)
-    subprocess.run(["sfdisk", "--quiet", str(path)], input="label: dos\n,,L\n", text=True,
-                   check=True)  # fmt: skip
+    subprocess.run(
+        ["sfdisk", "--quiet", str(path)], input="label: dos\n,,L\n", text=True, check=True
+    )
     with path.open("r+b") as fh:
         fh.seek(size // 2 + (1 << 20))  # for the VM's disk: within what becomes EPHEMERAL
         fh.write(old)
@@ -129,8 +130,17 @@ def _used_disk(path: Path, size: int, old: bytes) -> Path:
 
 
 def _boot(vmlib: Any, share: Path, disk: Path, cmdline: list[str]) -> Any:
-    argv = [sys.executable, TALOS_INIT, "--mode", "metal", "--state-dir", "/run/node",
-            "--services-dir", f"{vmlib.GUEST_SHARE}/services", "--no-api"]  # fmt: skip
+    argv = [
+        sys.executable,
+        TALOS_INIT,
+        "--mode",
+        "metal",
+        "--state-dir",
+        "/run/node",
+        "--services-dir",
+        f"{vmlib.GUEST_SHARE}/services",
+        "--no-api",
+    ]
     g = vmlib.boot(
         argv, share=share, disks={"system": disk}, smbios_uuid=UUID, cmdline=cmdline, timeout=400
     )
@@ -148,16 +158,24 @@ def two_boots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert contains(disk, old)
     marker = "TALOS-VAR-MARKER-" + secrets.token_hex(8)
     config = write_config(
-        share / "config.yaml", "init", "disk-1",
+        share / "config.yaml",
+        "init",
+        "disk-1",
         install={**base_config("init")["machine"]["install"], "disk": "/dev/vda", "wipe": True},
         systemDiskEncryption={"state": NODEID, "ephemeral": NODEID},
-    )  # fmt: skip
+    )
     # the same marker also goes through BOOT, xfs in the clear: the scan's negative control
-    control = (f"mkdir /tmp/boot && mount -t xfs /dev/vda3 /tmp/boot && "
-               f"echo {marker} > /tmp/boot/marker && umount /tmp/boot")  # fmt: skip
+    control = (
+        f"mkdir /tmp/boot && mount -t xfs /dev/vda3 /tmp/boot && "
+        f"echo {marker} > /tmp/boot/marker && umount /tmp/boot"
+    )
     _probe(share, "first.txt", f"echo {marker} > /var/marker; {control}")
-    first = _boot(vmlib, share, disk, [*KSPP, FAST_PBKDF,
-                                       f"talos.config=file://{vmlib.GUEST_SHARE}/config.yaml"])  # fmt: skip
+    first = _boot(
+        vmlib,
+        share,
+        disk,
+        [*KSPP, FAST_PBKDF, f"talos.config=file://{vmlib.GUEST_SHARE}/config.yaml"],
+    )
     assert "[talos] powering off" in first.console, first.console[-6000:]
     layout = gpt(disk)  # read between the boots
     os.truncate(disk, DISK_BYTES + GROWTH)
@@ -260,8 +278,10 @@ def test_no_plaintext_on_the_raw_disk(two_boots: dict[str, Any], tmp_path: Path)
     assert contains(disk, marker, **layout["BOOT"])
     for label in ("STATE", "EPHEMERAL"):
         assert not contains(disk, marker, **layout[label]), f"marker in plaintext on {label}"
-    outside_boot = [(0, layout["BOOT"]["start"]),
-                    (layout["BOOT"]["start"] + layout["BOOT"]["size"], disk.stat().st_size)]  # fmt: skip
+    outside_boot = [
+        (0, layout["BOOT"]["start"]),
+        (layout["BOOT"]["start"] + layout["BOOT"]["size"], disk.stat().st_size),
+    ]
     for start, end in outside_boot:
         assert not contains(disk, marker, start, end - start), "the /var marker is in the clear"
     # the persisted config's secrets (its machine token, its CA key) are not readable either
@@ -321,8 +341,11 @@ def test_sfdisk_script_writes_talos_layout(tmp_path: Path) -> None:
     subprocess.run(["sfdisk", "--quiet", str(image)], input=sfdisk_script(), text=True, check=True)
     layout = gpt(image)
     assert list(layout) == [p.label for p in LAYOUT] == LABELS
-    dump = json.loads(subprocess.run(["sfdisk", "--json", str(image)], capture_output=True,
-                                     text=True, check=True).stdout)  # fmt: skip
+    dump = json.loads(
+        subprocess.run(
+            ["sfdisk", "--json", str(image)], capture_output=True, text=True, check=True
+        ).stdout
+    )
     parts = dump["partitiontable"]["partitions"]
     assert parts[0]["type"] == "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
     assert parts[1]["type"] == "21686148-6449-6E6F-744E-656564454649"
@@ -357,8 +380,12 @@ def test_install_refuses_a_disk_with_data_and_leaves_it_untouched(tmp_path: Path
     console = _Console()
     done = asyncio.run(install(console, Reaper(), config))  # type: ignore[arg-type]
     assert done is False
-    assert any("holds data" in line and "refusing to touch it" in line
-               and "machine.install.wipe: true" in line for line in console.lines)  # fmt: skip
+    assert any(
+        "holds data" in line
+        and "refusing to touch it" in line
+        and "machine.install.wipe: true" in line
+        for line in console.lines
+    )
     assert image.read_bytes() == before
 
 
@@ -404,8 +431,14 @@ def _fake_sysfs(root: Path) -> Path:
     devices = root / "devices" / "virtio1" / "block"
     klass = root / "class" / "block"
     klass.mkdir(parents=True)
-    entries = {"vda": None, "vda4": ("META", 4), "vda5": ("STATE", 5), "vdb": None,
-               "vdb1": ("STATE", 1), "loop0": None}  # fmt: skip
+    entries = {
+        "vda": None,
+        "vda4": ("META", 4),
+        "vda5": ("STATE", 5),
+        "vdb": None,
+        "vdb1": ("STATE", 1),
+        "loop0": None,
+    }
     for name, part in entries.items():
         disk = name.rstrip("0123456789") if part else name
         path = devices / disk if part is None else devices / disk / name

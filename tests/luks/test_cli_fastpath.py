@@ -1,7 +1,7 @@
-"""The fast path (``talos_luks.fastpath``: common forms parsed without Typer) and the Typer app
-behave the same: same exit code, stdout, stderr and files for the same command line, including
-failures. The fast path is really taken for the common forms (Typer is not even imported) and
-really not taken for the others."""
+"""The fast path (``talos_luks.fastpath``'s table of common forms, run by ``libtalos.fastpath``
+without Typer) and the Typer app behave the same: same exit code, stdout, stderr and files for
+the same command line, including failures. The fast path is really taken for the common forms
+(Typer is not even imported) and really not taken for the others."""
 
 from __future__ import annotations
 
@@ -22,19 +22,20 @@ UUID = "5ab9fa8c-6fd4-4c3b-8a4e-2f0c3b6e1d7a"
 
 @pytest.fixture
 def both(run: Run, monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[Result, Result]]:
-    """Run the same argv through the fast path, then through Typer (fast path switched off)."""
+    """Run the same argv through the fast path, then through Typer (fast path switched off: an
+    empty table)."""
     from talos_luks import fastpath
 
-    real = fastpath.parse
+    real = fastpath.COMMANDS
 
     def _both(*argv: str, before: Callable[[], None] | None = None) -> tuple[Result, Result]:
         results = []
-        for parse in (real, lambda args: None):
+        for table in (real, {}):
             if before is not None:
                 before()
-            monkeypatch.setattr(fastpath, "parse", parse)
+            monkeypatch.setattr(fastpath, "COMMANDS", table)
             results.append(run(*argv))
-        monkeypatch.setattr(fastpath, "parse", real)
+        monkeypatch.setattr(fastpath, "COMMANDS", real)
         return results[0], results[1]
 
     return _both
@@ -76,11 +77,21 @@ def test_format_writes_the_same_header_both_ways(
 ) -> None:
     k = key(b"format key")
     a, b = images("a.img"), images("b.img")
-    extra = ["--cipher", "aes-xts-plain64", "-s", "256", "--sector-size=4096", "--label", "L",
-             "-S", "3", *FAST]  # fmt: skip
+    extra = [
+        "--cipher",
+        "aes-xts-plain64",
+        "-s",
+        "256",
+        "--sector-size=4096",
+        "--label",
+        "L",
+        "-S",
+        "3",
+        *FAST,
+    ]
     fast = run("format", str(a), "--key-file", k, *extra)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("talos_luks.fastpath.parse", lambda args: None)
+        mp.setattr("talos_luks.fastpath.COMMANDS", {})
         typer = run("format", str(b), "--key-file", k, *extra)
     assert (fast.code, fast.out) == (typer.code, typer.out) == (0, "")
     assert fast.err.replace(str(a), "X") == typer.err.replace(str(b), "X")
@@ -131,10 +142,13 @@ def test_header_commands_agree(
     stdin_key = Path(good).read_bytes()
     for path in (True, False):
         proc = subprocess.run(
-            [_tool(), "test-key", str(image), "--key-file", "-"] if path
+            [_tool(), "test-key", str(image), "--key-file", "-"]
+            if path
             else [_tool(), "-v", "test-key", str(image), "--key-file", "-"],
-            input=stdin_key, capture_output=True, check=False,
-        )  # fmt: skip
+            input=stdin_key,
+            capture_output=True,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stderr
 
 
@@ -157,8 +171,19 @@ def test_apply_agrees(
         "                  slot: 0\ncluster: {}\n"
     )
     a = images("a.img")
-    argv = ["apply", "--partition", "STATE", "--device", str(a), "--config", str(cfg),
-            "--uuid", UUID, "--no-activate", *FAST]  # fmt: skip
+    argv = [
+        "apply",
+        "--partition",
+        "STATE",
+        "--device",
+        str(a),
+        "--config",
+        str(cfg),
+        "--uuid",
+        UUID,
+        "--no-activate",
+        *FAST,
+    ]
     # first run formats (fast path); wiping the image before the Typer run makes it format too
 
     def wipe() -> None:
@@ -186,8 +211,21 @@ def _tool() -> str:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["format", "IMG", "--key-file", "K", "--force", "--pbkdf", "pbkdf2",
-         "--pbkdf-force-iterations", "1000", "--pbkdf-memory", "1024", "--pbkdf-parallel", "1"],
+        [
+            "format",
+            "IMG",
+            "--key-file",
+            "K",
+            "--force",
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+            "--pbkdf-memory",
+            "1024",
+            "--pbkdf-parallel",
+            "1",
+        ],
         ["test-key", "IMG", "--key-file", "K"],
         ["open", "IMG", "NAME", "-d", "K", "--allow-discards"],
         ["close", "NAME"],
@@ -195,11 +233,12 @@ def _tool() -> str:
         ["dump", "IMG"],
         ["apply", "--partition", "STATE", "--device", "IMG", "--no-activate"],
     ],
-)  # fmt: skip
+)
 def test_common_forms_take_the_fast_path(argv: list[str]) -> None:
-    from talos_luks.fastpath import parse_args
+    from libtalos.fastpath import parse
+    from talos_luks.fastpath import COMMANDS
 
-    assert parse_args(argv) is not None
+    assert parse(COMMANDS, argv) is not None
 
 
 @pytest.mark.parametrize(
@@ -228,9 +267,10 @@ def test_common_forms_take_the_fast_path(argv: list[str]) -> None:
     ],
 )
 def test_other_forms_go_to_typer(argv: list[str]) -> None:
-    from talos_luks.fastpath import parse_args
+    from libtalos.fastpath import parse
+    from talos_luks.fastpath import COMMANDS
 
-    assert parse_args(argv) is None
+    assert parse(COMMANDS, argv) is None
 
 
 def test_fast_path_does_not_import_typer(image: Path, key: Callable[[bytes], str]) -> None:
@@ -285,8 +325,20 @@ def test_pbkdf_bounds_exit_1_on_both_paths_and_touch_nothing(
 
 def test_pbkdf_bounds_negative_control(run: Run, image: Path, key: Callable[[bytes], str]) -> None:
     """The bounds themselves are accepted: 32 KiB of argon2 memory, 4 threads."""
-    argv = ["format", "--pbkdf", "argon2id", "--pbkdf-memory", "32", "--pbkdf-parallel", "4",
-            "--pbkdf-force-iterations", "4", "--key-file", key(b"k"), str(image)]  # fmt: skip
+    argv = [
+        "format",
+        "--pbkdf",
+        "argon2id",
+        "--pbkdf-memory",
+        "32",
+        "--pbkdf-parallel",
+        "4",
+        "--pbkdf-force-iterations",
+        "4",
+        "--key-file",
+        key(b"k"),
+        str(image),
+    ]
     result = run(*argv)
     assert result.code == 0, result.err
 
@@ -298,8 +350,18 @@ def test_add_key_pbkdf_bound_exit_1_and_leaves_the_header(
     old, new = key(b"old"), key(b"new")
     assert run("format", *FAST, "--key-file", old, str(image)).code == 0
     before = file_hash(image)
-    r = run("add-key", str(image), "--key-file", old, "--new-key-file", new,
-            "--pbkdf", "argon2id", "--pbkdf-memory", "4194305")  # fmt: skip
+    r = run(
+        "add-key",
+        str(image),
+        "--key-file",
+        old,
+        "--new-key-file",
+        new,
+        "--pbkdf",
+        "argon2id",
+        "--pbkdf-memory",
+        "4194305",
+    )
     assert (r.code, r.out) == (1, ""), r
     assert "--pbkdf-memory: 4194305 is out of range (32 to 4194304 KiB)" in r.err, r.err
     assert file_hash(image) == before

@@ -312,7 +312,7 @@ def test_no_option_takes_a_key_on_the_command_line() -> None:
     """Keys come from files, descriptors or the config: no option or argument carries one."""
     import typer.main
 
-    from talos_luks.cli import _app
+    from talos_luks.app import app
 
     def walk(cmd: object, path: str) -> list[tuple[str, str]]:
         found = [(path, p.name or "") for p in getattr(cmd, "params", [])]
@@ -320,7 +320,7 @@ def test_no_option_takes_a_key_on_the_command_line() -> None:
             found += walk(sub, f"{path} {name}")
         return found
 
-    params = walk(typer.main.get_command(_app()), "talos-luks")
+    params = walk(typer.main.get_command(app), "talos-luks")
     assert len(params) > 40  # negative control: the walk does see every command's options
     for where, name in params:
         lowered = name.lower()

@@ -109,8 +109,11 @@ def test_talos_luks_volume_round_trip_xfs(vm_run: dict) -> None:
     assert r["ours_closed"] is True
     # a name that is not mapped: exit 4 from both tools, status and close alike
     assert r["inactive_exits"] == {
-        "status": 4, "close": 4, "cryptsetup status": 4, "cryptsetup close": 4
-    }  # fmt: skip
+        "status": 4,
+        "close": 4,
+        "cryptsetup status": 4,
+        "cryptsetup close": 4,
+    }
     assert r["ours_readback"] is True
     assert r["busy_exit"] == 5  # the mapping exists already
     assert r["ours_wrong_key_exit"] == 2

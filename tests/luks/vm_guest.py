@@ -103,11 +103,13 @@ def run() -> int:
     result["inactive_exits"] = {
         "status": luks_code("status", "ours")[0],
         "close": luks_code("close", "ours")[0],
-        "cryptsetup status": subprocess.run(["cryptsetup", "status", "ours"], check=False,
-                                            stdout=subprocess.DEVNULL).returncode,
-        "cryptsetup close": subprocess.run(["cryptsetup", "close", "ours"], check=False,
-                                           stderr=subprocess.DEVNULL).returncode,
-    }  # fmt: skip
+        "cryptsetup status": subprocess.run(
+            ["cryptsetup", "status", "ours"], check=False, stdout=subprocess.DEVNULL
+        ).returncode,
+        "cryptsetup close": subprocess.run(
+            ["cryptsetup", "close", "ours"], check=False, stderr=subprocess.DEVNULL
+        ).returncode,
+    }
     path = luks("open", dev, "ours", "--key-file", key).strip()
     result["ours_readback"] = read_back(path, "xfs") == payload
     luks("close", "ours")

@@ -1,4 +1,4 @@
-"""Renewal of the node's API certificate before it expires (issue 4), on a real PID 1.
+"""Renewal of the node's API certificate before it expires, on a real PID 1.
 
 The node is started with a short certificate lifetime and check period (hidden test options
 ``--cert-ttl`` and ``--cert-check-period``): once half of the lifetime has passed it issues a new
@@ -33,7 +33,7 @@ RENEWED = r"machine API: server certificate renewed, valid until \S+Z$"
 # Runs in the node's network namespace; one command per stdin line, one answer per stdout line:
 # "fp" -> SHA-256 of the certificate served to a new verified TLS connection;
 # "old" -> Version over the gRPC connection opened at start; "new" -> Version on a new one.
-CLIENT = r'''
+CLIENT = r"""
 import asyncio, base64, hashlib, socket, ssl, sys
 from google.protobuf import empty_pb2
 from grpclib.client import Channel
@@ -77,17 +77,26 @@ async def main():
             return
 
 asyncio.run(main())
-'''
+"""
 
 
 class Client:
     def __init__(self, pid1: int, talosconfig: Path, script: Path) -> None:
         script.write_text(CLIENT)
         self.proc = subprocess.Popen(
-            ["nsenter", f"--net=/proc/{pid1}/ns/net", "--",
-             sys.executable, str(script), str(talosconfig)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                "nsenter",
+                f"--net=/proc/{pid1}/ns/net",
+                "--",
+                sys.executable,
+                str(script),
+                str(talosconfig),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def read(self) -> str:
         assert self.proc.stdout is not None
@@ -156,9 +165,12 @@ def test_renewal_runs_at_half_life_only() -> None:
         return cert, now[0], now[0] + 100.0
 
     renewal = CertRenewal(
-        (_cert(b"first"), 1000.0, 1100.0), reissue, installed.append, log.append,
+        (_cert(b"first"), 1000.0, 1100.0),
+        reissue,
+        installed.append,
+        log.append,
         clock=lambda: now[0],
-    )  # fmt: skip
+    )
 
     async def checks(n: int) -> list[bool]:
         return [await renewal.check() for _ in range(n)]
@@ -191,9 +203,13 @@ def test_failed_renewal_is_logged_and_retried() -> None:
 
     installed: list[CertKey] = []
     renewal = CertRenewal(
-        (_cert(b"old"), 0.0, 10.0), reissue, installed.append, log.append,
-        period=0.0, clock=lambda: 10.0,
-    )  # fmt: skip
+        (_cert(b"old"), 0.0, 10.0),
+        reissue,
+        installed.append,
+        log.append,
+        period=0.0,
+        clock=lambda: 10.0,
+    )
 
     async def two_turns() -> None:
         task = asyncio.ensure_future(renewal.run())
@@ -232,9 +248,17 @@ def test_child_issues_node_certificate_from_machine_ca() -> None:
     from libtalos import pki
 
     ca = pki.new_ca(algorithm="ed25519", organizations=["talos"])
-    made = _issue({"op": "node", "ca_crt": ca.crt.decode(), "ca_key": ca.key.decode(),
-                   "addresses": ["127.0.0.1", "10.0.0.5"], "hostname": "cp-1",
-                   "sans": ["api.example"], "ttl": 600})  # fmt: skip
+    made = _issue(
+        {
+            "op": "node",
+            "ca_crt": ca.crt.decode(),
+            "ca_key": ca.key.decode(),
+            "addresses": ["127.0.0.1", "10.0.0.5"],
+            "hostname": "cp-1",
+            "sans": ["api.example"],
+            "ttl": 600,
+        }
+    )
     crt = str(made["crt"]).encode()
     pki.check_key_matches(crt, str(made["key"]).encode(), "node certificate")
     pki.verify_chain(ca.crt, crt)
@@ -251,25 +275,33 @@ def test_child_failure_names_the_problem_without_the_key() -> None:
     ca = pki.new_ca(algorithm="ed25519", organizations=["talos"])
     other = pki.new_ca(algorithm="ed25519", organizations=["talos"])
     with pytest.raises(IssueError) as err:  # a key that is not the certificate's
-        _issue({"op": "node", "ca_crt": ca.crt.decode(), "ca_key": other.key.decode(),
-                "addresses": [], "hostname": "n"})  # fmt: skip
+        _issue(
+            {
+                "op": "node",
+                "ca_crt": ca.crt.decode(),
+                "ca_key": other.key.decode(),
+                "addresses": [],
+                "hostname": "n",
+            }
+        )
     assert "machine" in err.value.message.lower() or "key" in err.value.message.lower()
     assert "PRIVATE KEY" not in err.value.message
     with pytest.raises(IssueError, match="unknown request"):
         _issue({"op": "bogus"})
 
 
-NO_CRYPTO = r'''
+NO_CRYPTO = r"""
 import sys
 from pathlib import Path
-import talos_init.node, talos_init.apinode, talos_init.api.server, talos_init.api.trustd
-import talos_init.api.renewal, talos_init.api.issuer
+import talos_init.node, talos_init.wiring, talos_init.etcdmanager, talos_init.addresses
+import talos_init.api.lifecycle, talos_init.api.adapter, talos_init.api.server
+import talos_init.api.trustd, talos_init.api.renewal, talos_init.api.issuer
 from libtalos.api import tls
 crt, key, ca = (Path(p).read_bytes() for p in sys.argv[1:4])
 tls.server_context(crt, key, client_ca=ca)
 tls.client_context(ca, crt, key)
 print(sorted(m for m in ("cryptography", "typer", "pyroute2") if m in sys.modules))
-'''
+"""
 
 
 def test_pid1_modules_and_tls_contexts_load_no_cryptography(tmp_path: Path) -> None:
@@ -289,8 +321,9 @@ def test_pid1_modules_and_tls_contexts_load_no_cryptography(tmp_path: Path) -> N
     out = subprocess.run(run, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
     control = NO_CRYPTO.replace("import sys\n", "import sys\nimport libtalos.pki\n")
-    out = subprocess.run([sys.executable, "-c", control, *paths],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", control, *paths], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "['cryptography']"
 
 
@@ -319,8 +352,17 @@ def test_child_that_does_not_answer_is_killed_and_reported() -> None:
         silent.listen(8)
         port = silent.getsockname()[1]
         with pytest.raises(IssueError, match="no answer within 2s"):
-            _issue({"op": "worker", "endpoints": [f"127.0.0.1:{port}"], "token": "t.t",
-                    "addresses": ["127.0.0.1"], "hostname": "w", "timeout": 600}, timeout=2)  # fmt: skip
+            _issue(
+                {
+                    "op": "worker",
+                    "endpoints": [f"127.0.0.1:{port}"],
+                    "token": "t.t",
+                    "addresses": ["127.0.0.1"],
+                    "hostname": "w",
+                    "timeout": 600,
+                },
+                timeout=2,
+            )
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # reaped: no child of ours is left
 
@@ -332,32 +374,80 @@ def test_child_that_does_not_answer_is_killed_and_reported() -> None:
     "argv",
     [
         ["--mode", "container", "--state-dir", "/s"],
-        ["--mode", "metal", "--state-dir", "/s", "--no-api", "--api-port", "5000",
-         "--config", "http://127.0.0.1:1/c", "--services-dir", "/sv", "--no-isolate",
-         "--echo-services", "--manage-network", "--fetch-timeout", "3.5",
-         "--cmdline", "talos.hostname=x", "--no-reap-orphans",
-         "--cert-ttl", "8", "--cert-check-period=0.5"],
+        [
+            "--mode",
+            "metal",
+            "--state-dir",
+            "/s",
+            "--no-api",
+            "--api-port",
+            "5000",
+            "--config",
+            "http://127.0.0.1:1/c",
+            "--services-dir",
+            "/sv",
+            "--no-isolate",
+            "--echo-services",
+            "--manage-network",
+            "--fetch-timeout",
+            "3.5",
+            "--cmdline",
+            "talos.hostname=x",
+            "--no-reap-orphans",
+            "--cert-ttl",
+            "8",
+            "--cert-check-period=0.5",
+        ],
     ],
-)  # fmt: skip
+)
 def test_fast_command_line_gives_what_typer_gives(argv: list[str], monkeypatch) -> None:
-    """The argparse path hands boot_node exactly what the Typer app would."""
+    """The fast path hands boot_node exactly what the Typer app would."""
     from libtalos.cli import run
+    from libtalos.fastpath import parse
     from talos_init import app as app_module
-    from talos_init.cli import _fast_parse
+    from talos_init import boot, cli
 
-    seen: dict[str, object] = {}
-    monkeypatch.setattr(app_module, "boot_node", lambda **kw: seen.update(kw) or 0)
+    seen: list[object] = []
+    monkeypatch.setattr(boot, "boot_node", lambda options: seen.append(options) or 0)
+    monkeypatch.setattr(app_module, "boot_node", lambda options: seen.append(options) or 0)
+    assert parse(cli.command_line(), argv) is not None
+    assert cli.main(argv) == 0  # the fast path
     assert run(app_module.app, argv, prog="talos-init") == 0
-    assert _fast_parse(argv) == seen
+    assert len(seen) == 2 and seen[0] == seen[1]
+
+
+def test_common_command_line_imports_no_typer(tmp_path: Path) -> None:
+    """In a fresh interpreter: the common form, failing on a usage check of boot_node, leaves
+    Typer and click unimported; an unusual form imports them (the probe can see them)."""
+    probe = (
+        "import sys; from talos_init.cli import main; rc = main(sys.argv[1:]); "
+        "print(rc, sorted(m for m in ('typer', 'click', 'typer._click') if m in sys.modules))"
+    )
+
+    def imports(*argv: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=False
+        )
+        return proc.stdout.strip()
+
+    missing = str(tmp_path / "missing")
+    assert imports("--mode", "container", "--state-dir", missing) == "2 []"
+    assert imports("--mode", "bogus", "--state-dir", missing) == "2 ['typer', 'typer._click']"
 
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["--mode", "bogus", "--state-dir", "/s"], ["--mode", "container"],
-     ["--mode", "container", "--state-dir", "/s", "--unknown"],
-     ["--mode", "container", "--state", "/s"], ["--mode", "container", "--state-dir"]],
-)  # fmt: skip
+    [
+        ["--help"],
+        ["--mode", "bogus", "--state-dir", "/s"],
+        ["--mode", "container"],
+        ["--mode", "container", "--state-dir", "/s", "--unknown"],
+        ["--mode", "container", "--state", "/s"],
+        ["--mode", "container", "--state-dir"],
+    ],
+)
 def test_unusual_command_lines_go_to_typer(argv: list[str]) -> None:
-    from talos_init.cli import _fast_parse
+    from libtalos.fastpath import parse
+    from talos_init.cli import command_line
 
-    assert _fast_parse(argv) is None
+    assert parse(command_line(), argv) is None

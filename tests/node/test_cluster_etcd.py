@@ -35,7 +35,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
         yield name, state_dir, talosconfig
     finally:
         from talos_cluster import state
-        from talos_cluster.cmd_destroy import destroy_record
+        from talos_cluster.commands.destroy import destroy_record
         from talos_cluster.netlab import processes_in
 
         with contextlib.suppress(Exception):
@@ -53,8 +53,11 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
 def _api(netns: str, talosconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [TALOS_APPLY, "--talosconfig", str(talosconfig), *args],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
 
 
 def test_create_bootstraps_etcd_then_destroy(
@@ -110,8 +113,20 @@ def test_three_control_planes_join_etcd(
 
     name, state_dir, talosconfig = cluster
     args = ["--name", name, "--state-dir", str(state_dir)]
-    code = main(["create", *args, "--talosconfig", str(talosconfig), "--masters", "3",
-                 "--workers", "0", "--wait-timeout", "120"])  # fmt: skip
+    code = main(
+        [
+            "create",
+            *args,
+            "--talosconfig",
+            str(talosconfig),
+            "--masters",
+            "3",
+            "--workers",
+            "0",
+            "--wait-timeout",
+            "120",
+        ]
+    )
     out, err = capsys.readouterr()
     masters = [f"{name}-master-{i}" for i in (1, 2, 3)]
     assert code == 0, err + _consoles(state_dir / name, masters)
@@ -140,8 +155,10 @@ def _consoles(cluster_dir: Path, nodes: list[str]) -> str:
 def _addresses(netns: str, interface: str) -> str:
     return subprocess.run(
         ["ip", "-n", netns, "-4", "addr", "show", "dev", interface],
-        capture_output=True, text=True, check=False,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
 
 
 def test_vip_from_config_patch_is_held_once_etcd_is_up(
@@ -156,22 +173,47 @@ def test_vip_from_config_patch_is_held_once_etcd_is_up(
     name, state_dir, talosconfig = cluster
     patch = '{"machine": {"network": {"interfaces": [{"interface": "eth0", "vip": {"ip": "10.5.0.100"}}]}}}'
     args = ["--name", name, "--state-dir", str(state_dir)]
-    code = main(["create", *args, "--talosconfig", str(talosconfig), "--workers", "0",
-                 "--wait-timeout", "120", "--config-patch-control-plane", patch])  # fmt: skip
+    code = main(
+        [
+            "create",
+            *args,
+            "--talosconfig",
+            str(talosconfig),
+            "--workers",
+            "0",
+            "--wait-timeout",
+            "120",
+            "--config-patch-control-plane",
+            patch,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 0, err
     master = f"{name}-master-1"
     deadline = time.monotonic() + 60
     while "10.5.0.100/32" not in _addresses(master, "eth0"):
-        assert time.monotonic() < deadline, (state_dir / name / master / "console.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, (state_dir / name / master / "console.log").read_text()[
+            -3000:
+        ]
         time.sleep(0.2)
     services = _api(name, talosconfig, "services", "--nodes", "10.5.0.2")
     assert services.returncode == 0, services.stderr
     assert "vip" in services.stdout and "etcd" in services.stdout
 
     # negative control: a bad patch fails create before anything is made
-    code = main(["create", "--name", f"{name}b", "--state-dir", str(state_dir),
-                 "--talosconfig", str(talosconfig), "--config-patch", '{"machine": {"bogus": 1}}'])  # fmt: skip
+    code = main(
+        [
+            "create",
+            "--name",
+            f"{name}b",
+            "--state-dir",
+            str(state_dir),
+            "--talosconfig",
+            str(talosconfig),
+            "--config-patch",
+            '{"machine": {"bogus": 1}}',
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "machine.bogus: unknown key" in err, err
     assert f"{name}b" not in netns_list()

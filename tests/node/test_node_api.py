@@ -33,8 +33,17 @@ def test_maintenance_apply_then_mutual_tls(start_node, material: Material, tmp_p
     persisted = state / "state" / "config.yaml"
 
     # a wrong pin is refused before the config is sent: the node stays in maintenance mode
-    bad = api(node, "apply-config", "--insecure", "--nodes", "127.0.0.1",
-              "--cert-fingerprint", WRONG_PIN, "--file", str(material.controlplane))  # fmt: skip
+    bad = api(
+        node,
+        "apply-config",
+        "--insecure",
+        "--nodes",
+        "127.0.0.1",
+        "--cert-fingerprint",
+        WRONG_PIN,
+        "--file",
+        str(material.controlplane),
+    )
     assert bad.returncode != 0
     assert "fingerprint" in bad.stderr.lower(), bad.stderr
     # malformed YAML: InvalidArgument naming the problem, nothing persisted
@@ -47,8 +56,17 @@ def test_maintenance_apply_then_mutual_tls(start_node, material: Material, tmp_p
     denied = api(node, "--talosconfig", str(material.talosconfig), "services")
     assert denied.returncode != 0
 
-    ok = api(node, "apply-config", "--insecure", "--nodes", "127.0.0.1",
-             "--cert-fingerprint", pin, "--file", str(material.controlplane))  # fmt: skip
+    ok = api(
+        node,
+        "apply-config",
+        "--insecure",
+        "--nodes",
+        "127.0.0.1",
+        "--cert-fingerprint",
+        pin,
+        "--file",
+        str(material.controlplane),
+    )
     assert ok.returncode == 0, ok.stderr
     node.expect("config accepted from <api>|machine type controlplane")
     node.expect(MTLS)
@@ -68,8 +86,15 @@ def test_maintenance_apply_then_mutual_tls(start_node, material: Material, tmp_p
     # negative controls: a client certificate from another CA, and no client certificate
     foreign = api(node, "--talosconfig", str(material.foreign_talosconfig), "version")
     assert foreign.returncode != 0
-    insecure = api(node, "apply-config", "--insecure", "--nodes", "127.0.0.1",
-                   "--file", str(material.controlplane))  # fmt: skip
+    insecure = api(
+        node,
+        "apply-config",
+        "--insecure",
+        "--nodes",
+        "127.0.0.1",
+        "--file",
+        str(material.controlplane),
+    )
     assert insecure.returncode != 0
 
 

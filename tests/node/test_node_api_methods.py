@@ -90,9 +90,12 @@ def test_node_api_methods(start_node: Any, material: Material, tmp_path: Path) -
     services.mkdir()
     write_service(services, "ticker", command="/bin/sh", args=["-c", TICKER], restart="always")
     node, state = start_node(
-        "--services-dir", str(services), "--cmdline", "talos.hostname=cp-1",
+        "--services-dir",
+        str(services),
+        "--cmdline",
+        "talos.hostname=cp-1",
         config=material.controlplane,
-    )  # fmt: skip
+    )
     node.expect(MTLS)
     node.seen(BOOT_DONE)
     tc = ["--talosconfig", str(material.talosconfig)]
@@ -181,8 +184,10 @@ def test_node_api_methods(start_node: Any, material: Material, tmp_path: Path) -
     assert "/bin/sh -c" in table.stdout and "talos-init" in table.stdout, table.stdout
 
     # -- memory: /proc/meminfo's figures (kB), and talosctl's MiB table -----------------------
-    host = {k: v.split()[0] for k, v in
-            (line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())}
+    host = {
+        k: v.split()[0]
+        for k, v in (line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    }
     info = _json(api(node, *tc, "memory", "-o", "json"))[0]["meminfo"]
     assert int(info["memtotal"]) == int(host["MemTotal"]), (info, host["MemTotal"])
     assert 0 < int(info["memavailable"]) <= int(info["memtotal"])
@@ -198,8 +203,11 @@ def test_node_api_methods(start_node: Any, material: Material, tmp_path: Path) -
     res = api(node, *tc, "dmesg")
     assert res.returncode == 0, res.stderr
     (line,) = [x for x in res.stdout.splitlines() if f"{marker}-old" in x]
-    assert re.fullmatch(rf"127\.0\.0\.1: user:    info: \[\d{{4}}-\d\d-\d\dT[\d:.]+Z\]: "
-                        rf"{marker}-old", line), line  # fmt: skip
+    assert re.fullmatch(
+        rf"127\.0\.0\.1: user:    info: \[\d{{4}}-\d\d-\d\dT[\d:.]+Z\]: "
+        rf"{marker}-old",
+        line,
+    ), line
     follow = _follow(node, tc, "dmesg", "--follow", "--tail")
     try:
         time.sleep(1)  # the stream is open once talos-apply has connected (no output to wait on)
@@ -302,8 +310,10 @@ class _Follow:
 def _follow(node: NodeRun, tc: list[str], *command: str) -> _Follow:
     proc = subprocess.Popen(
         ["nsenter", f"--net=/proc/{node.pid1}/ns/net", "--", TALOS_APPLY, *tc, *command],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     return _Follow(proc)
 
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from talos_init.cli import _api_port
+from talos_init.boot import _api_port
 from talos_init.modes import Mode
 
 
@@ -34,13 +34,16 @@ def test_node_addresses_in_a_private_netns() -> None:
         "set -e; ip link set lo up; ip link add d0 type veth peer name d1; "
         "ip addr add 10.9.0.7/24 dev d0; ip addr add fd09::7/64 dev d0 nodad; "
         "ip link set d0 up; ip link set d1 up; "
-        f"{sys.executable} -c 'from talos_init.apinode import node_addresses; "
+        f"{sys.executable} -c 'from talos_init.addresses import node_addresses; "
         "print(*node_addresses())'"
     )
     res = subprocess.run(
         ["unshare", "--net", "sh", "-c", script],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     found = res.stdout.split()
     assert "10.9.0.7" in found and "fd09::7" in found, found

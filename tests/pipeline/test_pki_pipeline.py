@@ -19,9 +19,21 @@ def test_ca_issue_verify_fingerprint_pipeline(run_script, openssl: str, tmp_path
         "talos-pki", "ca", "--algorithm", "ed25519", "--organization", "talos", check=True
     )
     leaf = run_script(
-        "talos-pki", "issue", "--ca", "-", "--kind", "server", "--cn", "node1",
-        "--ip", "10.5.0.2", "--dns", "node1", stdin=ca.stdout, check=True,
-    )  # fmt: skip
+        "talos-pki",
+        "issue",
+        "--ca",
+        "-",
+        "--kind",
+        "server",
+        "--cn",
+        "node1",
+        "--ip",
+        "10.5.0.2",
+        "--dns",
+        "node1",
+        stdin=ca.stdout,
+        check=True,
+    )
     (tmp_path / "ca.yaml").write_text(ca.stdout)
     verified = run_script(
         "talos-pki", "verify", "--ca", str(tmp_path / "ca.yaml"), "-", stdin=leaf.stdout
@@ -34,8 +46,9 @@ def test_ca_issue_verify_fingerprint_pipeline(run_script, openssl: str, tmp_path
     leaf_pem.write_bytes(base64.b64decode(yaml.safe_load(leaf.stdout)["crt"]))
     check = subprocess.run(
         [openssl, "verify", "-purpose", "sslserver", "-CAfile", str(ca_pem), str(leaf_pem)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert check.returncode == 0, check.stderr
 
     pub = subprocess.run(
@@ -119,8 +132,18 @@ def test_bad_option_values_through_the_console_script(run_script) -> None:
         assert (result.returncode, result.stdout) == (2, ""), (argv, result.stderr)
         assert result.stderr.startswith(f"error: {option}: "), (argv, result.stderr)
     leaf = run_script(
-        "talos-pki", "issue", "--ca", "-", "--cn", "c" * 64, "--dns", "ü.example",
-        "--ttl", "7000y", stdin=ca.stdout, check=True,
-    )  # fmt: skip
+        "talos-pki",
+        "issue",
+        "--ca",
+        "-",
+        "--cn",
+        "c" * 64,
+        "--dns",
+        "ü.example",
+        "--ttl",
+        "7000y",
+        stdin=ca.stdout,
+        check=True,
+    )
     info = yaml.safe_load(run_script("talos-pki", "inspect", "-", stdin=leaf.stdout).stdout)
     assert info["crt"]["dnsNames"] == ["xn--tda.example"]

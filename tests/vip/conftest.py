@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
-from talos_vip import lab as vlab
+import viplab as vlab
 
 
 @pytest.fixture(scope="session")

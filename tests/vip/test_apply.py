@@ -7,8 +7,7 @@ import json
 import subprocess
 
 import pytest
-
-from talos_vip import lab as vlab
+import viplab as vlab
 
 pytestmark = pytest.mark.system
 
@@ -16,7 +15,9 @@ pytestmark = pytest.mark.system
 def _addr_json(ns: str) -> list[dict[str, object]]:
     out = subprocess.run(
         ["ip", "-n", ns, "-j", "addr", "show", "dev", "eth0"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return list(json.loads(out)[0]["addr_info"])
 
@@ -32,8 +33,13 @@ def _apply_and_announce(ip: str, *, add: bool = True) -> dict[str, object]:
         added = a.add() if add else False
         again = a.add() if add else False
         sent = Announcer("eth0", a.mac, a.ip).announce()
-        return {"before": before, "added": added, "again": again, "sent": sent,
-                "present": a.present()}
+        return {
+            "before": before,
+            "added": added,
+            "again": again,
+            "sent": sent,
+            "present": a.present(),
+        }
     finally:
         a.close()
 
@@ -48,15 +54,21 @@ def _remove(ip: str) -> tuple[bool, bool, bool]:
         a.close()
 
 
-@pytest.mark.parametrize(("vip", "prefix", "family"), [("10.66.0.100", 32, "inet"),
-                                                       ("fd66::100", 128, "inet6")])
+@pytest.mark.parametrize(
+    ("vip", "prefix", "family"), [("10.66.0.100", 32, "inet"), ("fd66::100", 128, "inet6")]
+)
 def test_add_announce_remove(bare_lab: vlab.Lab, vip: str, prefix: int, family: str) -> None:
     node = bare_lab.nodes[0]
     observer = vlab.Observer(bare_lab.obs)
     try:
         result = vlab.in_netns(node.netns, lambda: _apply_and_announce(vip))
-        assert result == {"before": False, "added": True, "again": False,
-                          "sent": 2 if family == "inet" else 1, "present": True}
+        assert result == {
+            "before": False,
+            "added": True,
+            "again": False,
+            "sent": 2 if family == "inet" else 1,
+            "present": True,
+        }
         info = [a for a in _addr_json(node.netns) if a["local"] == vip]
         assert len(info) == 1
         entry = info[0]
@@ -64,8 +76,11 @@ def test_add_announce_remove(bare_lab: vlab.Lab, vip: str, prefix: int, family: 
         assert entry["scope"] == "global"
         assert entry["valid_life_time"] == 4294967295  # permanent: no lifetime
         frames = 2 if family == "inet" else 1
-        vlab.wait_for(lambda: len(observer.seen(ip=vip)) >= frames, 10,
-                      f"the observer to capture the announcement of {vip}")
+        vlab.wait_for(
+            lambda: len(observer.seen(ip=vip)) >= frames,
+            10,
+            f"the observer to capture the announcement of {vip}",
+        )
         seen = observer.seen(ip=vip)
         assert len(seen) == frames
         assert {c.mac for c in seen} == {node.mac}

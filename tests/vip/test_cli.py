@@ -32,8 +32,14 @@ def _line(text: str, needle: str) -> int:
 
 def _resolve(**kw: object) -> Common:
     args: dict[str, object] = {
-        "config": None, "interface": None, "vip": None, "etcd_endpoints": None,
-        "etcd_ca": None, "etcd_cert": None, "etcd_key": None, "node_name": None,
+        "config": None,
+        "interface": None,
+        "vip": None,
+        "etcd_endpoints": None,
+        "etcd_ca": None,
+        "etcd_cert": None,
+        "etcd_key": None,
+        "node_name": None,
         "need_interface": True,
     }
     args.update(kw)
@@ -43,23 +49,44 @@ def _resolve(**kw: object) -> Common:
 @pytest.mark.parametrize(
     ("argv", "code", "message"),
     [
-        (["run", "--vip", "10.66.0.400", "--interface", "eth0"], 2,
-         "--vip: '10.66.0.400' is not an IPv4 or IPv6 address"),
-        (["run", "--vip", "10.66.0.0/24", "--interface", "eth0"], 2,
-         "--vip: '10.66.0.0/24' is not an IPv4 or IPv6 address"),
-        (["run", "--vip", "ff02::1", "--interface", "eth0"], 2,
-         "--vip: ff02::1 cannot be a shared IP"),
+        (
+            ["run", "--vip", "10.66.0.400", "--interface", "eth0"],
+            2,
+            "--vip: '10.66.0.400' is not an IPv4 or IPv6 address",
+        ),
+        (
+            ["run", "--vip", "10.66.0.0/24", "--interface", "eth0"],
+            2,
+            "--vip: '10.66.0.0/24' is not an IPv4 or IPv6 address",
+        ),
+        (
+            ["run", "--vip", "ff02::1", "--interface", "eth0"],
+            2,
+            "--vip: ff02::1 cannot be a shared IP",
+        ),
         (["run", "--vip", "fe80::1", "--interface", "eth0"], 2, "link-local"),
         (["run", "--vip", "10.66.0.100"], 2, "--interface is required"),
         (["run", "--interface", "eth0"], 2, "--vip is required"),
-        (["run", "--vip", "10.66.0.100", "--interface", "eth0", "--etcd-endpoints", "ftp://x"],
-         2, "--etcd-endpoints: 'ftp://x' is not an etcd endpoint"),
-        (["run", "--vip", "10.66.0.100", "--interface", "eth0", "--etcd-cert", "c.pem"], 2,
-         "--etcd-cert and --etcd-key go together"),
-        (["run", "--vip", "10.66.0.100", "--interface", "eth0", "--lease-ttl", "0"], 2,
-         "--lease-ttl"),
-        (["run", "--vip", "10.66.0.100", "--interface", "nosuch-if0"], 1,
-         "--interface: no interface named 'nosuch-if0'"),
+        (
+            ["run", "--vip", "10.66.0.100", "--interface", "eth0", "--etcd-endpoints", "ftp://x"],
+            2,
+            "--etcd-endpoints: 'ftp://x' is not an etcd endpoint",
+        ),
+        (
+            ["run", "--vip", "10.66.0.100", "--interface", "eth0", "--etcd-cert", "c.pem"],
+            2,
+            "--etcd-cert and --etcd-key go together",
+        ),
+        (
+            ["run", "--vip", "10.66.0.100", "--interface", "eth0", "--lease-ttl", "0"],
+            2,
+            "--lease-ttl",
+        ),
+        (
+            ["run", "--vip", "10.66.0.100", "--interface", "nosuch-if0"],
+            1,
+            "--interface: no interface named 'nosuch-if0'",
+        ),
         (["run", "--config", "/nonexistent/cp.yaml"], 1, "/nonexistent/cp.yaml: no such file"),
     ],
 )
@@ -93,7 +120,9 @@ def test_config_alone_uses_the_node_etcd_and_its_client_certificate(
     got = _resolve(config=str(cfg))
     assert [str(e) for e in got.endpoints] == ["https://127.0.0.1:2379"]
     assert (got.etcd_ca, got.etcd_cert, got.etcd_key) == (
-        f"{PKI_DIR}/ca.crt", f"{PKI_DIR}/client.crt", f"{PKI_DIR}/client.key"
+        f"{PKI_DIR}/ca.crt",
+        f"{PKI_DIR}/client.crt",
+        f"{PKI_DIR}/client.key",
     )
     if Path(PKI_DIR).exists():
         return  # a real node: the files are there, nothing to report
@@ -115,21 +144,32 @@ def test_config_from_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (CONFIG.replace("172.16.199.55", "172.16.199.555"),
-         f"cp.yaml:{_line(CONFIG, 'ip: 172.16.199.55')} document 1: "
-         "machine.network.interfaces[1].vip.ip: '172.16.199.555' is not an IPv4 or IPv6 address"),
-        (CONFIG.replace("ip: 172.16.199.55", "ip: [1]"),
-         "machine.network.interfaces[1].vip.ip"),
-        (CONFIG.replace("ip: 172.16.199.55", "ipp: 172.16.199.55"),
-         "machine.network.interfaces[1].vip.ipp"),
-        (CONFIG.replace("            - interface: eth1\n", "            - mtu: 1500\n"),
-         "machine.network.interfaces[1].interface: must name the interface of the VIP"),
-        (CONFIG.replace("ip: 172.16.199.55\n", "ip: 172.16.199.55\n                  ip: 10.0.0.1\n"),
-         f"cp.yaml:{_line(CONFIG, 'ip: 172.16.199.55') + 1} document 1: "
-         "machine.network.interfaces[1].vip.ip: duplicate key"),
+        (
+            CONFIG.replace("172.16.199.55", "172.16.199.555"),
+            f"cp.yaml:{_line(CONFIG, 'ip: 172.16.199.55')} document 1: "
+            "machine.network.interfaces[1].vip.ip: '172.16.199.555' is not an IPv4 or IPv6 address",
+        ),
+        (CONFIG.replace("ip: 172.16.199.55", "ip: [1]"), "machine.network.interfaces[1].vip.ip"),
+        (
+            CONFIG.replace("ip: 172.16.199.55", "ipp: 172.16.199.55"),
+            "machine.network.interfaces[1].vip.ipp",
+        ),
+        (
+            CONFIG.replace("            - interface: eth1\n", "            - mtu: 1500\n"),
+            "machine.network.interfaces[1].interface: must name the interface of the VIP",
+        ),
+        (
+            CONFIG.replace(
+                "ip: 172.16.199.55\n", "ip: 172.16.199.55\n                  ip: 10.0.0.1\n"
+            ),
+            f"cp.yaml:{_line(CONFIG, 'ip: 172.16.199.55') + 1} document 1: "
+            "machine.network.interfaces[1].vip.ip: duplicate key",
+        ),
         (CONFIG.replace("interfaces:", "interfaces: {"), "malformed YAML"),
-        (CONFIG.replace("              vip:\n                  ip: 172.16.199.55\n", ""),
-         "no machine.network.interfaces[].vip.ip in this config"),
+        (
+            CONFIG.replace("              vip:\n                  ip: 172.16.199.55\n", ""),
+            "no machine.network.interfaces[].vip.ip in this config",
+        ),
     ],
 )
 def test_bad_config(

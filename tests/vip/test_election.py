@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import viplab as vlab
 import yaml
-
-from talos_vip import lab as vlab
 
 pytestmark = [pytest.mark.system, pytest.mark.etcd]
 
@@ -37,8 +36,19 @@ class Cluster:
     def start(self, node: vlab.Node, *extra: str) -> subprocess.Popen[bytes]:
         return self.lab.spawn(
             node,
-            [TALOS_VIP, "run", "--interface", "eth0", "--vip", self.vip,
-             "--etcd-endpoints", self.lab.etcd_endpoint, "--node-name", node.name, *extra],
+            [
+                TALOS_VIP,
+                "run",
+                "--interface",
+                "eth0",
+                "--vip",
+                self.vip,
+                "--etcd-endpoints",
+                self.lab.etcd_endpoint,
+                "--node-name",
+                node.name,
+                *extra,
+            ],
             log_name=f"{node.name}-{time.monotonic_ns()}",
         )
 
@@ -64,7 +74,8 @@ class Cluster:
 
     def logs(self) -> str:
         return "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')}" for p in sorted(self.lab.tmp.glob("*.log"))
+            f"--- {p.name}\n{p.read_text(errors='replace')}"
+            for p in sorted(self.lab.tmp.glob("*.log"))
         )
 
 
@@ -89,10 +100,26 @@ def cluster(netns_capable: None, etcd_capable: None) -> Iterator[Cluster]:
 
 def _status(c: Cluster, node: vlab.Node) -> dict[str, object]:
     out = subprocess.run(
-        ["ip", "netns", "exec", node.netns, TALOS_VIP, "status", "--vip", c.vip,
-         "--etcd-endpoints", c.lab.etcd_endpoint, "--node-name", node.name,
-         "--interface", "eth0"],
-        check=True, capture_output=True, text=True, timeout=WAIT,
+        [
+            "ip",
+            "netns",
+            "exec",
+            node.netns,
+            TALOS_VIP,
+            "status",
+            "--vip",
+            c.vip,
+            "--etcd-endpoints",
+            c.lab.etcd_endpoint,
+            "--node-name",
+            node.name,
+            "--interface",
+            "eth0",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
     ).stdout
     data = yaml.safe_load(out)
     assert isinstance(data, dict)
@@ -168,8 +195,9 @@ def test_partition_from_etcd_drops_before_anyone_takes(cluster: Cluster) -> None
     assert history[i_new - 1][1] == (), history  # the old holder let go first
     assert old.log is not None and "fenced by our clock" in old.log.read_text()
     cluster.lab.cut_etcd(old, up=True)  # heal: the old holder campaigns again, as a candidate
-    vlab.wait_for(lambda: _state(cluster, old) == "candidate", WAIT,
-                  f"{old.name} to campaign again")
+    vlab.wait_for(
+        lambda: _state(cluster, old) == "candidate", WAIT, f"{old.name} to campaign again"
+    )
     assert cluster.sampler.holders() == (new.name,)
     cluster.assert_no_overlap()
 
@@ -186,14 +214,16 @@ def test_etcd_down_drops_the_vip_and_it_returns(cluster: Cluster) -> None:
     cluster.assert_no_overlap()
 
 
-def test_stale_address_from_a_crashed_run_is_removed(netns_capable: None,
-                                                     etcd_capable: None) -> None:
+def test_stale_address_from_a_crashed_run_is_removed(
+    netns_capable: None, etcd_capable: None
+) -> None:
     vip = "10.66.0.100"
     with vlab.Lab(2) as lab:
         first, second = lab.nodes
         # `first` crashed while holding: its kernel still has the VIP, and no daemon runs.
-        subprocess.run(["ip", "-n", first.netns, "addr", "add", f"{vip}/32", "dev", "eth0"],
-                       check=True)
+        subprocess.run(
+            ["ip", "-n", first.netns, "addr", "add", f"{vip}/32", "dev", "eth0"], check=True
+        )
         sampler = vlab.Sampler({n.name: n.netns for n in lab.nodes}, vip)
         c = Cluster(lab, vip, vlab.Observer(lab.obs), sampler)
         try:
@@ -205,8 +235,11 @@ def test_stale_address_from_a_crashed_run_is_removed(netns_capable: None,
             vlab.wait_for(lambda: sampler.overlaps, WAIT, "the sampler to report the overlap")
             sampler.overlaps.clear()
             c.start(first)
-            vlab.wait_for(lambda: sampler.holders() == (second.name,), WAIT,
-                          "the leftover address to be removed")
+            vlab.wait_for(
+                lambda: sampler.holders() == (second.name,),
+                WAIT,
+                "the leftover address to be removed",
+            )
             assert "removed 10.66.0.100 left on eth0 by an earlier run" in c.logs()
         finally:
             sampler.close()
@@ -223,8 +256,12 @@ def test_ipv6_vip_with_unsolicited_na(cluster6: Cluster) -> None:
     seen = cluster6.announced_by(holder, after=time.monotonic() - 60, frames=2)
     assert {c.kind for c in seen} == {"na"}
     assert all(c.detail["checksum_ok"] and c.detail["lladdr"] == holder.mac for c in seen)
-    out = subprocess.run(["ip", "-n", holder.netns, "-6", "addr", "show", "dev", "eth0"],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["ip", "-n", holder.netns, "-6", "addr", "show", "dev", "eth0"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert "inet6 fd66::100/128 scope global" in out
     assert holder.proc is not None
     holder.proc.send_signal(signal.SIGTERM)
@@ -245,17 +282,20 @@ def test_sigint_exits_130_after_releasing(cluster: Cluster) -> None:
 
 def test_address_removed_behind_our_back_is_restored(cluster: Cluster) -> None:
     holder = cluster.holder()
-    subprocess.run(["ip", "-n", holder.netns, "addr", "del", f"{cluster.vip}/32", "dev", "eth0"],
-                   check=True)
-    vlab.wait_for(lambda: "re-adding" in (holder.log.read_text() if holder.log else ""), WAIT,
-                  f"{holder.name} to notice the missing address")
+    subprocess.run(
+        ["ip", "-n", holder.netns, "addr", "del", f"{cluster.vip}/32", "dev", "eth0"], check=True
+    )
+    vlab.wait_for(
+        lambda: "re-adding" in (holder.log.read_text() if holder.log else ""),
+        WAIT,
+        f"{holder.name} to notice the missing address",
+    )
     assert cluster.holder() is holder
     assert cluster.sampler.history[-1][1] == (holder.name,)
     cluster.assert_no_overlap()
 
 
-def test_run_from_a_machine_config(netns_capable: None, etcd_capable: None,
-                                   tmp_path: Path) -> None:
+def test_run_from_a_machine_config(netns_capable: None, etcd_capable: None, tmp_path: Path) -> None:
     """`run --config`: interface, VIP and node name (the config's hostname) come from the file."""
     golden = Path(__file__).resolve().parent.parent / "data" / "config" / "golden"
     network = (
@@ -267,11 +307,16 @@ def test_run_from_a_machine_config(netns_capable: None, etcd_capable: None,
         "                  ip: 10.66.0.100\n"
     )
     cfg = tmp_path / "controlplane.yaml"
-    cfg.write_text((golden / "controlplane.yaml").read_text().replace("    network: {}\n", network, 1))
+    cfg.write_text(
+        (golden / "controlplane.yaml").read_text().replace("    network: {}\n", network, 1)
+    )
     with vlab.Lab(1) as lab:
         node = lab.nodes[0]
-        lab.spawn(node, [TALOS_VIP, "run", "--config", str(cfg),
-                         "--etcd-endpoints", lab.etcd_endpoint], log_name="node1")
+        lab.spawn(
+            node,
+            [TALOS_VIP, "run", "--config", str(cfg), "--etcd-endpoints", lab.etcd_endpoint],
+            log_name="node1",
+        )
         sampler = vlab.Sampler({node.name: node.netns}, "10.66.0.100")
         try:
             vlab.wait_for(lambda: sampler.holders() == (node.name,), WAIT, "the configured VIP")
@@ -286,12 +331,30 @@ def test_periodic_refresh_after_the_burst(netns_capable: None, etcd_capable: Non
         node = lab.nodes[0]
         observer = vlab.Observer(lab.obs)
         try:
-            lab.spawn(node, [TALOS_VIP, "run", "--interface", "eth0", "--vip", "10.66.0.100",
-                             "--etcd-endpoints", lab.etcd_endpoint, "--node-name", node.name,
-                             "--announce-refresh", "0.3"], log_name="node1")
+            lab.spawn(
+                node,
+                [
+                    TALOS_VIP,
+                    "run",
+                    "--interface",
+                    "eth0",
+                    "--vip",
+                    "10.66.0.100",
+                    "--etcd-endpoints",
+                    lab.etcd_endpoint,
+                    "--node-name",
+                    node.name,
+                    "--announce-refresh",
+                    "0.3",
+                ],
+                log_name="node1",
+            )
             # The burst is 4 announcements (8 frames); 2 more announcements are refreshes.
-            vlab.wait_for(lambda: len(observer.seen(ip="10.66.0.100")) >= 12, WAIT,
-                          "refresh announcements after the burst")
+            vlab.wait_for(
+                lambda: len(observer.seen(ip="10.66.0.100")) >= 12,
+                WAIT,
+                "refresh announcements after the burst",
+            )
             assert {c.mac for c in observer.seen(ip="10.66.0.100")} == {node.mac}
         finally:
             observer.close()

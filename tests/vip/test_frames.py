@@ -6,6 +6,7 @@ import ipaddress
 import struct
 
 import pytest
+from viplab import parse_announcement
 
 from talos_vip.arp import (
     ALL_NODES_MAC,
@@ -16,7 +17,6 @@ from talos_vip.arp import (
     parse_mac,
     unsolicited_na_frame,
 )
-from talos_vip.lab import parse_announcement
 
 MAC = parse_mac("02:66:00:00:00:01")
 V4 = ipaddress.IPv4Address("10.66.0.100")
@@ -67,8 +67,9 @@ def test_schedule_burst_then_refresh() -> None:
     s = Schedule(burst=(0.0, 0.25, 1.0), refresh=5.0)
     assert not s.due(0.0) and s.next_due() is None  # idle before start
     s.start(100.0)
-    fired = [t for t in (100.0, 100.1, 100.25, 100.3, 101.0, 101.1, 105.9, 106.0, 111.0)
-             if s.due(t)]
+    fired = [
+        t for t in (100.0, 100.1, 100.25, 100.3, 101.0, 101.1, 105.9, 106.0, 111.0) if s.due(t)
+    ]
     assert fired == [100.0, 100.25, 101.0, 106.0, 111.0]
     s.stop()
     assert not s.due(200.0)

@@ -1,10 +1,10 @@
 """Boot Debian's kernel under QEMU with a test program as PID 1 (host side).
 
 A small library for test suites that need a kernel our build machines lack (device-mapper,
-dm-crypt, module loading, a whole machine's PID 1). It follows ../shared/VM-HARNESS.md: TCG, the
-uncompressed ``vmlinux`` booted through PVH with qboot, a busybox initramfs that mounts the host's
-root read-only over 9p and ``switch_root``s into the program, and an ``isa-debug-exit`` port
-through which the guest reports its exit status.
+dm-crypt, module loading, a whole machine's PID 1). The recipe: TCG, the uncompressed
+``vmlinux`` booted through PVH with qboot, a busybox initramfs that mounts the host's root
+read-only over 9p and ``switch_root``s into the program, and an ``isa-debug-exit`` port through
+which the guest reports its exit status.
 
 API (all that other suites need):
 

@@ -1,8 +1,9 @@
 """The one place where exceptions become a message on stderr and an exit code.
 
-Every tool's ``main(argv)`` is ``run(app, argv, prog=...)`` around its Typer app. Typer and
-click are imported only when a tool actually runs a command through the framework, so that a
-tool's ``--version`` fast path stays fast.
+Every tool's ``main(argv)`` is ``run(app, argv, prog=...)`` around its Typer app, after its fast
+paths (:func:`fast_version`, :mod:`libtalos.fastpath`), which map exceptions with the same
+:func:`handle`. Typer and click are imported only when a tool actually runs a command through
+the framework, so that a tool's ``--version`` fast path stays fast.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import sys
 # are loaded only by the functions that need them).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any
+
+    import typer
 
 
 def error(message: str, hint: str | None = None) -> None:
@@ -27,9 +30,12 @@ def error(message: str, hint: str | None = None) -> None:
 
 
 def handle(exc: BaseException) -> int:
-    """Map one exception to its exit code, printing what the user needs to know."""
+    """Map one exception to its exit code, printing what the user needs to know
+    (``SystemExit`` keeps its integer code, silently)."""
     from libtalos.errors import ExitCode, TalosError
 
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) else int(ExitCode.FAILURE)
     if isinstance(exc, TalosError):
         error(exc.message, exc.hint)
         return int(exc.exit_code)
@@ -53,11 +59,26 @@ def handle(exc: BaseException) -> int:
     return int(ExitCode.FAILURE)
 
 
-def run(app: Any, argv: Sequence[str] | None, *, prog: str) -> int:
-    """Run a Typer app on ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+def run(
+    app: Any,
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    exit_codes: Mapping[str, int] | None = None,
+) -> int:
+    """Run a Typer app on ``argv`` (default ``sys.argv[1:]``) and return the exit code.
+
+    ``exit_codes`` is the tool's table where it differs from :class:`libtalos.errors.ExitCode`,
+    by the lower-case names ``usage`` and ``interrupted``: talos-luks passes
+    ``{"usage": 1}`` (cryptsetup's "wrong parameters"). Exceptions of the command itself carry
+    their own code (``TalosError.exit_code``) and are mapped by :func:`handle`.
+    """
     import typer.main
 
     from libtalos.errors import ExitCode
+
+    codes = {"usage": int(ExitCode.USAGE), "interrupted": int(ExitCode.INTERRUPTED)}
+    codes.update(exit_codes or {})
 
     # The exception classes of the click that typer itself runs on: typer 0.27 vendors it as
     # typer._click (and a separately installed click would be a different, unused copy).
@@ -79,18 +100,16 @@ def run(app: Any, argv: Sequence[str] | None, *, prog: str) -> int:
         result = command.main(args=args, prog_name=prog, standalone_mode=False)
     except UsageError as exc:
         exc.show()  # click's own "Usage: ... Error: ..." names the argument
-        return int(ExitCode.USAGE)
+        return int(codes["usage"])
     except Abort:
         sys.stderr.write("interrupted\n")
-        return int(ExitCode.INTERRUPTED)
+        return int(codes["interrupted"])
     except Exit as exc:
         return int(exc.exit_code)
     except ClickException as exc:
         exc.show()
         return int(exc.exit_code)
     except BaseException as exc:  # noqa: BLE001 - this is the one place that maps every exception
-        if isinstance(exc, SystemExit):
-            return int(exc.code) if isinstance(exc.code, int) else int(ExitCode.FAILURE)
         return handle(exc)
     return int(result) if isinstance(result, int) else int(ExitCode.OK)
 
@@ -164,6 +183,32 @@ def fast_version(argv: Sequence[str] | None, prog: str, version: str) -> int | N
         sys.stdout.write(f"{prog} {version}\n")
         return 0
     return None
+
+
+def make_app(**settings: Any) -> typer.Typer:
+    """A tool's Typer app, built the one way every tool builds it: no shell-completion commands
+    and no rich tracebacks (:func:`run` maps exceptions); ``settings`` are Typer's own
+    (``help``, ``name``, ``no_args_is_help``, ``context_settings``...)."""
+    import typer
+
+    return typer.Typer(pretty_exceptions_enable=False, add_completion=False, **settings)
+
+
+def version_option(prog: str, version: str, help_text: str = "print the version") -> Any:
+    """The ``--version`` option of a tool's Typer root callback: prints ``PROG VERSION`` and
+    exits 0 before anything else runs (``version: bool = version_option(PROG, __version__)``).
+
+    The plain ``PROG --version`` never gets here (:func:`fast_version` answers it); this one
+    answers the other spellings, e.g. with a global option before it.
+    """
+    import typer
+
+    def callback(value: bool) -> None:
+        if value:
+            typer.echo(f"{prog} {version}")
+            raise typer.Exit
+
+    return typer.Option(False, "--version", callback=callback, is_eager=True, help=help_text)
 
 
 def entry(main: Callable[[Sequence[str] | None], int]) -> Callable[[], None]:

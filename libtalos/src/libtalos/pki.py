@@ -1,4 +1,6 @@
-"""PKI primitives: CAs, leaf certificates, keys, tokens and the secrets bundle (TALOS-FACTS §3).
+"""PKI primitives: CAs, leaf certificates, keys, tokens and the secrets bundle.
+
+The rules they follow: docs/talos-facts.md#pki.
 
 Pure functions over PEM bytes. Time and randomness come from injected sources (:class:`Clock`,
 :class:`Random`) so that tests can pin validity windows, serial numbers and tokens; key pairs
@@ -11,7 +13,8 @@ Formats follow Talos v0.9 so that material moves between this project and Talos'
 - ECDSA keys are SEC 1 ``EC PRIVATE KEY``, RSA keys PKCS#1 ``RSA PRIVATE KEY``;
 - CAs are self-signed, 10 years, KeyUsage CertSign+DigitalSignature, ExtKeyUsage
   ServerAuth+ClientAuth, 128-bit random serials;
-- the SPKI fingerprint is SHA-256 over the DER SubjectPublicKeyInfo, standard base64 (44 chars).
+- the SPKI fingerprint is SHA-256 over the DER SubjectPublicKeyInfo, standard base64 (44 chars),
+  computed by :mod:`libtalos.spki`.
 
 Every error is a :class:`~libtalos.errors.PKIError` naming what was being read (``what``), never
 the key material itself.
@@ -34,6 +37,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
 
+from libtalos import spki
 from libtalos.certcheck import KEY_LABELS, PemBlock, pem_blocks
 from libtalos.errors import PKIError
 from libtalos.secrets import CertKey, SecretsBundle
@@ -504,7 +508,7 @@ def parse_contract(version: str) -> Contract:
 def generate_secrets(
     contract: str = "", clock: Clock | None = None, rng: Random | None = None
 ) -> SecretsBundle:
-    """Every CA, key and token of a new cluster (TALOS-FACTS §3, §1.5).
+    """Every CA, key and token of a new cluster (docs/talos-facts.md#pki, #tokens).
 
     v0.9: Kubernetes/etcd/aggregator CAs ECDSA P-256 with ECDSA-SHA512, a service-account key.
     v0.8: Kubernetes/etcd CAs RSA-4096 (SHA512WithRSA), no aggregator CA, no service-account key.
@@ -540,12 +544,10 @@ def _extension(cert: x509.Certificate, kind: type[Any]) -> Any:
 
 
 def spki_fingerprint(cert_pem: bytes, what: str = "certificate") -> str:
-    """Talos's certificate fingerprint: SHA-256 of the DER SubjectPublicKeyInfo, base64."""
-    cert = load_certificate(cert_pem, what)
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+    """Talos's certificate fingerprint (:mod:`libtalos.spki`) of the first certificate, which
+    must be a valid X.509 certificate."""
+    der = load_certificate(cert_pem, what).public_bytes(serialization.Encoding.DER)
+    return base64.b64encode(spki.digest(der, what)).decode("ascii")
 
 
 def _key_description(public_key: Any) -> str:

@@ -42,7 +42,7 @@ class CertKey:
 
 @dataclass(frozen=True)
 class SecretsBundle:
-    """All cluster secrets (TALOS-FACTS §3 and §1.5).
+    """All cluster secrets (docs/talos-facts.md#pki, #tokens).
 
     ``aggregator_ca`` and ``service_account_key`` are ``None`` under the v0.8 contract, which
     did not have them.

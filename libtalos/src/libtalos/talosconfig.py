@@ -1,6 +1,6 @@
 """The client configuration (talosconfig): contexts of endpoints, nodes and credentials.
 
-Shape (TALOS-FACTS §2)::
+Shape (docs/talos-facts.md#talosconfig)::
 
     context: demo
     contexts:

@@ -299,8 +299,9 @@ def test_version_fast_path(capsys):
 
 def test_fast_path_matches_the_typer_command(tmp_path, secrets_file, capsys):
     """`config NAME ENDPOINT [-o] [--with-secrets] [--force]` skips Typer; same files either way."""
-    from talos_gen.cli import simple_config_args
-    from talos_gen.cmd_config import config_command
+    from libtalos.fastpath import parse
+    from talos_gen.cli import FAST_COMMANDS
+    from talos_gen.commands.config import config_command
 
     fast = [
         "config",
@@ -311,15 +312,28 @@ def test_fast_path_matches_the_typer_command(tmp_path, secrets_file, capsys):
         "-o",
         str(tmp_path / "fast"),
     ]
-    assert simple_config_args(fast) is not None
+    assert parse(FAST_COMMANDS, fast) is not None
     assert main(fast) == 0
     config_command(
-        "demo", ENDPOINT, output_dir=str(tmp_path / "typer"), force=False, with_secrets=str(secrets_file),
-        install_disk="/dev/sda", install_image=None, additional_sans=None, dns_domain="cluster.local",
-        kubernetes_version=None, registry_mirror=None, persist=True, talos_version="",
-        config_version="v1alpha1", config_patch=None, config_patch_control_plane=None,
-        config_patch_worker=None, with_docs=True,
-    )  # fmt: skip
+        "demo",
+        ENDPOINT,
+        output_dir=str(tmp_path / "typer"),
+        force=False,
+        with_secrets=str(secrets_file),
+        install_disk="/dev/sda",
+        install_image=None,
+        additional_sans=None,
+        dns_domain="cluster.local",
+        kubernetes_version=None,
+        registry_mirror=None,
+        persist=True,
+        talos_version="",
+        config_version="v1alpha1",
+        config_patch=None,
+        config_patch_control_plane=None,
+        config_patch_worker=None,
+        with_docs=True,
+    )
     for name in ("init.yaml", "controlplane.yaml", "join.yaml"):
         assert (tmp_path / "fast" / name).read_text() == (tmp_path / "typer" / name).read_text()
     # errors keep their codes on the fast path
@@ -334,7 +348,7 @@ def test_fast_path_matches_the_typer_command(tmp_path, secrets_file, capsys):
         ["config", "--help"],
         ["config", "demo"],
     ):
-        assert simple_config_args(other) is None, other
+        assert parse(FAST_COMMANDS, other) is None, other
     assert main(["config", "demo", ENDPOINT, "--with-secret", "f"]) == 2
 
 

@@ -144,10 +144,28 @@ def test_key_files_are_0600_and_not_overwritten(cli: Any, ca_file: Path, tmp_pat
 
 def test_issue_from_ca_file_chains(cli: Any, ca_file: Path, tmp_path: Path) -> None:
     code, out, err = cli(
-        "issue", "--ca", str(ca_file), "--kind", "server", "--cn", "node1",
-        "--org", "a", "--org", "b", "--dns", "node1", "--ip", "10.5.0.2", "--ip", "::1",
-        "--ttl", "48h", "--key-algorithm", "ed25519",
-    )  # fmt: skip
+        "issue",
+        "--ca",
+        str(ca_file),
+        "--kind",
+        "server",
+        "--cn",
+        "node1",
+        "--org",
+        "a",
+        "--org",
+        "b",
+        "--dns",
+        "node1",
+        "--ip",
+        "10.5.0.2",
+        "--ip",
+        "::1",
+        "--ttl",
+        "48h",
+        "--key-algorithm",
+        "ed25519",
+    )
     assert code == 0, err
     leaf = yaml.safe_load(out)
     crt = b64pem(leaf["crt"])
@@ -393,20 +411,23 @@ NOT_SIMPLE = [
 def test_secrets_fast_argv_parsing_equals_click(argv: list[str]) -> None:
     import typer.main
 
-    from talos_pki.cli import _simple_secrets_args
+    from libtalos.fastpath import parse
+    from talos_pki.cli import FAST_COMMANDS
 
     group = typer.main.get_command(app)
     command = group.get_command(group.make_context("talos-pki", list(argv)), "secrets")  # type: ignore[attr-defined]
     assert command is not None
     expected = command.make_context("secrets", list(argv[1:])).params
-    assert _simple_secrets_args(argv) == expected
+    parsed = parse(FAST_COMMANDS, argv)
+    assert parsed is not None and parsed[1] == expected
 
 
 @pytest.mark.parametrize("argv", NOT_SIMPLE)
 def test_secrets_fast_path_leaves_the_rest_to_typer(argv: list[str]) -> None:
-    from talos_pki.cli import _simple_secrets_args
+    from libtalos.fastpath import parse
+    from talos_pki.cli import FAST_COMMANDS
 
-    assert _simple_secrets_args(argv) is None
+    assert parse(FAST_COMMANDS, argv) is None
 
 
 def test_secrets_fast_path_imports_no_typer_or_yaml(
@@ -519,9 +540,18 @@ def test_kubeconfig_cert_ttl_bound(cli: Any, ca_file: Path) -> None:
 def test_bounds_negative_controls(cli: Any, ca_file: Path) -> None:
     """The largest values that fit are issued: 64 bytes, an IDNA name, a long TTL."""
     code, out, err = cli(
-        "issue", "--ca", str(ca_file), "--cn", "a" * 64, "--dns", "ü.example",
-        "--dns", "*.wild.example", "--ttl", "7000y",
-    )  # fmt: skip
+        "issue",
+        "--ca",
+        str(ca_file),
+        "--cn",
+        "a" * 64,
+        "--dns",
+        "ü.example",
+        "--dns",
+        "*.wild.example",
+        "--ttl",
+        "7000y",
+    )
     assert code == 0, err
     cert = x509.load_pem_x509_certificate(b64pem(yaml.safe_load(out)["crt"]))
     assert cert.subject.rfc4514_string() == "CN=" + "a" * 64

@@ -1,7 +1,7 @@
 """Drive a container-mode node through its API seam: boot, reboot, boot again, shut down.
 
 Runs as PID 1 (under unshare) in place of the talos-init console script, with the same start-up
-as ``talos_init.cli.boot_node`` (signals blocked first), and calls ``Node.reboot()`` and
+as ``talos_init.boot.boot_node`` (signals blocked first), and calls ``Node.reboot()`` and
 ``Node.shutdown()`` the way the machine API will.
 
     reboot_driver.py STATE_DIR SERVICES_DIR CONFIG

@@ -73,7 +73,7 @@ def test_init_and_controlplane_differ_only_in_type(bundle: SecretsBundle) -> Non
 def test_talos_v09_shape_of_each_kind(bundle: SecretsBundle) -> None:
     cfgs = generate(BASE, bundle)
     init, join = cfgs["init"], cfgs["join"]
-    # top level and machine (TALOS-FACTS §1.2)
+    # top level and machine (docs/talos-facts.md#generated-machine-keys)
     assert (init.version, init.debug, init.persist) == ("v1alpha1", False, True)
     assert init.machine.token == bundle.trustd_token
     assert init.machine.ca is not None and init.machine.ca.crt == b64(bundle.talos_ca.crt)

@@ -1,4 +1,7 @@
-"""Validation: table-driven, exact messages, every rule of TALOS-FACTS §1.7 (and ours)."""
+"""Validation: table-driven, exact messages, every rule of Talos's and ours.
+
+Talos's rules: docs/talos-facts.md#validation-rules.
+"""
 
 from __future__ import annotations
 
@@ -219,7 +222,7 @@ CASES = [
         id="bad-machine-ca",
     ),
     pytest.param(
-        doc("    files:\n        - path: etc/x\n          op: replace\n"),
+        doc("    files:\n        - path: etc/x\n          op: replace\n          content: x\n"),
         [
             "c.yaml:5 document 1: machine.files[0].path: must be an absolute path",
             "c.yaml:6 document 1: machine.files[0].op: must be one of: create, append, overwrite",

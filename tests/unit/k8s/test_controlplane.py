@@ -1,4 +1,7 @@
-"""Static pod manifests and control-plane secrets (TALOS-FACTS §8), certificates judged by openssl."""
+"""Static pod manifests and control-plane secrets, certificates judged by openssl.
+
+What Talos renders: docs/talos-facts.md#control-plane.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from libtalos import pki
 from libtalos.config.v1alpha1 import Config
-from libtalos.errors import UsageError
+from libtalos.errors import ValidationError
 from libtalos.k8s.controlplane import ControlPlaneInput, render_control_plane
 from libtalos.secrets import SecretsBundle
 
@@ -225,7 +228,7 @@ def test_extra_args_and_image(configs: dict[str, Config]) -> None:
     pod = yaml.safe_load(out.manifests["talos-kube-apiserver.yaml"])
     assert pod["spec"]["containers"][0]["image"] == "registry.local/kube-apiserver:v1.21.0"
     bad = dataclasses.replace(api, extra_args={"tls-cert-file": "/x"})
-    with pytest.raises(UsageError, match=r"cluster\.apiServer\.extraArgs: tls-cert-file"):
+    with pytest.raises(ValidationError, match=r"cluster\.apiServer\.extraArgs: tls-cert-file"):
         render_control_plane(
             dataclasses.replace(cfg, cluster=dataclasses.replace(cfg.cluster, api_server=bad)), NODE
         )
@@ -243,18 +246,18 @@ def test_versions_annotated(configs: dict[str, Config]) -> None:
 
 
 def test_refused_on_workers(configs: dict[str, Config]) -> None:
-    with pytest.raises(UsageError, match="machine.type: 'worker'"):
+    with pytest.raises(ValidationError, match="machine.type: 'worker'"):
         render_control_plane(configs["join"], NODE)
 
 
 def test_missing_keys_named(configs: dict[str, Config]) -> None:
     cfg = configs["controlplane"]
     no_sa = dataclasses.replace(cfg, cluster=dataclasses.replace(cfg.cluster, service_account=None))
-    with pytest.raises(UsageError, match=r"cluster\.serviceAccount\.key: missing"):
+    with pytest.raises(ValidationError, match=r"cluster\.serviceAccount\.key: missing"):
         render_control_plane(no_sa, NODE)
     ca = dataclasses.replace(cfg.cluster.ca, key="")
     no_ca_key = dataclasses.replace(cfg, cluster=dataclasses.replace(cfg.cluster, ca=ca))
-    with pytest.raises(UsageError, match=r"cluster\.ca\.key: missing"):
+    with pytest.raises(ValidationError, match=r"cluster\.ca\.key: missing"):
         render_control_plane(no_ca_key, NODE)
 
 

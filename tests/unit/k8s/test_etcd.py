@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from libtalos import pki
-from libtalos.errors import PKIError, UsageError
+from libtalos.errors import ExitCode, PKIError, TalosError
 from libtalos.k8s.etcd import (
     DENIED_EXTRA_ARGS,
     EtcdArgs,
@@ -110,9 +110,9 @@ def test_cert_names(bundle: SecretsBundle) -> None:
 
 
 def test_cert_input_errors(bundle: SecretsBundle) -> None:
-    with pytest.raises(UsageError, match="not an IP address"):
+    with pytest.raises(TalosError, match="not an IP address"):
         issue_etcd_certs(bundle.etcd_ca, hostname="n", ips=["10.5.0.300"])
-    with pytest.raises(UsageError, match="hostname"):
+    with pytest.raises(TalosError, match="hostname"):
         issue_etcd_certs(bundle.etcd_ca, hostname="", ips=["10.5.0.2"])
     no_key = type(bundle.etcd_ca)(bundle.etcd_ca.crt, b"")
     with pytest.raises(PKIError, match="cluster.etcd.ca: the private key is missing"):
@@ -187,8 +187,9 @@ def test_ipv6_listens_on_all_v6() -> None:
     ],
 )
 def test_command_errors(args: EtcdArgs, message: str) -> None:
-    with pytest.raises(UsageError, match=message):
+    with pytest.raises(TalosError, match=message) as info:
         etcd_command(args)
+    assert info.value.exit_code == ExitCode.FAILURE  # bad input data, not a bad command line
 
 
 def test_every_denied_flag_is_one_we_set() -> None:

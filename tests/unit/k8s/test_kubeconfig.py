@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from libtalos.config.v1alpha1 import AdminKubeconfig, Config
-from libtalos.errors import UsageError
+from libtalos.errors import ExitCode, ParseError, ValidationError
 from libtalos.k8s.kubeconfig import admin_kubeconfig, go_duration
 from libtalos.secrets import SecretsBundle
 
@@ -116,13 +116,24 @@ def test_cert_lifetime_from_config(configs: dict[str, Config]) -> None:
             cfg.cluster, admin_kubeconfig=AdminKubeconfig(cert_lifetime="forever")
         ),
     )
-    with pytest.raises(UsageError, match="cluster.adminKubeconfig.certLifetime"):
+    with pytest.raises(ValidationError, match="cluster.adminKubeconfig.certLifetime") as info:
         admin_kubeconfig(bad)
+    assert info.value.exit_code == ExitCode.FAILURE  # bad config data, not a bad command line
 
 
 def test_worker_config_refused(configs: dict[str, Config]) -> None:
-    with pytest.raises(UsageError, match=r"cluster\.ca\.key: missing"):
+    with pytest.raises(ValidationError, match=r"cluster\.ca\.key: missing"):
         admin_kubeconfig(configs["join"])
+
+
+def test_ca_that_is_not_base64_is_named(configs: dict[str, Config]) -> None:
+    cfg = configs["init"]
+    assert cfg.cluster.ca is not None
+    ca = dataclasses.replace(cfg.cluster.ca, crt="not base64!")
+    bad = dataclasses.replace(cfg, cluster=dataclasses.replace(cfg.cluster, ca=ca))
+    with pytest.raises(ParseError, match=r"^cluster\.ca\.crt: not valid base64$") as info:
+        admin_kubeconfig(bad)
+    assert info.value.exit_code == ExitCode.FAILURE
 
 
 @pytest.mark.parametrize(("text", "hours"), [("8760h0m0s", 8760), ("1h30m", 1.5), ("90m", 1.5)])

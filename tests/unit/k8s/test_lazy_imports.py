@@ -16,8 +16,10 @@ print("cryptography" in sys.modules)
 def _loads_cryptography(body: str) -> bool:
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(body=body)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return out.strip() == "True"
 
 

@@ -1,5 +1,5 @@
-"""libtalos.pki: what Talos v0.9 produces (TALOS-FACTS §3, §1.5), judged by cryptography and
-by the real openssl CLI."""
+"""libtalos.pki: what Talos v0.9 produces (docs/talos-facts.md#pki, #tokens), judged by cryptography
+and by the real openssl CLI."""
 
 from __future__ import annotations
 

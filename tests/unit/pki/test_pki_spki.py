@@ -1,4 +1,4 @@
-"""talos_pki.spki, the stdlib-only DER walker, against cryptography's SPKI encoding."""
+"""libtalos.spki, the stdlib-only DER walker, against cryptography's SPKI encoding."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from libtalos import pki
+from libtalos import pki, spki
 from libtalos.errors import PKIError
-from talos_pki import spki
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -45,6 +44,8 @@ def test_walker_equals_cryptography(certs: dict[str, bytes]) -> None:
         fp = spki.fingerprint(pem)
         assert fp == reference(pem) == pki.spki_fingerprint(pem), name
         assert len(fp) == 44
+        der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+        assert spki.digest(der) == base64.b64decode(fp), name  # the raw --cert-fingerprint pin
         seen.add(fp)
     assert len(seen) == len(certs)  # negative control: different keys, different fingerprints
 

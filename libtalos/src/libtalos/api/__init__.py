@@ -1,7 +1,7 @@
 """The Talos machine API: protobuf messages and the pure helpers shared by server and client.
 
-The ``.proto`` files under ``proto/`` are written from TALOS-FACTS §4 with Talos's package,
-service, method and message names and field numbers; ``_gen/`` is generated from them by
+The ``.proto`` files under ``proto/`` are written from docs/talos-facts.md#machine-api with Talos's
+package, service, method and message names and field numbers; ``_gen/`` is generated from them by
 ``scripts/gen-proto`` (never edited by hand; ``just proto-check`` fails when it is stale).
 
 Names for the tools::
@@ -17,7 +17,7 @@ from libtalos.api._gen.common import common_pb2
 from libtalos.api._gen.machine import machine_pb2
 from libtalos.api._gen.security import security_pb2
 
-API_PORT = 50000  # apid / maintenance service (TALOS-FACTS §4.5)
-TRUSTD_PORT = 50001  # trustd (TALOS-FACTS §3)
+API_PORT = 50000  # apid / maintenance service (docs/talos-facts.md#maintenance-api)
+TRUSTD_PORT = 50001  # trustd (docs/talos-facts.md#pki)
 
 __all__ = ["API_PORT", "TRUSTD_PORT", "common_pb2", "machine_pb2", "security_pb2"]

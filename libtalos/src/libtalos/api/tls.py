@@ -1,6 +1,6 @@
 """TLS contexts for the machine API, built with Python's ``ssl`` (OpenSSL 3: Ed25519 works).
 
-Three shapes (TALOS-FACTS §3, §4.5):
+Three shapes (docs/talos-facts.md#pki, #maintenance-api):
 
 - :func:`server_context` — the node's side: server-only TLS in maintenance mode, mutual TLS
   (``client_ca`` given: a client certificate from that CA is required) once configured;
@@ -8,7 +8,7 @@ Three shapes (TALOS-FACTS §3, §4.5):
   name the endpoint; the client presents its certificate;
 - :func:`insecure_client_context` — ``--insecure``: no chain check (maintenance mode's
   certificate is self-signed); the key pin, if any, is checked with :func:`check_pin` on the
-  handshake's peer certificate before anything else is sent.
+  handshake's peer certificate (its :mod:`libtalos.spki` digest) before anything else is sent.
 
 Keys never touch the disk: PEM goes to ``ssl`` through an anonymous memory file (``memfd``).
 Talos's ``ED25519 PRIVATE KEY`` label wraps standard PKCS#8, so it is relabelled ``PRIVATE KEY``
@@ -28,6 +28,7 @@ import ssl
 import tempfile
 from collections.abc import Iterator
 
+from libtalos import spki
 from libtalos.errors import PKIError, UsageError
 
 ALPN = ["h2"]
@@ -155,23 +156,11 @@ def parse_pin(text: str, what: str = "--cert-fingerprint") -> bytes:
     return raw
 
 
-def spki_digest(cert_der: bytes) -> bytes:
-    """SHA-256 over the certificate's DER SubjectPublicKeyInfo (Talos's fingerprint, raw)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    cert = x509.load_der_x509_certificate(cert_der)
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(spki).digest()
-
-
 def check_pin(cert_der: bytes | None, pins: list[bytes]) -> None:
     """Raise :class:`PKIError` unless the peer's leaf certificate matches one of ``pins``."""
     if cert_der is None:
         raise PKIError("the server presented no certificate")
-    got = spki_digest(cert_der)
+    got = spki.digest(cert_der, "the server's certificate")
     if got not in pins:
         raise PKIError(
             "the server's certificate fingerprint "

@@ -1,4 +1,6 @@
-"""Pure helpers for the wire shape every reply shares (TALOS-FACTS §4.2, §4.4).
+"""Pure helpers for the wire shape every reply shares.
+
+The messages and proxying: docs/talos-facts.md#api-messages, #api-proxying.
 
 Every unary reply is ``XResponse { repeated X messages = 1; }`` with ``common.Metadata metadata
 = 1`` in ``X``. A proxy tags each message with the target it came from (``metadata.hostname``)

@@ -1,9 +1,10 @@
 """``gen config``: the init, controlplane and join configs of a cluster, from a secrets bundle.
 
-Follows Talos v0.9's generator (TALOS-FACTS §1.2, §1.3, §1.6): init and controlplane differ only
-in ``machine.type``; join says ``type: worker``, has no ``machine.ca``, carries the Kubernetes CA
-certificate without its key (``key: ""``) and none of the control-plane sections. Generation is
-a pure function of its input and the bundle: the same bundle always yields the same configs.
+Follows Talos v0.9's generator (docs/talos-facts.md#generated-machine-keys, #generated-cluster-keys,
+#machine-types): init and controlplane differ only in ``machine.type``; join says ``type: worker``,
+has no ``machine.ca``, carries the Kubernetes CA certificate without its key (``key: ""``) and none
+of the control-plane sections. Generation is a pure function of its input and the bundle: the same
+bundle always yields the same configs.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def _machine(inp: GenerateInput, bundle: SecretsBundle, machine_type: str) -> Ma
 
 
 def _cluster_network(inp: GenerateInput) -> ClusterNetworkConfig:
-    # Talos v0.9 always ends up with the IPv4 defaults (TALOS-FACTS §1.4).
+    # Talos v0.9 always ends up with the IPv4 defaults (docs/talos-facts.md#config-defaults).
     return ClusterNetworkConfig(
         dns_domain=inp.dns_domain,
         pod_subnets=[DEFAULT_POD_SUBNET],

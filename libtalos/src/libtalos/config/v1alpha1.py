@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from libtalos.config.schema import Example, field
 from libtalos.yamlio import Document
 
-# Talos v0.9.3 defaults (TALOS-FACTS §1.4).
+# Talos v0.9.3 defaults (docs/talos-facts.md#config-defaults).
 VERSION = "v1alpha1"
 DEFAULT_KUBERNETES_VERSION = "1.20.6"
 DEFAULT_TALOS_VERSION = "v0.9.3"
@@ -43,6 +43,8 @@ DEFAULT_ADMIN_CERT_LIFETIME = "8760h0m0s"  # one year
 MACHINE_TYPES = ("init", "controlplane", "join", "worker")
 PROXY_MODES = ("iptables", "ipvs", "userspace")
 FILE_OPS = ("create", "append", "overwrite")
+DEFAULT_FILE_OP = "create"
+DEFAULT_FILE_MODE = 0o644
 ENCRYPTION_PROVIDERS = ("luks2",)
 ENCRYPTION_CIPHERS = ("aes-xts-plain64",)
 BOND_MODES = (
@@ -353,18 +355,33 @@ class InstallConfig:
 
 @dataclass
 class MachineFile:
-    content: str = field("content", "The file's contents.", default="")
-    permissions: int = field(
-        "permissions", "The file's mode, e.g. `0644` (octal).", default=0, omitempty=False
+    content: str = field(
+        "content", "The file's contents.", default="", omitempty=False, required=True
     )
-    path: str = field("path", "The file's path.", default="", required=True)
+    permissions: int = field(
+        "permissions",
+        "The file's mode, e.g. `0644` (octal); 0 or unset means `0644`.",
+        default=0,
+        omitempty=False,
+        doc_default="0644",
+    )
+    path: str = field("path", "The file's absolute path.", default="", required=True)
     op: str = field(
         "op",
-        "How to write the file.",
+        "How to write the file: `create` leaves an existing file as it is.",
         default="",
         values=FILE_OPS,
         omitempty=False,
+        doc_default=DEFAULT_FILE_OP,
     )
+
+    def mode(self) -> int:
+        """The mode the file is written with (``permissions``, else the default)."""
+        return self.permissions or DEFAULT_FILE_MODE
+
+    def operation(self) -> str:
+        """How the file is written (``op``, else ``create``)."""
+        return self.op or DEFAULT_FILE_OP
 
 
 @dataclass

@@ -8,7 +8,9 @@ injected ``path_exists``.
 Rules beyond Talos v0.9 (each says so where it is checked): STATE encryption is checked like
 EPHEMERAL; the CNI rule covers control-plane nodes as well as init; routes, nameservers, host
 entries, subnets, tokens, registry mirror URLs, certificate SANs, the hostname (the node's
-rule, :mod:`libtalos.names`) and allowed values are checked; every certificate and key is read
+rule, :mod:`libtalos.names`), interface names and MTUs, the paths and modes of
+``machine.files``, ``machine.sysctls`` names (what the node applies) and allowed values are
+checked; every certificate and key is read
 and checked (:mod:`libtalos.certcheck`: PEM type, DER, supported key type, key matching its
 certificate, CA flag on CAs); warnings exist (v0.9 had none; v0.10 added them).
 """
@@ -50,6 +52,11 @@ LUKS2_KEYSLOTS = 32
 # hostile config must not hold thousands. A generated one has five at most.
 MAX_PRIVATE_KEYS = 32
 SECTOR_SIZES = (512, 1024, 2048, 4096)
+MAX_FILE_MODE = 0o7777
+SYSCTL_RE = re.compile(r"^[a-z0-9_.]+$")
+# A Linux interface name: at most 15 bytes (IFNAMSIZ - 1); these characters only.
+IFNAME_RE = re.compile(r"[A-Za-z0-9_.@-]{1,15}")
+MIN_MTU, MAX_MTU = 68, 65535  # IPv4's minimum; the largest an IPv4/IPv6 packet can be
 
 
 class Mode(enum.StrEnum):
@@ -110,8 +117,8 @@ def endpoint_problem(url: str) -> str | None:
 def check_endpoint(url: str) -> str | None:
     """The error text for a bad endpoint URL (with a ``try: https://host:6443`` hint), or None.
 
-    The rules of ``talosctl gen config`` (TALOS-FACTS §1.1): https scheme, a non-empty host, an
-    IPv6 host in brackets, a valid port.
+    The rules of ``talosctl gen config`` (docs/talos-facts.md#gen-config-command): https scheme, a
+    non-empty host, an IPv6 host in brackets, a valid port.
     """
     what = endpoint_problem(url)
     return None if what is None else f"{what}; {ENDPOINT_HINT}"
@@ -256,9 +263,14 @@ def _machine(c: _Checker, mode: Mode, path_exists: Callable[[str], bool]) -> Non
         problem = hostname_problem(m.network.hostname)
         if problem is not None:
             c.error(("machine", "network", "hostname"), problem)
-    for i, f in enumerate(m.files):
-        if f.path and not f.path.startswith("/"):  # beyond v0.9
+    for i, f in enumerate(m.files):  # beyond v0.9: what the node writes
+        if not f.path.startswith("/"):
             c.error(("machine", "files", i, "path"), "must be an absolute path")
+        if not 0 <= f.permissions <= MAX_FILE_MODE:
+            c.error(("machine", "files", i, "permissions"), "must be a file mode")
+    for key in m.sysctls:  # beyond v0.9: the node writes /proc/sys/<key with / for .>
+        if not SYSCTL_RE.match(key):
+            c.error(("machine", "sysctls", key), "not a sysctl name")
     if m.registries is not None:  # beyond v0.9
         for host, mirror in m.registries.mirrors.items():
             if not mirror.endpoints:
@@ -396,14 +408,16 @@ def _network(c: _Checker) -> None:
             continue
         if not dev.interface:
             c.error((*here, "interface"), "is required")
+        elif not IFNAME_RE.fullmatch(dev.interface):  # beyond v0.9
+            c.error((*here, "interface"), "must be an interface name")
         if dev.dhcp and dev.cidr:
             c.error((*here, "cidr"), "cannot be set together with dhcp: true")
         if dev.cidr and not _is_cidr(dev.cidr):
             c.error((*here, "cidr"), "must be an address in CIDR notation (e.g. 192.168.2.5/24)")
         if dev.vip is not None and not _is_ip(dev.vip.ip):
             c.error((*here, "vip", "ip"), "must be an IPv4 or IPv6 address")
-        if not 0 <= dev.mtu <= 65536:
-            c.error((*here, "mtu"), "must be between 0 and 65536")
+        if dev.mtu and not MIN_MTU <= dev.mtu <= MAX_MTU:  # 0: unset
+            c.error((*here, "mtu"), f"must be between {MIN_MTU} and {MAX_MTU}")
         _routes(c, (*here, "routes"), dev.routes)
         for j, vlan in enumerate(dev.vlans):
             v = (*here, "vlans", j)

@@ -1,4 +1,6 @@
-"""Rendering of a control-plane node's Kubernetes and etcd assets (TALOS-FACTS §3, §8).
+"""Rendering of a control-plane node's Kubernetes and etcd assets.
+
+What Talos makes: docs/talos-facts.md#pki, #control-plane.
 
 Pure functions: certificates and keys are issued from the CAs a machine config carries, and
 documents (static pod manifests, kubeconfigs, the etcd command line) are returned as text or

@@ -1,4 +1,6 @@
-"""The Kubernetes control plane of a control-plane node, as static pods (TALOS-FACTS §8).
+"""The Kubernetes control plane of a control-plane node, as static pods.
+
+What Talos runs: docs/talos-facts.md#control-plane.
 
 :func:`render_control_plane` turns a control-plane machine config plus the node's hostname and
 addresses into:
@@ -23,7 +25,6 @@ the endpoint host and ``cluster.apiServer.certSANs``), apiserver-kubelet-client 
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import ipaddress
 from collections.abc import Mapping, Sequence
@@ -42,8 +43,8 @@ from libtalos.config.v1alpha1 import (
     Config,
     kubernetes_image,
 )
-from libtalos.errors import UsageError
-from libtalos.k8s.kubeconfig import kubeconfig, kubernetes_ca
+from libtalos.errors import TalosError
+from libtalos.k8s.kubeconfig import config_error, decode_base64, kubeconfig, kubernetes_ca
 from libtalos.secrets import CertKey
 
 SECRETS_DIR = "/system/secrets/kubernetes"
@@ -117,24 +118,17 @@ class ControlPlaneAssets:
     flags: dict[str, list[str]] = field(default_factory=dict)  # component -> its command
 
 
-def _decode(value: str, key: str) -> bytes:
-    try:
-        return base64.b64decode(value, validate=True)
-    except ValueError:
-        raise UsageError(f"{key}: not valid base64") from None
-
-
 def _pair(crt: str, key: str, where: str) -> CertKey:
     if not crt or not key:
-        raise UsageError(f"{where}: missing (a control-plane config carries it with its key)")
-    return CertKey(_decode(crt, f"{where}.crt"), _decode(key, f"{where}.key"))
+        raise config_error(where, "missing (a control-plane config carries it with its key)")
+    return CertKey(decode_base64(crt, f"{where}.crt"), decode_base64(key, f"{where}.key"))
 
 
 def _first_ip(cidr: str, key: str) -> str:
     try:
         net = ipaddress.ip_network(cidr, strict=False)
     except ValueError:
-        raise UsageError(f"{key}: {cidr!r} is not a CIDR") from None
+        raise config_error(key, f"{cidr!r} is not a CIDR") from None
     return str(net.network_address + 1)
 
 
@@ -177,8 +171,8 @@ def _merge(component: str, flags: dict[str, str], extra: Mapping[str, str]) -> l
             "kube-controller-manager": "controllerManager",
             "kube-scheduler": "scheduler",
         }[component]
-        raise UsageError(
-            f"cluster.{key}.extraArgs: {', '.join(denied)}: set by Talos, cannot be overridden"
+        raise config_error(
+            f"cluster.{key}.extraArgs", f"{', '.join(denied)}: set by Talos, cannot be overridden"
         )
     merged = {**flags, **extra}
     return [f"/usr/local/bin/{component}", *(f"--{k}={merged[k]}" for k in sorted(merged))]
@@ -239,16 +233,16 @@ def render_control_plane(
 ) -> ControlPlaneAssets:
     """Manifests and secrets of the three control-plane components for this node."""
     if cfg.machine.type not in ("init", "controlplane"):
-        raise UsageError(
-            f"machine.type: {cfg.machine.type!r}: the control plane runs on init and "
-            "controlplane nodes only"
+        raise config_error(
+            "machine.type",
+            f"{cfg.machine.type!r}: the control plane runs on init and controlplane nodes only",
         )
     if not node.hostname:
-        raise UsageError("the node has no hostname (the apiserver certificate names it)")
+        raise TalosError("the node has no hostname (the apiserver certificate names it)")
     cluster = cfg.cluster
     endpoint = cluster.control_plane.endpoint if cluster.control_plane is not None else ""
     if not endpoint:
-        raise UsageError("cluster.controlPlane.endpoint: missing")
+        raise config_error("cluster.controlPlane.endpoint", "missing")
     port = cluster.control_plane.local_port() if cluster.control_plane is not None else 6443
     network = cluster.network
     dns_domain = (network.dns_domain if network else "") or DEFAULT_DNS_DOMAIN
@@ -257,16 +251,16 @@ def render_control_plane(
     k8s_ca = kubernetes_ca(cfg)
     etcd_ca_cfg = cluster.etcd.ca if cluster.etcd is not None else None
     if etcd_ca_cfg is None:
-        raise UsageError("cluster.etcd.ca: missing")
+        raise config_error("cluster.etcd.ca", "missing")
     etcd_ca = _pair(etcd_ca_cfg.crt, etcd_ca_cfg.key, "cluster.etcd.ca")
     if cluster.service_account is None or not cluster.service_account.key:
-        raise UsageError("cluster.serviceAccount.key: missing (signs service-account tokens)")
-    sa_key = _decode(cluster.service_account.key, "cluster.serviceAccount.key")
+        raise config_error("cluster.serviceAccount.key", "missing (signs service-account tokens)")
+    sa_key = decode_base64(cluster.service_account.key, "cluster.serviceAccount.key")
     sa_pub = _public_pem(sa_key)
     agg = cluster.aggregator_ca
     agg_ca = _pair(agg.crt, agg.key, "cluster.aggregatorCA") if agg is not None else None
     if not cluster.aescbc_encryption_secret:
-        raise UsageError("cluster.aescbcEncryptionSecret: missing")
+        raise config_error("cluster.aescbcEncryptionSecret", "missing")
 
     k8s_loaded = pki.LoadedCA.load(k8s_ca, "cluster.ca")
 

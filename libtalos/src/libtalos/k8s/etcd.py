@@ -1,4 +1,6 @@
-"""etcd on a control-plane node: its certificates and its command line (TALOS-FACTS §3, §8).
+"""etcd on a control-plane node: its certificates and its command line.
+
+What Talos makes: docs/talos-facts.md#pki, #control-plane.
 
 Certificates come from the etcd CA (``cluster.etcd.ca``) and live 10 years, as Talos's:
 
@@ -21,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from libtalos.errors import UsageError
+from libtalos.errors import Problem, TalosError, ValidationError
 from libtalos.secrets import CertKey
 
 if TYPE_CHECKING:  # pki loads cryptography: imported where certificates are issued
@@ -83,7 +85,7 @@ def _check_ips(ips: Sequence[str]) -> list[str]:
         try:
             out.append(str(ipaddress.ip_address(ip)))
         except ValueError:
-            raise UsageError(f"etcd: {ip!r} is not an IP address") from None
+            raise TalosError(f"etcd: {ip!r} is not an IP address") from None
     return out
 
 
@@ -98,7 +100,7 @@ def issue_etcd_certs(
 ) -> EtcdCerts:
     """Issue the server, peer and client certificates of one node from ``etcd_ca``."""
     if not hostname:
-        raise UsageError("etcd: the node has no hostname (the certificates' CN)")
+        raise TalosError("etcd: the node has no hostname (the certificates' CN)")
     from libtalos import pki
 
     loaded = pki.LoadedCA.load(etcd_ca, "cluster.etcd.ca")
@@ -161,29 +163,28 @@ class EtcdArgs:
 def etcd_command(args: EtcdArgs) -> list[str]:
     """The etcd 3.4 argv (``binary --flag=value ...``), flags sorted after the binary."""
     if not args.name:
-        raise UsageError("etcd: the member name is empty")
+        raise TalosError("etcd: the member name is empty")
     advertise = _check_ips([args.advertise_ip])[0]
     family6 = ipaddress.ip_address(advertise).version == 6
     listen = args.listen_ip or ("::" if family6 else "0.0.0.0")  # noqa: S104 - a node's etcd listens on its own addresses
     if args.state not in ("new", "existing"):
-        raise UsageError(f"etcd: initial cluster state {args.state!r} is not 'new' or 'existing'")
+        raise TalosError(f"etcd: initial cluster state {args.state!r} is not 'new' or 'existing'")
     own_peer = peer_url(advertise, args.peer_port)
     if args.state == "new":
         if args.initial_cluster and dict(args.initial_cluster) != {args.name: [own_peer]}:
-            raise UsageError("etcd: a new cluster starts with this member only")
+            raise TalosError("etcd: a new cluster starts with this member only")
         members: Mapping[str, Sequence[str]] = {args.name: [own_peer]}
     else:
         members = args.initial_cluster
         if args.name not in members:
-            raise UsageError(
+            raise TalosError(
                 f"etcd: joining an existing cluster needs this member ({args.name}) in the "
                 "initial cluster (the member list MemberAdd returned)"
             )
     denied = sorted(set(args.extra_args) & DENIED_EXTRA_ARGS)
     if denied:
-        raise UsageError(
-            f"cluster.etcd.extraArgs: {', '.join(denied)}: set by Talos, cannot be overridden"
-        )
+        message = f"{', '.join(denied)}: set by Talos, cannot be overridden"
+        raise ValidationError([Problem(message, path="cluster.etcd.extraArgs")])
     pki_dir = args.pki_dir.rstrip("/")
     flags: dict[str, str] = {
         "name": args.name,

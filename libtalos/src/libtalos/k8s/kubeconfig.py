@@ -1,4 +1,4 @@
-"""Kubeconfig documents (TALOS-FACTS §8).
+"""Kubeconfig documents (docs/talos-facts.md#control-plane).
 
 :func:`kubeconfig` builds one document for one cluster/user/context; :func:`admin_kubeconfig`
 is what ``talosctl kubeconfig`` returns: a fresh client certificate from the Kubernetes CA,
@@ -16,7 +16,7 @@ from typing import Any
 
 from libtalos import pki, yamlio
 from libtalos.config.v1alpha1 import Config
-from libtalos.errors import PKIError, UsageError
+from libtalos.errors import ParseError, PKIError, Problem, ValidationError
 from libtalos.secrets import CertKey
 
 ADMIN_COMMON_NAME = "apiserver-kubelet-client"  # v0.9's admin kubeconfig certificate CN
@@ -82,23 +82,29 @@ def go_duration(text: str) -> dt.timedelta:
     return dt.timedelta(seconds=seconds)
 
 
-def _decode(value: str, key: str) -> bytes:
+def config_error(key: str, message: str) -> ValidationError:
+    """The config's value at ``key`` cannot be used (bad input data: exit 1, not a usage error)."""
+    return ValidationError([Problem(message, path=key)])
+
+
+def decode_base64(value: str, key: str) -> bytes:
+    """The bytes of the base64 value at ``key``; :class:`ParseError` naming the key."""
     try:
         return base64.b64decode(value, validate=True)
     except ValueError:
-        raise UsageError(f"{key}: not valid base64") from None
+        raise ParseError([Problem("not valid base64", path=key)]) from None
 
 
 def kubernetes_ca(cfg: Config) -> CertKey:
-    """``cluster.ca`` decoded; UsageError naming the key when it is missing or has no key."""
+    """``cluster.ca`` decoded; ValidationError naming the key when it is missing or has no key."""
     ca = cfg.cluster.ca
     if ca is None or not ca.crt:
-        raise UsageError("cluster.ca: missing (the Kubernetes CA)")
+        raise config_error("cluster.ca", "missing (the Kubernetes CA)")
     if not ca.key:
-        raise UsageError(
-            "cluster.ca.key: missing (only control-plane configs carry the Kubernetes CA key)"
+        raise config_error(
+            "cluster.ca.key", "missing (only control-plane configs carry the Kubernetes CA key)"
         )
-    return CertKey(_decode(ca.crt, "cluster.ca.crt"), _decode(ca.key, "cluster.ca.key"))
+    return CertKey(decode_base64(ca.crt, "cluster.ca.crt"), decode_base64(ca.key, "cluster.ca.key"))
 
 
 def admin_kubeconfig(
@@ -110,15 +116,15 @@ def admin_kubeconfig(
     name = cluster.cluster_name or "talos"
     endpoint = cluster.control_plane.endpoint if cluster.control_plane is not None else ""
     if not endpoint:
-        raise UsageError("cluster.controlPlane.endpoint: missing (the kubeconfig's server)")
+        raise config_error("cluster.controlPlane.endpoint", "missing (the kubeconfig's server)")
     ttl = pki.KUBECONFIG_CERT_TTL
     lifetime = cluster.admin_kubeconfig.cert_lifetime if cluster.admin_kubeconfig else ""
     if lifetime:
         try:
             ttl = go_duration(lifetime)
         except ValueError:
-            raise UsageError(
-                f"cluster.adminKubeconfig.certLifetime: {lifetime!r} is not a duration"
+            raise config_error(
+                "cluster.adminKubeconfig.certLifetime", f"{lifetime!r} is not a duration"
             ) from None
     try:
         cert = pki.kubeconfig_admin_cert(

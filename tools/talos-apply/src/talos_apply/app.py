@@ -4,32 +4,26 @@ from __future__ import annotations
 
 import typer
 
+from libtalos.cli import make_app
 from talos_apply.commands import apply_config, config, etcd, kubeconfig, lifecycle, logs
 from talos_apply.commands import health as health_cmd
 from talos_apply.commands import inspect as inspect_cmd
 from talos_apply.commands import services as services_cmd
 from talos_apply.commands import version as version_cmd
-from talos_apply.options import ContextOpt, EndpointsOpt, Globals, NodesOpt, TalosconfigOpt
+from talos_apply.options import global_options
 
-app = typer.Typer(
+app = make_app(
     name="talos-apply",
     help="The Talos machine API client. Exit codes: 0 ok, 1 failure (a node refused or failed, "
     "unreachable, bad TLS material, bad file), 2 usage. Data on stdout; errors on stderr.",
-    pretty_exceptions_enable=False,
-    add_completion=False,
     no_args_is_help=True,
 )
 
 
 @app.callback()
-def _globals(
-    ctx: typer.Context,
-    talosconfig: TalosconfigOpt = None,
-    context: ContextOpt = None,
-    endpoints: EndpointsOpt = None,
-    nodes: NodesOpt = None,
-) -> None:
-    ctx.obj = Globals().merged(talosconfig, context, endpoints, nodes)
+@global_options()
+def _globals(ctx: typer.Context) -> None:
+    pass  # the global options given before the command: global_options keeps them in ctx.obj
 
 
 app.command("apply-config")(apply_config.apply_config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from libtalos.cli import fast_version
+from libtalos.cli import entry, fast_version
 from talos_apply import __version__
 
 PROG = "talos-apply"
@@ -22,6 +22,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(app, args, prog=PROG)
 
 
-def console() -> None:
-    """The ``talos-apply`` console script."""
-    sys.exit(main())
+console = entry(main)

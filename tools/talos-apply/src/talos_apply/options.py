@@ -2,14 +2,18 @@
 
 They are accepted before the command (``talos-apply --talosconfig F config endpoint …``, the
 seed's form) and after it (``talos-apply apply-config --nodes IP …``); values given after the
-command win.
+command win. They are declared once, here, and given to the app and to each command by
+:func:`global_options`.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -42,7 +46,9 @@ def _split(values: list[str] | None) -> list[str]:
 
 
 def globals_of(ctx: typer.Context) -> Globals:
-    obj = ctx.find_root().obj
+    """The global options in effect for ``ctx``: its own merged over its parents' (click hands
+    a context its parent's ``obj``)."""
+    obj = ctx.obj
     return obj if isinstance(obj, Globals) else Globals()
 
 
@@ -76,3 +82,47 @@ OutputOpt = Annotated[
     OutputFormat,
     typer.Option("--output", "-o", help="table for people; yaml or json for scripts."),
 ]
+
+
+GLOBAL_OPTIONS: dict[str, Any] = {
+    "talosconfig": TalosconfigOpt,
+    "context": ContextOpt,
+    "endpoints": EndpointsOpt,
+    "nodes": NodesOpt,
+}
+
+Command = TypeVar("Command", bound=Callable[..., None])
+
+
+def global_options(*names: str) -> Callable[[Command], Command]:
+    """Give a command (or the app's callback) the global options ``names`` (default: all four),
+    listed after its own options in ``--help``.
+
+    The command takes ``ctx: typer.Context`` and none of the options itself: the values given
+    are merged into ``ctx.obj`` before it runs, and it reads them with :func:`globals_of`.
+    """
+    chosen = names or tuple(GLOBAL_OPTIONS)
+
+    def decorate(func: Command) -> Command:
+        sig = inspect.signature(func, eval_str=True)
+        if "ctx" not in sig.parameters or set(chosen) & set(sig.parameters):
+            raise TypeError(f"{func.__name__}: takes ctx and none of {', '.join(chosen)}")
+        extra = [
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=GLOBAL_OPTIONS[name]
+            )
+            for name in chosen
+        ]
+
+        @functools.wraps(func)
+        def command(ctx: typer.Context, **kwargs: Any) -> None:
+            given = {name: kwargs.pop(name) if name in chosen else None for name in GLOBAL_OPTIONS}
+            ctx.obj = globals_of(ctx).merged(**given)
+            func(ctx, **kwargs)
+
+        command.__signature__ = sig.replace(  # type: ignore[attr-defined]
+            parameters=[*sig.parameters.values(), *extra]
+        )
+        return command  # type: ignore[return-value]
+
+    return decorate

@@ -31,11 +31,18 @@ def _progress(message: str) -> None:
     sys.stderr.flush()
 
 
+# talos-apply's entry point run by this interpreter: its package has no ``__main__``, so
+# ``python -m talos_apply`` does not run it
+_RUN_TALOS_APPLY = "import sys; from talos_apply.cli import main; sys.exit(main())"
+
+
 def _talos_apply() -> list[str] | None:
+    """The machine API client's command: its console script beside this interpreter (the
+    .venv), else its ``main`` run by this interpreter; None when it is not installed."""
     if importlib.util.find_spec("talos_apply") is None:
         return None
     beside = Path(sys.executable).parent / "talos-apply"
-    return [str(beside)] if beside.exists() else [sys.executable, "-m", "talos_apply"]
+    return [str(beside)] if beside.exists() else [sys.executable, "-c", _RUN_TALOS_APPLY]
 
 
 def _inside(record: ClusterRecord) -> list[str]:

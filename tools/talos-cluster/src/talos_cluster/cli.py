@@ -14,10 +14,9 @@ namespace, too many nodes for the CIDR, bad name, CPUs, memory, duration or path
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
-from libtalos.cli import fast_version
+from libtalos.cli import entry, fast_version
 from talos_cluster import __version__
 
 PROG = "talos-cluster"
@@ -34,5 +33,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(app, argv, prog=PROG)
 
 
-def entry() -> None:
-    sys.exit(main())
+console = entry(main)

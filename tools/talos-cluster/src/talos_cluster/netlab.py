@@ -118,10 +118,12 @@ def check_shared(plan: ClusterPlan) -> None:
     with _here() as ipr:
         names = {int(link["index"]): str(link.get("ifname")) for link in ipr.link("dump")}
         addresses = [
-            (str(a.get("label") or names.get(int(a["index"]), "?")),
-             f"{a.get('address')}/{a['prefixlen']}")
+            (
+                str(a.get("label") or names.get(int(a["index"]), "?")),
+                f"{a.get('address')}/{a['prefixlen']}",
+            )
             for a in ipr.addr("dump", family=socket.AF_INET)
-        ]  # fmt: skip
+        ]
         routes = []
         for r in ipr.route("dump", family=socket.AF_INET):
             if not r["dst_len"]:

@@ -1,3 +1,3 @@
-from talos_gen.cli import entry
+from talos_gen.cli import console
 
-entry()
+console()

@@ -1,6 +1,6 @@
 """The work of ``talos-gen config NAME ENDPOINT``: the files of Talos's "Configure Talos" step.
 
-No CLI framework here: the command module (:mod:`talos_gen.cmd_config`) and the start-up fast
+No CLI framework here: the command module (:mod:`talos_gen.commands.config`) and the start-up fast
 path of :mod:`talos_gen.cli` both call :func:`run`.
 
 Writes ``init.yaml``, ``controlplane.yaml``, ``join.yaml`` and ``talosconfig`` into

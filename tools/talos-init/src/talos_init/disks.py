@@ -4,7 +4,7 @@ Partitions are found by their GPT partition name (Talos's labels) in sysfs: each
 ``/sys/class/block/<name>/uevent`` of a partition carries ``PARTNAME=`` and ``DEVNAME=``. There is
 no udev in the node, so the device drivers of the buses that carry disks are loaded here first
 (``modprobe`` over the devices' ``modalias``, the way udev's coldplug does), with ``dm_crypt``
-and ``xfs`` (TALOS-FACTS §6, §9).
+and ``xfs`` (docs/talos-facts.md#disk-encryption, #partition-layout).
 
 Mounting a partition follows Talos's mount-time flow: when the config asks for encryption
 (``machine.systemDiskEncryption.<state|ephemeral>``), ``talos-luks apply`` formats or opens it
@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING, Any
 from libtalos.errors import TalosError
 
 if TYPE_CHECKING:
-    from talos_init.configsource import MachineConfig
+    from libtalos.config.v1alpha1 import InstallConfig
+    from talos_init.configsource import NodeConfig
     from talos_init.logring import Console
     from talos_init.reaper import Reaper
 
@@ -124,17 +125,15 @@ def is_luks(device: str) -> bool:
         return fh.read(len(LUKS_MAGIC)) == LUKS_MAGIC
 
 
-def install_section(config: MachineConfig | None) -> dict[str, Any]:
-    """``machine.install`` of the config (empty when absent)."""
-    data = config.data if config is not None and isinstance(config.data, dict) else {}
-    install = (data.get("machine") or {}).get("install") or {}
-    return install if isinstance(install, dict) else {}
+def install_section(config: NodeConfig | None) -> InstallConfig | None:
+    """``machine.install`` of the config (``None`` when absent)."""
+    return config.model.machine.install if config is not None else None
 
 
-def install_disk(config: MachineConfig | None) -> str | None:
+def install_disk(config: NodeConfig | None) -> str | None:
     """``machine.install.disk`` of the config, or ``None``."""
-    disk = install_section(config).get("disk")
-    return disk if isinstance(disk, str) and disk else None
+    install = install_section(config)
+    return (install.disk if install is not None else "") or None
 
 
 def system_partition(label: str, *disks: str | None) -> Partition | None:
@@ -146,16 +145,15 @@ def system_partition(label: str, *disks: str | None) -> Partition | None:
     return find(label)
 
 
-def encryption(config: MachineConfig | None, partition: str) -> dict[str, Any] | None:
+def encryption(config: NodeConfig | None, partition: str) -> dict[str, Any] | None:
     """``machine.systemDiskEncryption.<partition>`` of the config, as data, or ``None``."""
-    if config is None or not isinstance(config.data, dict):
+    from libtalos.config import schema
+
+    sde = config.model.machine.system_disk_encryption if config is not None else None
+    if sde is None:
         return None
-    node: Any = config.data
-    for key in ("machine", "systemDiskEncryption", partition.lower()):
-        if not isinstance(node, dict) or node.get(key) is None:
-            return None
-        node = node[key]
-    return node if isinstance(node, dict) else None
+    spec = {"STATE": sde.state, "EPHEMERAL": sde.ephemeral}[partition]
+    return schema.to_data(spec) if spec is not None else None
 
 
 def encryption_document(partition: str, spec: dict[str, Any]) -> str:
@@ -227,62 +225,25 @@ async def run(
     *,
     env: dict[str, str] | None = None,
     stdin: str | None = None,
+    timeout: float = 600.0,
 ) -> Result:
     """Run ``argv`` to its end through the reaper; capture its stdout and stderr.
 
-    ``stdin`` (small: it is written into the pipe before the child starts) is the child's
-    standard input; without it the child reads ``/dev/null``. Works before the signal loop
-    runs: the wait reaps by itself.
+    ``stdin`` is the child's standard input; without it the child reads ``/dev/null``. Works
+    before the signal loop runs: the wait reaps by itself. A tool still running after
+    ``timeout`` seconds (generous: mkfs of a large disk, key derivation) is killed and reported.
     """
-    from talos_init.reaper import exit_code
+    from talos_init.reaper import run as run_child
 
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[int] = loop.create_future()
-
-    def exited(_pid: int, status: int) -> None:
-        if not done.done():
-            done.set_result(status)
-
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    in_r = -1
+    data = stdin.encode() if stdin is not None else None
     try:
-        if stdin is not None:
-            data = stdin.encode()
-            if len(data) > PIPE_FILL:
-                raise DiskError(f"{argv[0]}: input too large for its pipe")
-            in_r, in_w = os.pipe()
-            os.write(in_w, data)
-            os.close(in_w)
-        try:
-            reaper.spawn(argv, exited, env=env, stdout=out_w, stderr=err_w,
-                         stdin=in_r if in_r >= 0 else None)  # fmt: skip
-        except TalosError as exc:
-            raise DiskError(exc.message) from None
-    finally:
-        for fd in (out_w, err_w, in_r):
-            if fd >= 0:
-                os.close(fd)
-    reading = asyncio.gather(
-        asyncio.to_thread(_read_all, out_r), asyncio.to_thread(_read_all, err_r)
-    )
-    while not done.done():
-        reaper.reap()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CHILD_POLL):
-                await asyncio.shield(done)
-    out, err = await reading
-    return Result(exit_code(done.result()), out, err)
-
-
-def _read_all(fd: int) -> str:
-    chunks = []
-    try:
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode("utf-8", "replace")
+        done = await run_child(
+            reaper, argv, timeout=timeout, env=env, stdin=data, reap_every=CHILD_POLL
+        )
+    except TalosError as exc:  # cannot be executed, or killed at the timeout
+        raise DiskError(exc.message) from None
+    text = (done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace"))
+    return Result(done.code, *text)
 
 
 def tool(name: str) -> str:
@@ -346,7 +307,7 @@ class SystemDisk:
         await run(self.reaper, ["modprobe", "-q", "-a", *sorted(aliases)])
         self.log(f"loaded the drivers of {len(aliases)} devices, and {', '.join(MODULES)}")
 
-    async def mount_state(self, config: MachineConfig | None, state_dir: Path) -> Path | None:
+    async def mount_state(self, config: NodeConfig | None, state_dir: Path) -> Path | None:
         """Open and mount STATE; its mount point, or ``None`` when there is no STATE (yet).
 
         Without a config (before it is loaded) the encryption config comes from META, and a
@@ -371,11 +332,15 @@ class SystemDisk:
                 self.log(f"STATE encryption config read from META ({meta.device})")
         if spec_text is None and is_luks(part.device):
             if config is None:
-                self.log(f"STATE ({part.device}) is encrypted and META does not say how to open"
-                         " it: waiting for the machine config")  # fmt: skip
+                self.log(
+                    f"STATE ({part.device}) is encrypted and META does not say how to open"
+                    " it: waiting for the machine config"
+                )
                 return None
-            raise DiskError(f"STATE ({part.device}) is LUKS2-encrypted but neither the machine"
-                            " config nor META sets machine.systemDiskEncryption.state")  # fmt: skip
+            raise DiskError(
+                f"STATE ({part.device}) is LUKS2-encrypted but neither the machine"
+                " config nor META sets machine.systemDiskEncryption.state"
+            )
         target = STATE_MOUNT if STATE_MOUNT.parent.is_dir() else state_dir
         mounted = await self._mount(part, spec_text, target, may_format=config is not None)
         if mounted is None:
@@ -386,7 +351,7 @@ class SystemDisk:
             self.log(f"STATE encryption config saved to META ({meta.device})")
         return mounted
 
-    async def mount_ephemeral(self, config: MachineConfig) -> Path | None:
+    async def mount_ephemeral(self, config: NodeConfig) -> Path | None:
         if "EPHEMERAL" in self.mounted:
             return self.mounted["EPHEMERAL"]
         await self.coldplug()
@@ -397,8 +362,10 @@ class SystemDisk:
         spec = encryption(config, "EPHEMERAL")
         text = encryption_document("EPHEMERAL", spec) if spec is not None else None
         if text is None and is_luks(part.device):
-            raise DiskError(f"EPHEMERAL ({part.device}) is LUKS2-encrypted but the machine config"
-                            " does not set machine.systemDiskEncryption.ephemeral")  # fmt: skip
+            raise DiskError(
+                f"EPHEMERAL ({part.device}) is LUKS2-encrypted but the machine config"
+                " does not set machine.systemDiskEncryption.ephemeral"
+            )
         await self.grow_partition(part)
         mounted = await self._mount(part, text, EPHEMERAL_MOUNT, may_format=True)
         if mounted is not None:
@@ -426,19 +393,25 @@ class SystemDisk:
         backup = (1 + -(-128 * 128 // sector)) * sector  # the backup GPT: header and entries
         if start != max(starts) or size - (start + sectors) * sector - backup < GROW_MIN:
             return
-        done = await run(self.reaper, ["sfdisk", "--no-reread", "--quiet", "-N",
-                                       str(part.number), disk], stdin=", +\n")  # fmt: skip
+        done = await run(
+            self.reaper,
+            ["sfdisk", "--no-reread", "--quiet", "-N", str(part.number), disk],
+            stdin=", +\n",
+        )
         if done.code != 0:
             tail = done.err.strip().splitlines()[-1:] or [""]
-            raise DiskError(f"{part.label}: sfdisk -N {part.number} {disk} exited {done.code}:"
-                            f" {tail[0]}")  # fmt: skip
+            raise DiskError(
+                f"{part.label}: sfdisk -N {part.number} {disk} exited {done.code}: {tail[0]}"
+            )
         told = await run(self.reaper, ["partx", "--update", "--nr", str(part.number), disk])
         if told.code != 0:
             tail = told.err.strip().splitlines()[-1:] or [""]
             raise DiskError(f"{part.label}: partx --update {disk} exited {told.code}: {tail[0]}")
         grown = disk_size(part.device)
-        self.log(f"{part.label}: grew {part.device} from {sectors * sector // MIB} MiB to"
-                 f" {grown // MIB} MiB, the rest of {disk}")  # fmt: skip
+        self.log(
+            f"{part.label}: grew {part.device} from {sectors * sector // MIB} MiB to"
+            f" {grown // MIB} MiB, the rest of {disk}"
+        )
 
     async def grow_xfs(self, label: str, target: Path) -> None:
         """The filesystem fills its (maybe grown) device; xfs_growfs changes nothing otherwise."""
@@ -467,8 +440,10 @@ class SystemDisk:
                 return None
             await self.mkfs_xfs(device, part.label)
         elif fstype != "xfs":
-            raise DiskError(f"{part.label} ({device}) holds a {fstype} filesystem, not xfs;"
-                            " refusing to mount or format it")  # fmt: skip
+            raise DiskError(
+                f"{part.label} ({device}) holds a {fstype} filesystem, not xfs;"
+                " refusing to mount or format it"
+            )
         target.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             mounts.mount(device, str(target), "xfs", mounts.MS_NOSUID | mounts.MS_NODEV)
@@ -511,16 +486,25 @@ class SystemDisk:
             return []
         kind, _, iterations = value.partition(":")
         if kind not in PBKDFS or (iterations and not iterations.isdigit()):
-            raise DiskError(f"talos.luks.pbkdf={value}: expected one of {', '.join(PBKDFS)},"
-                            " optionally followed by :ITERATIONS")  # fmt: skip
+            raise DiskError(
+                f"talos.luks.pbkdf={value}: expected one of {', '.join(PBKDFS)},"
+                " optionally followed by :ITERATIONS"
+            )
         args = ["--pbkdf", kind]
         if iterations:
             args += ["--pbkdf-force-iterations", iterations]
         return args
 
     async def luks_apply(self, part: Partition, spec_text: str) -> str:
-        argv = [tool("talos-luks"), "apply", "--partition", part.label, "--device", part.device,
-                *self.pbkdf_args()]  # fmt: skip
+        argv = [
+            tool("talos-luks"),
+            "apply",
+            "--partition",
+            part.label,
+            "--device",
+            part.device,
+            *self.pbkdf_args(),
+        ]
         result = await run(self.reaper, argv, stdin=spec_text)  # the config, on stdin
         for line in result.err.splitlines():
             self.log(f"talos-luks: {line}")

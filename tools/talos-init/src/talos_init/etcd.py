@@ -2,35 +2,51 @@
 
 Certificates and the command line come from :mod:`libtalos.k8s.etcd`; this module decides where
 they go on the node and talks to the running etcd through its gRPC gateway (JSON over HTTPS on
-the client port, with the node's ``talos`` client certificate). Nothing here uses
-``subprocess``: etcd runs under the supervisor, and HTTP calls run in a worker thread.
+the client port, with the node's ``talos`` client certificate) with :mod:`libtalos.etcdgw`,
+whose :class:`EtcdError` and :data:`UNHEALTHY` are this module's too. Nothing here uses
+``subprocess``: etcd runs under the supervisor, and HTTP calls run in a worker thread, each on
+a fresh connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import shutil
-import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from libtalos.errors import TalosError
+from libtalos import etcdgw
+from libtalos.etcdgw import UNHEALTHY, EtcdError
 from libtalos.fsutil import atomic_write
 from libtalos.k8s import etcd as k8s_etcd  # loads cryptography only when issuing certificates
 from libtalos.secrets import CertKey
 from talos_init.services import HealthCheck, ServiceSpec
 
+__all__ = [
+    "CLIENT_PORT",
+    "ETCDCTL",
+    "HTTP_TIMEOUT",
+    "SERVICE_ID",
+    "UNHEALTHY",
+    "EtcdError",
+    "EtcdLayout",
+    "etcd_argv",
+    "etcd_ca",
+    "member_add",
+    "member_list",
+    "member_remove",
+    "spec_for",
+    "write_certs",
+]
+
 SERVICE_ID = "etcd"
 CLIENT_PORT = k8s_etcd.CLIENT_PORT
 ETCDCTL = "/usr/bin/etcdctl"
 HTTP_TIMEOUT = 5.0
-
-
-class EtcdError(TalosError):
-    """etcd cannot be prepared or does not answer (the message says which)."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -123,55 +139,36 @@ def spec_for(layout: EtcdLayout, argv: list[str]) -> ServiceSpec:
     )
 
 
-
-def _client_context(layout: EtcdLayout) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(layout.pki_dir / "ca.crt"))
-    ctx.load_cert_chain(str(layout.pki_dir / "client.crt"), str(layout.pki_dir / "client.key"))
-    return ctx
-
-
-def _post(layout: EtcdLayout, host: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """One gRPC-gateway call (``/v3/...``) to etcd at ``host``; EtcdError on any failure."""
-    import http.client
-
-    conn = http.client.HTTPSConnection(
-        host, CLIENT_PORT, context=_client_context(layout), timeout=HTTP_TIMEOUT
+def _client(layout: EtcdLayout, host: str) -> etcdgw.Client:
+    """A gateway client for etcd at ``host`` with this node's ``talos`` client certificate
+    (read now: a joining node writes its certificates just before it asks)."""
+    pki = layout.pki_dir
+    context = etcdgw.client_context(
+        str(pki / "ca.crt"), str(pki / "client.crt"), str(pki / "client.key")
     )
+    endpoint = etcdgw.Endpoint("https", host, CLIENT_PORT)
+    return etcdgw.Client([endpoint], context=context, timeout=HTTP_TIMEOUT)
+
+
+def _ask(layout: EtcdLayout, host: str, call: Callable[[etcdgw.Client], T]) -> T:
+    """One call on a fresh connection to etcd at ``host`` (run in a worker thread)."""
+    client = _client(layout, host)
     try:
-        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        data = resp.read()
-    except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
-        raise EtcdError(f"etcd at {host}: {path}: {type(exc).__name__}: {exc}") from None
+        return call(client)
     finally:
-        conn.close()
-    if resp.status != 200:
-        text = data.decode("utf-8", "replace")[:300]
-        raise EtcdError(f"etcd at {host}: {path}: HTTP {resp.status}: {text}")
-    try:
-        out = json.loads(data)
-    except ValueError:
-        raise EtcdError(f"etcd at {host}: {path}: the reply is not JSON") from None
-    return out if isinstance(out, dict) else {}
+        client.close()
 
 
 async def member_list(layout: EtcdLayout, host: str = "127.0.0.1") -> list[dict[str, Any]]:
-    reply = await asyncio.to_thread(_post, layout, host, "/v3/cluster/member/list", {})
-    members = reply.get("members", [])
-    return members if isinstance(members, list) else []
+    return await asyncio.to_thread(_ask, layout, host, etcdgw.Client.member_list)
 
 
 async def member_add(layout: EtcdLayout, host: str, peer_url: str) -> dict[str, list[str]]:
     """Add a member with ``peer_url`` through etcd at ``host``; returns name -> peer URLs of
     every member (the new one has no name yet: it is returned under the empty name)."""
-    reply = await asyncio.to_thread(
-        _post, layout, host, "/v3/cluster/member/add", {"peerURLs": [peer_url]}
-    )
-    members = reply.get("members", [])
+    members = await asyncio.to_thread(_ask, layout, host, lambda c: c.member_add([peer_url]))
     return {str(m.get("name", "")): list(m.get("peerURLs", [])) for m in members}
 
 
 async def member_remove(layout: EtcdLayout, member_id: int, host: str = "127.0.0.1") -> None:
-    await asyncio.to_thread(
-        _post, layout, host, "/v3/cluster/member/remove", {"ID": str(member_id)}
-    )
+    await asyncio.to_thread(_ask, layout, host, lambda c: c.member_remove(member_id))

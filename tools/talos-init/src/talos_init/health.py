@@ -1,14 +1,16 @@
-"""Health checks: TCP connect, HTTP GET, or a command, each bounded by a timeout."""
+"""Health checks: TCP connect, HTTP GET, or a command, each bounded by the check's timeout.
+
+A command runs through the reaper (:func:`talos_init.reaper.run`) with its output discarded; at
+the timeout its process group is killed.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 from urllib.parse import urlsplit
 
-from talos_init.reaper import Reaper, describe
+from talos_init.reaper import ChildTimeoutError, Reaper, describe, run
 from talos_init.services import HealthCheck
 from talos_init.spawn import SpawnError
 
@@ -59,28 +61,12 @@ async def _http(url: str) -> tuple[bool, str]:
 
 
 async def _command(check: HealthCheck, reaper: Reaper) -> tuple[bool, str]:
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[int] = loop.create_future()
-    devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     try:
-        pid = reaper.spawn(
-            check.command,
-            lambda _pid, status: done.set_result(status),
-            stdout=devnull,
-            stderr=devnull,
-        )
+        finished = await run(reaper, check.command, timeout=check.timeout, capture=False)
     except SpawnError as exc:
         return False, exc.message
-    finally:
-        os.close(devnull)
-    try:
-        async with asyncio.timeout(check.timeout):
-            status = await asyncio.shield(done)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        await done
+    except ChildTimeoutError:
         return False, f"timed out after {check.timeout:g}s"
-    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+    if finished.ok:
         return True, "command succeeded"
-    return False, f"command {describe(status)}"
+    return False, f"command {describe(finished.status)}"

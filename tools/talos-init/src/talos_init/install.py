@@ -1,6 +1,6 @@
 """Installing the system disk: Talos's partition layout on a blank ``machine.install.disk``.
 
-The layout of TALOS-FACTS §9 (v0.9), GPT, partition names equal to the labels:
+The layout of docs/talos-facts.md#partition-layout (v0.9), GPT, partition names equal to the labels:
 
 ====  =========  ==========  ==============  =============================================
  #    label      size        GPT type        filesystem made here
@@ -45,7 +45,7 @@ from talos_init.disks import (
 )
 
 if TYPE_CHECKING:
-    from talos_init.configsource import MachineConfig
+    from talos_init.configsource import NodeConfig
     from talos_init.logring import Console
     from talos_init.reaper import Reaper
 
@@ -116,12 +116,13 @@ def zero(path: str) -> int:
         os.close(fd)
 
 
-def wipe_requested(config: MachineConfig) -> bool:
+def wipe_requested(config: NodeConfig) -> bool:
     """``machine.install.wipe`` (false unless set true, as gen config writes it)."""
-    return install_section(config).get("wipe") is True
+    install = install_section(config)
+    return install is not None and install.wipe
 
 
-async def install(console: Console, reaper: Reaper, config: MachineConfig) -> bool:
+async def install(console: Console, reaper: Reaper, config: NodeConfig) -> bool:
     """Partition and format ``machine.install.disk`` when it is blank, or zeroed first with
     ``machine.install.wipe``; True when it did.
 
@@ -144,8 +145,10 @@ async def install(console: Console, reaper: Reaper, config: MachineConfig) -> bo
     except OSError as exc:
         raise DiskError(f"install: {disk}: cannot read: {exc.strerror}") from None
     if size < (FIXED_MIB + MIN_EPHEMERAL_MIB) * MIB:
-        console.log(f"install: {disk} is {size // MIB} MiB; Talos's layout needs at least"
-                    f" {FIXED_MIB + MIN_EPHEMERAL_MIB} MiB: refusing to install")  # fmt: skip
+        console.log(
+            f"install: {disk} is {size // MIB} MiB; Talos's layout needs at least"
+            f" {FIXED_MIB + MIN_EPHEMERAL_MIB} MiB: refusing to install"
+        )
         return False
     if wipe_requested(config):
         console.log(f"install: zeroing {disk} ({size // MIB} MiB): machine.install.wipe is true")
@@ -155,12 +158,15 @@ async def install(console: Console, reaper: Reaper, config: MachineConfig) -> bo
             raise DiskError(f"install: {disk}: cannot zero it: {exc.strerror}") from None
         blank = True
     if not blank:
-        console.log(f"install: {disk} holds data (a partition table or a filesystem) and no Talos"
-                    " partitions: refusing to touch it; set machine.install.wipe: true to zero"
-                    " it and install")  # fmt: skip
+        console.log(
+            f"install: {disk} holds data (a partition table or a filesystem) and no Talos"
+            " partitions: refusing to touch it; set machine.install.wipe: true to zero"
+            " it and install"
+        )
         return False
-    console.log(f"install: partitioning {disk} ({size // MIB} MiB): "
-                + ", ".join(p.label for p in LAYOUT))  # fmt: skip
+    console.log(
+        f"install: partitioning {disk} ({size // MIB} MiB): " + ", ".join(p.label for p in LAYOUT)
+    )
     script = sfdisk_script()
     result = await _sfdisk(reaper, disk, script)
     if result.code != 0:

@@ -217,9 +217,7 @@ def reboot(power_off: bool = False) -> None:
     """The reboot syscall (metal mode only); returns only if it failed. Sync first."""
     cmd = REBOOT_CMD_POWER_OFF if power_off else REBOOT_CMD_RESTART
     with contextlib.suppress(MountError):
-        _check(
-            _libc.syscall(169, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, cmd, None), "reboot"
-        )
+        _check(_libc.syscall(169, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, cmd, None), "reboot")
 
 
 CLONE_NEWUTS = 0x04000000

@@ -1,8 +1,19 @@
 """The node: boot sequences, config, maintenance, and the way it ends.
 
-``Node`` is the object the machine API server (a later issue) holds: ``apply_configuration()``
-(maintenance and configured modes), ``shutdown()``, ``reboot()``, ``supervisor`` (services) and
-``console.ring`` (the node's own log).
+:class:`Node` knows nothing of the machine API. Whatever serves one (for talos-init,
+:mod:`talos_init.api.lifecycle`, attached by :func:`talos_init.wiring.make_node`) is its
+:attr:`Node.hooks`, a :class:`NodeHooks` that the node calls at four points of its life.
+
+What a layer above the node may use (the API's backend, the etcd manager):
+
+- ``config`` (the running :class:`~talos_init.configsource.NodeConfig`, None in maintenance),
+  :meth:`Node.use_config` (run with another config without a reboot), :meth:`Node.persist_config`
+  (saved to STATE for the next boot), :meth:`Node.parse_config`, :meth:`Node.apply_configuration`
+  (maintenance mode: the config the node waits for);
+- :meth:`Node.hostname`, :attr:`Node.mode`, :meth:`Node.system_dir`, :meth:`Node.ephemeral_dir`;
+- ``console`` (the node's log and its ring), ``reaper`` (the one owner of ``wait()``),
+  ``supervisor`` (services);
+- :meth:`Node.reboot`, :meth:`Node.shutdown`, :meth:`Node.wipe` (reset).
 """
 
 from __future__ import annotations
@@ -10,16 +21,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from libtalos.errors import DocumentError, Problem, TalosError
 from libtalos.fsutil import atomic_write
 from talos_init import configsource, mounts
-from talos_init.configsource import MachineConfig
+from talos_init.configsource import NodeConfig
 from talos_init.logring import Console
 from talos_init.reaper import Reaper
 from talos_init.sequencer import Phase, Sequencer, TaskFailedError
@@ -29,18 +41,26 @@ from talos_init.sigloop import SignalLoop
 from talos_init.supervisor import Supervisor
 
 if TYPE_CHECKING:
-    from talos_init.apinode import NodeApi
     from talos_init.disks import SystemDisk
 
 MAINTENANCE_POLL = 0.2  # seconds between looks for a dropped config file
 BOOT_TIMEOUT = 15 * 60.0  # Talos's BootTimeout for startEverything
 BOOT_CANCEL_BOUND = 5.0  # seconds a cancelled boot sequence gets to unwind
 
-# TALOS-FACTS §7.2: enforced kernel parameters and the KSPP sysctls written at boot.
+# docs/talos-facts.md#kernel-parameters: enforced kernel parameters and the KSPP sysctls written at
+# boot.
 REQUIRED_KERNEL_PARAMS = {"slab_nomerge": "", "pti": "on"}
 PLATFORMS = (
-    "aws", "azure", "container", "digital-ocean", "gcp", "metal", "openstack", "packet", "vmware",
-)  # fmt: skip
+    "aws",
+    "azure",
+    "container",
+    "digital-ocean",
+    "gcp",
+    "metal",
+    "openstack",
+    "packet",
+    "vmware",
+)
 KSPP_SYSCTLS = {
     "kernel.kptr_restrict": "1",
     "kernel.dmesg_restrict": "1",
@@ -70,7 +90,7 @@ class NodeOptions:
     echo_services: bool = False
     manage_network: bool = False  # container mode: the node owns its network namespace
     fetch_timeout: float = configsource.FETCH_TIMEOUT
-    api_port: int | None = None  # the machine API (talos_init.apinode); None: not served
+    api_port: int | None = None  # the machine API (talos_init.api.lifecycle); None: off
     cert_ttl: float | None = None  # seconds; the API certificate's lifetime (None: 24 h)
     cert_check: float = 3600.0  # seconds between certificate renewal checks
 
@@ -81,6 +101,26 @@ class Request:
     code: int
 
 
+class NodeHooks(Protocol):
+    """What serves the node from outside (the machine API), called on the node's loop."""
+
+    async def enter_maintenance(self) -> None:
+        """No config yet: the node waits for one (maintenance mode starts)."""
+        ...
+
+    async def leave_maintenance(self) -> None:
+        """A config was taken (or the wait was cancelled): maintenance mode ends."""
+        ...
+
+    def configured(self) -> None:
+        """A config is loaded and the services are about to start (must not block)."""
+        ...
+
+    async def stop(self) -> None:
+        """The services have stopped: the node reboots or stops."""
+        ...
+
+
 class Node:
     def __init__(self, options: NodeOptions, console: Console, mask: frozenset[int]) -> None:
         self.options = options
@@ -89,24 +129,61 @@ class Node:
         self.reaper = Reaper(reap_orphans=options.reap_orphans)
         self.supervisor = Supervisor(self.reaper, console, echo_output=options.echo_services)
         self.sequencer = Sequencer(console)
-        self.config: MachineConfig | None = None
+        self.config: NodeConfig | None = None
         self.config_from_url = False
         self.state = options.state_dir / "state"
         self.ephemeral = options.state_dir / "ephemeral"
         self._signals: SignalLoop | None = None
         self._request: asyncio.Future[Request] | None = None
-        self._applied: asyncio.Future[MachineConfig] | None = None
+        self._applied: asyncio.Future[NodeConfig] | None = None
         self._root_built = False
         self.boots = 0  # completed boot sequences (a container-mode reboot adds one)
         self._booted: list[asyncio.Event] = []
         self._disk: SystemDisk | None = None  # metal mode's STATE and EPHEMERAL
-        self.api: NodeApi | None = None
-        if options.api_port is not None:
-            from talos_init.apinode import NodeApi
+        self.hooks: NodeHooks | None = None  # set by whatever serves the node
 
-            self.api = NodeApi(self, options.api_port)
+    # -- the surface for the layers above (see the module docstring) -------------------------
 
-    # -- API seam ---------------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        """``container`` or ``metal``."""
+        return self.options.mode
+
+    def hostname(self) -> str:
+        """The config's hostname, else ``talos.hostname=``, else the kernel's."""
+        config = self.config
+        name = (config.hostname if config is not None else None) or self.options.cmdline.get(
+            "talos.hostname"
+        )
+        return name or socket.gethostname()
+
+    def system_dir(self) -> Path:
+        """/system inside an isolated node; the state directory's parent otherwise."""
+        if self.state == Path("/system/state"):
+            return Path("/system")
+        return self.options.state_dir / "system"
+
+    def ephemeral_dir(self) -> Path:
+        """EPHEMERAL (where etcd keeps its data)."""
+        return self.ephemeral
+
+    def parse_config(self, text: str, source: str) -> NodeConfig:
+        """Load and validate ``text`` for the node's mode; raises DocumentError when bad."""
+        return configsource.parse(text, source, self.options.mode)
+
+    def persist_config(self, config: NodeConfig) -> None:
+        """Save ``config`` to STATE: the next boot loads it."""
+        configsource.persist(self.state, config)
+
+    def use_config(self, config: NodeConfig | None) -> None:
+        """Run with ``config`` from now on, without a reboot (or back to a previous one)."""
+        self.config = config
+
+    def wipe(self, labels: set[str]) -> None:
+        """Empty the system directories named (``STATE``, ``EPHEMERAL``); services stopped."""
+        for label, path in (("STATE", self.state), ("EPHEMERAL", self.ephemeral)):
+            if label in labels:
+                _wipe(path)
 
     def shutdown(self) -> None:
         self._ask(Request("shutdown", NodeExit.SHUTDOWN))
@@ -114,7 +191,7 @@ class Node:
     def reboot(self) -> None:
         self._ask(Request("reboot", NodeExit.SHUTDOWN))
 
-    def apply_configuration(self, text: str, source: str = "<api>") -> MachineConfig:
+    def apply_configuration(self, text: str, source: str = "<api>") -> NodeConfig:
         """Validate and take a config (maintenance mode); raises DocumentError when bad."""
         config = configsource.parse(text, source, self.options.mode)
         if self._applied is not None and not self._applied.done():
@@ -174,8 +251,8 @@ class Node:
                 stop = Phase("stopEverything", [("stopAllServices", self._stop_all)])
                 disk = [Phase("unmountSystem", [("unmountSystemDisk", self._unmount_system)])]
                 await self.sequencer.run(name, [stop, *(disk if self._disk else [])])
-            if self.api is not None:
-                await self.api.stop()
+            if self.hooks is not None:
+                await self.hooks.stop()
             self.reaper.reap()
             if request.kind == "reboot" and self.options.mode == "container":
                 self.config = None
@@ -250,15 +327,14 @@ class Node:
     async def _enforce_kspp(self) -> None:
         params = self.options.cmdline
         missing = [
-            f"{k}={v}" if v else k
-            for k, v in REQUIRED_KERNEL_PARAMS.items()
-            if params.get(k) != v
+            f"{k}={v}" if v else k for k, v in REQUIRED_KERNEL_PARAMS.items() if params.get(k) != v
         ]
         if missing:
             raise BootError(f"KSPP: missing kernel parameters: {' '.join(missing)}")
 
     async def _determine_platform(self) -> None:
-        # TALOS-FACTS §7.2: talos.platform is required; the PLATFORM variable overrides it.
+        # docs/talos-facts.md#kernel-parameters: talos.platform is required; the PLATFORM variable
+        # overrides it.
         platform = os.environ.get("PLATFORM") or self.options.cmdline.get("talos.platform")
         if not platform:
             raise BootError("failed to determine platform: talos.platform is not set")
@@ -338,25 +414,25 @@ class Node:
         for problem in exc.problems:
             self.console.log(f"  {problem.render()}")
 
-    async def _maintenance(self) -> MachineConfig:
+    async def _maintenance(self) -> NodeConfig:
         """Wait for a config: through the API seam, or a file dropped into STATE."""
         loop = asyncio.get_running_loop()
         self._applied = loop.create_future()
         drop = self.state / configsource.DROP_NAME
         self.console.log("starting maintenance service")
-        if self.api is not None:  # the banner of TALOS-FACTS §7.3 follows that line
+        if self.hooks is not None:  # the maintenance banner follows that line
             if self.options.mode == "metal" or self.options.isolate:
                 with contextlib.suppress(OSError):
                     _loopback_up()  # the maintenance service answers on loopback too
-            await self.api.enter_maintenance()
+            await self.hooks.enter_maintenance()
         self.console.log(f"waiting for a machine config: apply it, or write it to {drop}")
         try:
             return await self._wait_for_config(drop)
         finally:
-            if self.api is not None:
-                await self.api.leave_maintenance()
+            if self.hooks is not None:
+                await self.hooks.leave_maintenance()
 
-    async def _wait_for_config(self, drop: Path) -> MachineConfig:
+    async def _wait_for_config(self, drop: Path) -> NodeConfig:
         assert self._applied is not None  # noqa: S101 - _maintenance made it
         while not self._applied.done():
             found = configsource.read_drop(self.state)
@@ -392,14 +468,17 @@ class Node:
             Phase("validateConfig", [("validateConfig", self._validate_config)]),
             Phase("saveConfig", [("saveConfig", self._save_config)]),
             *([Phase("ephemeral", [("mountEphemeral", self._mount_ephemeral)])] if metal else []),
-            Phase("userSetup", [
-                ("writeUserFiles", self._write_user_files),
-                ("setHostname", self._set_hostname),
-                ("writeUserSysctls", self._write_user_sysctls),
-            ]),
+            Phase(
+                "userSetup",
+                [
+                    ("writeUserFiles", self._write_user_files),
+                    ("setHostname", self._set_hostname),
+                    ("writeUserSysctls", self._write_user_sysctls),
+                ],
+            ),
             Phase("setupNetwork", [("setupNetwork", self._setup_network)]),
             Phase("startEverything", [("startAllServices", self._start_all_services)]),
-        ]  # fmt: skip
+        ]
 
     # -- system disk (metal mode): talos_init.disks and talos_init.install -------------------
 
@@ -427,7 +506,7 @@ class Node:
         if self._disk is not None:
             await self._disk.unmount()
 
-    def _config(self) -> MachineConfig:
+    def _config(self) -> NodeConfig:
         if self.config is None:  # boot phases run only after a config was loaded
             raise BootError("no machine config")
         return self.config
@@ -506,8 +585,8 @@ class Node:
             self.console.log(f"extension service rejected: {problem.render()}")
         for spec in self.options.services:
             self.supervisor.add(spec)
-        if self.api is not None:
-            self.api.configured()
+        if self.hooks is not None:
+            self.hooks.configured()
         self.supervisor.start_all()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + BOOT_TIMEOUT
@@ -522,6 +601,15 @@ class Node:
 
     async def _stop_all(self) -> None:
         await self.supervisor.stop_all()
+
+
+def _wipe(path: Path) -> None:
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                child.unlink()
 
 
 def _become_subreaper() -> None:

@@ -1,14 +1,19 @@
 """One reaper owns every ``wait()`` in PID 1.
 
-Nothing else in the process waits for a child: the supervisor and the health checks start their
-processes through :meth:`Reaper.spawn`, which registers the pid under the reaper's lock before
-any wait can see it, and are called back (on the asyncio loop) with the exit status. Everything
-else that dies in our PID namespace (orphans re-parented to us) is reaped and counted. This
-avoids the trap of ``subprocess.Popen.wait()`` reporting 0 for a child another waiter already
-collected (ECHILD).
+Nothing else in the process waits for a child: every child (services, health-check commands,
+disk tools, the certificate child) is started through :meth:`Reaper.spawn`, which registers the
+pid under the reaper's lock before any wait can see it; the starter is called back (on the
+asyncio loop) with the exit status. Everything else that dies in our PID namespace (orphans
+re-parented to us) is reaped and counted. This avoids the trap of ``subprocess.Popen.wait()``
+reporting 0 for a child another waiter already collected (ECHILD).
 
-:meth:`reap` runs in the signal loop's thread as soon as SIGCHLD arrives (as in tini's loop), so
-reaping many orphans costs no round trip through the event loop.
+:meth:`Reaper.reap` runs in the signal loop's thread as soon as SIGCHLD arrives (as in tini's
+loop), so reaping many orphans costs no round trip through the event loop.
+
+:func:`run` runs a short-lived command to its end through the reaper, bounded by a timeout: its
+standard input and output are anonymous memory files (``memfd``), so no pipe can fill up and
+input (a secret, a config) never touches a disk nor a command line; on a timeout or a
+cancellation the child's process group is killed.
 """
 
 from __future__ import annotations
@@ -16,12 +21,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
+from libtalos.errors import TalosError
 from talos_init.spawn import spawn
 
 ExitCallback = Callable[[int, int], None]  # (pid, raw wait status)
+KILL_BOUND = 5.0  # seconds :func:`run` waits for a killed child's exit to be reaped
 
 
 class Reaper:
@@ -127,11 +136,122 @@ def exit_code(status: int) -> int:
 
 def describe(status: int) -> str:
     if os.WIFSIGNALED(status):
-        import signal
-
         try:
             name = signal.Signals(os.WTERMSIG(status)).name
         except ValueError:
             name = f"signal {os.WTERMSIG(status)}"
         return f"killed by {name}"
     return f"exited with code {os.WEXITSTATUS(status)}"
+
+
+# -- one command to its end ------------------------------------------------------------------
+
+
+class ChildTimeoutError(TalosError):
+    """A child of :func:`run` did not finish within its timeout; its process group was killed."""
+
+    def __init__(self, what: str, timeout: float) -> None:
+        super().__init__(f"{what}: did not finish within {timeout:g}s (killed)")
+        self.what = what
+        self.timeout = timeout
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How a child of :func:`run` ended, and what it wrote (empty without ``capture``)."""
+
+    status: int  # raw wait status
+    stdout: bytes = b""
+    stderr: bytes = b""
+
+    @property
+    def code(self) -> int:
+        return exit_code(self.status)
+
+    @property
+    def ok(self) -> bool:
+        return os.WIFEXITED(self.status) and os.WEXITSTATUS(self.status) == 0
+
+
+async def run(
+    reaper: Reaper,
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    what: str | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+    capture: bool = True,
+    reap_every: float | None = None,
+    kill_bound: float = KILL_BOUND,
+) -> Finished:
+    """Run ``argv`` through ``reaper`` and wait at most ``timeout`` seconds for its end.
+
+    ``stdin`` is the child's whole standard input (``/dev/null`` without it). With ``capture``
+    its stdout and stderr are kept in memory files and returned; without, they go to
+    ``/dev/null``. ``reap_every`` (seconds) makes the wait reap by itself, for use before the
+    signal loop runs. On the timeout, or when the caller is cancelled, the child's process group
+    (its session: :func:`~talos_init.spawn.spawn` gives it one) gets SIGKILL and the reap is
+    awaited at most ``kill_bound`` seconds (a stopping node may no longer be reaping); then
+    :class:`ChildTimeoutError` (its message names ``what``, by default ``argv[0]``) or the
+    cancellation is raised. :class:`~talos_init.spawn.SpawnError` passes through.
+    """
+    done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def exited(_pid: int, status: int) -> None:
+        if not done.done():
+            done.set_result(status)
+
+    fds: list[int] = []
+    try:
+        in_fd = _memfd("talos-run-in", stdin, fds) if stdin is not None else None
+        if capture:
+            out_fd, err_fd = _memfd("talos-run-out", b"", fds), _memfd("talos-run-err", b"", fds)
+        else:
+            out_fd = err_fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+            fds.append(out_fd)
+        pid = reaper.spawn(argv, exited, env=env, stdin=in_fd, stdout=out_fd, stderr=err_fd)
+        try:
+            async with asyncio.timeout(timeout):
+                await _reaped(reaper, done, reap_every)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(kill_bound):
+                    await _reaped(reaper, done, reap_every)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise ChildTimeoutError(what or argv[0], timeout) from None
+        if not capture:
+            return Finished(done.result())
+        return Finished(done.result(), _contents(out_fd), _contents(err_fd))
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+async def _reaped(reaper: Reaper, done: asyncio.Future[int], reap_every: float | None) -> None:
+    # asyncio.wait never cancels ``done``: after a kill it is awaited again.
+    while not done.done():
+        if reap_every is not None:
+            reaper.reap()
+        await asyncio.wait((done,), timeout=reap_every)
+
+
+def _memfd(name: str, data: bytes, fds: list[int]) -> int:
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    fds.append(fd)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _contents(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)

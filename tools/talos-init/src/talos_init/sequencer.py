@@ -73,8 +73,10 @@ class Sequencer:
                         log(f"{where}: failed, {_reason(exc)}")
                         raise TaskFailedError(name, phase.name, task_name, exc) from exc
                     log(f"{where}: done, {duration(time.monotonic() - t_start)}")
-                log(f"phase {phase.name} ({i}/{len(phases)}): done, "
-                    f"{duration(time.monotonic() - p_start)}")
+                log(
+                    f"phase {phase.name} ({i}/{len(phases)}): done, "
+                    f"{duration(time.monotonic() - p_start)}"
+                )
             log(f"{name} sequence: done: {duration(time.monotonic() - start)}")
         finally:
             self.current = None

@@ -47,7 +47,7 @@ FORWARDABLE = {"SIGHUP": signal.SIGHUP, "SIGUSR1": signal.SIGUSR1, "SIGUSR2": si
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)$")
 
-# Talos's defaults (TALOS-FACTS §7.4).
+# Talos's defaults (docs/talos-facts.md#service-supervisor).
 DEFAULT_RESTART_DELAY = 5.0
 DEFAULT_STOP_GRACE = 10.0
 DEFAULT_HEALTH_DELAY = 1.0
@@ -128,9 +128,18 @@ class _Checker:
 
 
 _KEYS = {
-    "name", "command", "args", "environment", "depends", "restart",
-    "preStart", "healthCheck", "restartDelay", "stopGrace", "forwardSignals",
-}  # fmt: skip
+    "name",
+    "command",
+    "args",
+    "environment",
+    "depends",
+    "restart",
+    "preStart",
+    "healthCheck",
+    "restartDelay",
+    "stopGrace",
+    "forwardSignals",
+}
 _HEALTH_KEYS = {"tcp", "http", "command", "initialDelay", "period", "timeout"}
 
 

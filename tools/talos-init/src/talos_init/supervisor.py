@@ -3,9 +3,10 @@
 States and console lines follow Talos: ``[talos] service[etcd](Running): Health check
 successful``. Every service keeps an event history and a bounded log ring.
 
-This object is the seam for the machine API (a later issue): ``status()``, ``events()``,
-``log()``, ``start()``, ``stop()``, ``restart()`` and ``stop_all()`` are what a ``ServiceList``,
-``ServiceStart/Stop/Restart`` and ``Logs`` RPC call. Everything runs on the asyncio loop thread.
+The machine API (:mod:`talos_init.api.adapter`) works on this object: its ``ServiceList`` reads
+``services`` (each :class:`Service`'s state, health and events), ``ServiceStart/Stop/Restart``
+call :meth:`Supervisor.start`, :meth:`~Supervisor.stop` and :meth:`~Supervisor.restart`, and
+``Logs`` reads :meth:`~Supervisor.log`. Everything runs on the asyncio loop thread.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class Supervisor:
         self._changed = asyncio.Event()
         self._pending: set[asyncio.Task[object]] = set()
 
-    # -- registration and queries (the API seam) ---------------------------------------------
+    # -- registration and queries --------------------------------------------------------------
 
     def add(self, spec: ServiceSpec) -> Service:
         svc = Service(spec)
@@ -107,21 +108,6 @@ class Supervisor:
             return self.services[sid]
         except KeyError:
             raise UnknownServiceError(sid) from None
-
-    def status(self) -> list[dict[str, object]]:
-        return [
-            {
-                "id": s.spec.id,
-                "state": str(s.state),
-                "health": {None: "?", True: "OK", False: "Fail"}[s.healthy],
-                "pid": s.pid,
-                "message": s.events[-1].message if s.events else "",
-            }
-            for s in self.services.values()
-        ]
-
-    def events(self, sid: str) -> list[Event]:
-        return list(self.get(sid).events)
 
     def log(self, sid: str) -> LogRing:
         return self.get(sid).log

@@ -1,8 +1,8 @@
 """talos-vip as a service of a control-plane node whose config has a shared IP.
 
-Talos runs its VIP controller on control planes once etcd is up (TALOS-FACTS §5); here that is
-the ``talos-vip`` daemon under the supervisor, started after the node's etcd answers, elected
-through that etcd with the node's own etcd client certificate, and stopped before etcd (it
+Talos runs its VIP controller on control planes once etcd is up (docs/talos-facts.md#virtual-ip);
+here that is the ``talos-vip`` daemon under the supervisor, started after the node's etcd answers,
+elected through that etcd with the node's own etcd client certificate, and stopped before etcd (it
 depends on it, and the supervisor stops in reverse dependency order) — so a clean shutdown
 releases the address and resigns before the member goes away.
 """

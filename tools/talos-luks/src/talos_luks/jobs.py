@@ -1,9 +1,10 @@
 """The work of the common commands, with no CLI framework: format, open, close, status, dump,
 test-key and apply.
 
-Both command lines run these functions: the Typer commands (``cmd_*.py``) after Click parsed the
-arguments, and the fast path (``fastpath.py``) that parses the common forms itself, so the two
-paths print, write and fail alike by construction. Data goes to stdout, progress to stderr, as
+Both command lines run these functions: the Typer commands (``talos_luks.commands``) after Click
+parsed the arguments, and the fast path (``fastpath.py``: a table for :mod:`libtalos.fastpath`)
+that parses the common forms itself, so the two paths print, write and fail alike by
+construction. Data goes to stdout, progress to stderr, as
 ``typer.echo`` would write them (one line, flushed).
 """
 

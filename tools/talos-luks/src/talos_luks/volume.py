@@ -263,8 +263,9 @@ class Volume:
         rc = lib.crypt_activate_by_passphrase(self._cd, name.encode(), slot, key, len(key), flags)
         if rc < 0 and device_mapper_state(name) == "unavailable":
             # cryptsetup exits 1 here too; the library's own message only says the name is bad
-            raise LuksError(f"open {self.path} as {name}: device-mapper is not available",
-                            hint=DM_HINT)  # fmt: skip
+            raise LuksError(
+                f"open {self.path} as {name}: device-mapper is not available", hint=DM_HINT
+            )
         return check(rc, f"open {self.path} as {name}")
 
     # -- reading the header -----------------------------------------------------------------

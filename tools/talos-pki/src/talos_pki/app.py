@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import typer
-
+from libtalos.cli import make_app
 from talos_pki.commands import ca, fingerprint, inspect, issue, kubeconfig_cert, secrets, verify
 
-app = typer.Typer(
+app = make_app(
     name="talos-pki",
     help="Talos PKI as a Unix tool: CAs, leaf certificates, secrets bundle, SPKI fingerprints, "
     "kubeconfig certificates. Data on stdout as YAML (crt/key as base64 of PEM). "
     "Exit codes: 0 ok, 1 failure (bad PEM, mismatch, verify failed, expiring), 2 usage.",
-    pretty_exceptions_enable=False,
-    add_completion=False,
     no_args_is_help=True,
 )
 app.command("ca")(ca.ca)

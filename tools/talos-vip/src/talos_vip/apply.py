@@ -115,9 +115,7 @@ class Applier:
         from pyroute2 import NetlinkError
 
         try:
-            self.ipr.addr(
-                "del", index=self.index, address=str(self.ip), prefixlen=self.prefixlen
-            )
+            self.ipr.addr("del", index=self.index, address=str(self.ip), prefixlen=self.prefixlen)
         except NetlinkError as exc:
             if exc.code in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
                 return False

@@ -151,8 +151,11 @@ class Daemon:
             if not self.holding:
                 self._take()
             elif not self.applier.present():
-                log.warning("%s was removed from %s by someone else; re-adding", self.s.vip,
-                            self.s.interface)
+                log.warning(
+                    "%s was removed from %s by someone else; re-adding",
+                    self.s.vip,
+                    self.s.interface,
+                )
                 self.applier.add()
                 self.schedule.start(self.clock())
         elif self.holding:

@@ -1,3 +1,3 @@
-from talosctl.cli import entry
+from talosctl.cli import console
 
-entry()
+console()

@@ -8,9 +8,9 @@ imported only when their command runs.
 
 from __future__ import annotations
 
-import importlib
 import sys
 
+from libtalos.cli import entry, fast_version
 from talosctl import __version__
 
 TYPE_CHECKING = False
@@ -168,18 +168,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args in ([], ["-h"], ["--help"]):
         sys.stdout.write(usage())
         return 0
-    if args == ["--version"]:
-        sys.stdout.write(f"talosctl {__version__}\n")
-        return 0
+    code = fast_version(args, "talosctl", __version__)
+    if code is not None:
+        return code
     found = resolve(args)
     if found is None:
         sys.stderr.write(f"error: unknown command {' '.join(args[:2])!r}\n\n{usage()}")
         return 2
     route, tool_args = found
+    import importlib
+
     module = importlib.import_module(route.module)
     result: int = module.main(tool_args)
     return result
 
 
-def entry() -> None:
-    sys.exit(main())
+console = entry(main)

@@ -17,15 +17,7 @@ import typer
 from libtalos.errors import UsageError
 from libtalos.fsutil import read_input_bytes
 from libtalos.talosconfig import decode_text
-from talos_apply.commands.common import resolve
-from talos_apply.options import (
-    ContextOpt,
-    EndpointsOpt,
-    NodesOpt,
-    OutputFormat,
-    OutputOpt,
-    TalosconfigOpt,
-)
+from talos_apply.options import OutputFormat, OutputOpt, global_options, globals_of
 from talos_apply.output import emit_structured, node_of, report_errors, table
 
 
@@ -37,6 +29,7 @@ class ApplyModeName(enum.StrEnum):
     try_ = "try"
 
 
+@global_options()
 def apply_config(
     ctx: typer.Context,
     file: Annotated[str, typer.Option("--file", "-f", help="The machine config; - for stdin.")],
@@ -70,10 +63,6 @@ def apply_config(
         str, typer.Option("--timeout", help="--mode try: roll back after this long (e.g. 1m).")
     ] = "1m",
     output: OutputOpt = OutputFormat.table,
-    talosconfig: TalosconfigOpt = None,
-    context: ContextOpt = None,
-    endpoints: EndpointsOpt = None,
-    nodes: NodesOpt = None,
 ) -> None:
     """Apply a machine config to the nodes (maintenance mode: --insecure --nodes IP)."""
     from google.protobuf import duration_pb2
@@ -111,7 +100,7 @@ def apply_config(
         d = duration_pb2.Duration()
         d.FromTimedelta(parse_duration(timeout, "--timeout"))
         request.try_mode_timeout.CopyFrom(d)
-    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    g = globals_of(ctx)
     target = (
         client.insecure_target(g, cert_fingerprint or []) if insecure else client.secure_target(g)
     )

@@ -1,22 +1,10 @@
-"""What the API commands share: the target from options, one call, printing."""
+"""What the API commands share: one call to the target nodes, printing a stream."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import typer
-
-from talos_apply.options import Globals, globals_of
-
-
-def resolve(
-    ctx: typer.Context,
-    talosconfig: str | None,
-    context: str | None,
-    endpoints: list[str] | None,
-    nodes: list[str] | None,
-) -> Globals:
-    return globals_of(ctx).merged(talosconfig, context, endpoints, nodes)
+from talos_apply.options import Globals
 
 
 def unary(

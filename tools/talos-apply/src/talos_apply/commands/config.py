@@ -10,77 +10,75 @@ from typing import Annotated
 import typer
 
 from libtalos import talosconfig
+from libtalos.cli import make_app
 from libtalos.errors import TalosIOError, UsageError
-from talos_apply.options import ContextOpt, TalosconfigOpt, globals_of
+from talos_apply.options import global_options, globals_of
 
-app = typer.Typer(
+app = make_app(
     help="Edit the client config (talosconfig): endpoints, nodes, contexts.",
-    pretty_exceptions_enable=False,
-    add_completion=False,
     no_args_is_help=True,
 )
 
 
-def _open(ctx: typer.Context, explicit: str | None) -> tuple[Path, talosconfig.TalosConfig]:
-    path = talosconfig.default_path(explicit or globals_of(ctx).talosconfig)
+def _open(ctx: typer.Context) -> tuple[Path, talosconfig.TalosConfig]:
+    path = talosconfig.default_path(globals_of(ctx).talosconfig)
     return path, talosconfig.load(path)
 
 
-def _context_name(ctx: typer.Context, explicit: str | None, cfg: talosconfig.TalosConfig) -> str:
-    name = explicit or globals_of(ctx).context or cfg.context
+def _context_name(ctx: typer.Context, cfg: talosconfig.TalosConfig) -> str:
+    name = globals_of(ctx).context or cfg.context
     cfg.current(name)  # raises a clear error when it does not exist
     return name
 
 
 @app.command("endpoint")
+@global_options("talosconfig", "context")
 def endpoint(
     ctx: typer.Context,
     endpoints: Annotated[
         list[str], typer.Argument(help="Endpoints: IP or host name, optionally with :PORT.")
     ],
-    talosconfig_path: TalosconfigOpt = None,
-    context: ContextOpt = None,
 ) -> None:
     """Replace the endpoints of the current context (each HOST, HOST:PORT or [IPv6]:PORT)."""
     checked = talosconfig.check_endpoints(endpoints, "ENDPOINTS")  # before anything is read
-    path, cfg = _open(ctx, talosconfig_path)
-    name = _context_name(ctx, context, cfg)
+    path, cfg = _open(ctx)
+    name = _context_name(ctx, cfg)
     cfg.contexts[name].endpoints = checked
     talosconfig.save(cfg, path)
 
 
 @app.command("node")
+@global_options("talosconfig", "context")
 def node(
     ctx: typer.Context,
     nodes: Annotated[list[str] | None, typer.Argument(help="Nodes; none clears them.")] = None,
-    talosconfig_path: TalosconfigOpt = None,
-    context: ContextOpt = None,
 ) -> None:
     """Replace the default target nodes of the current context."""
-    path, cfg = _open(ctx, talosconfig_path)
-    name = _context_name(ctx, context, cfg)
+    path, cfg = _open(ctx)
+    name = _context_name(ctx, cfg)
     cfg.contexts[name].nodes = list(nodes or [])
     talosconfig.save(cfg, path)
 
 
 @app.command("context")
+@global_options("talosconfig")
 def use_context(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The context to make current.")],
-    talosconfig_path: TalosconfigOpt = None,
 ) -> None:
     """Switch the current context."""
-    path, cfg = _open(ctx, talosconfig_path)
+    path, cfg = _open(ctx)
     cfg.use(name)
     talosconfig.save(cfg, path)
 
 
 @app.command("contexts")
-def contexts(ctx: typer.Context, talosconfig_path: TalosconfigOpt = None) -> None:
+@global_options("talosconfig")
+def contexts(ctx: typer.Context) -> None:
     """List the contexts: CURRENT, NAME, ENDPOINTS, NODES."""
     from talos_apply.output import table
 
-    _path, cfg = _open(ctx, talosconfig_path)
+    _path, cfg = _open(ctx)
     rows = []
     for name, c in cfg.contexts.items():
         nodes = ",".join(c.nodes[:3]) + (",..." if len(c.nodes) > 3 else "")
@@ -89,13 +87,13 @@ def contexts(ctx: typer.Context, talosconfig_path: TalosconfigOpt = None) -> Non
 
 
 @app.command("merge")
+@global_options("talosconfig")
 def merge(
     ctx: typer.Context,
     file: Annotated[str, typer.Argument(help="The talosconfig to merge in.")],
-    talosconfig_path: TalosconfigOpt = None,
 ) -> None:
     """Copy every context of FILE into the talosconfig (clashes are renamed NAME-1 …)."""
-    path, cfg = _open(ctx, talosconfig_path)
+    path, cfg = _open(ctx)
     other_path = Path(file)
     if not other_path.exists():
         raise TalosIOError(f"{file}: no such file")
@@ -140,18 +138,18 @@ def _checked_pki(ca: str, crt: str, key: str) -> tuple[bytes, bytes, bytes]:
 
 
 @app.command("add")
+@global_options("talosconfig")
 def add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The new context's name.")],
     ca: Annotated[str, typer.Option("--ca", help="CA certificate file (PEM).")],
     crt: Annotated[str, typer.Option("--crt", help="Client certificate file (PEM).")],
     key: Annotated[str, typer.Option("--key", help="Client key file (PEM), the --crt's key.")],
-    talosconfig_path: TalosconfigOpt = None,
 ) -> None:
     """Add a context from PEM files (stored as base64); the files are checked first."""
     talosconfig.check_context_name(name, "NAME (the context name)")
     ca_pem, crt_pem, key_pem = _checked_pki(ca, crt, key)
-    path, cfg = _open(ctx, talosconfig_path)
+    path, cfg = _open(ctx)
     if name in cfg.contexts:
         raise UsageError(f"context {name!r} already exists")
     enc = base64.b64encode

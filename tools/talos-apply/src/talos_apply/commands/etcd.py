@@ -6,38 +6,27 @@ import sys
 
 import typer
 
-from talos_apply.commands.common import resolve, unary
-from talos_apply.options import (
-    ContextOpt,
-    EndpointsOpt,
-    NodesOpt,
-    OutputFormat,
-    OutputOpt,
-    TalosconfigOpt,
-)
+from libtalos.cli import make_app
+from talos_apply.commands.common import unary
+from talos_apply.options import OutputFormat, OutputOpt, global_options, globals_of
 from talos_apply.output import emit_structured, node_of, report_errors, table
 
-app = typer.Typer(
+app = make_app(
     help="etcd on control-plane nodes.",
-    pretty_exceptions_enable=False,
-    add_completion=False,
     no_args_is_help=True,
 )
 
 
 @app.command("members")
+@global_options()
 def members(
     ctx: typer.Context,
     output: OutputOpt = OutputFormat.table,
-    talosconfig: TalosconfigOpt = None,
-    context: ContextOpt = None,
-    endpoints: EndpointsOpt = None,
-    nodes: NodesOpt = None,
 ) -> None:
     """List the etcd members."""
     from libtalos.api import machine_pb2
 
-    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    g = globals_of(ctx)
     messages, errors = unary(g, "EtcdMemberList", machine_pb2.EtcdMemberListRequest())
     if not emit_structured(messages, output):
         rows = [

@@ -28,18 +28,8 @@ import typer
 
 from libtalos import yamlio
 from libtalos.errors import NetworkError, TalosError, UsageError
-from talos_apply.commands.common import resolve
 from talos_apply.durations import parse_duration
-from talos_apply.options import (
-    ContextOpt,
-    EndpointsOpt,
-    Globals,
-    NodesOpt,
-    OutputFormat,
-    OutputOpt,
-    TalosconfigOpt,
-    _split,
-)
+from talos_apply.options import Globals, OutputFormat, OutputOpt, _split, global_options, globals_of
 from talos_apply.output import node_of, table
 
 POLL = 1.0  # seconds between two rounds of checks
@@ -290,6 +280,7 @@ def _emit(results: list[Result], fmt: OutputFormat) -> None:
         sys.stdout.write(table(["NODE", "CHECK", "RESULT", "DETAILS"], rows))
 
 
+@global_options()
 def health(
     ctx: typer.Context,
     control_plane_nodes: Annotated[
@@ -311,10 +302,6 @@ def health(
         ),
     ] = "20m",
     output: OutputOpt = OutputFormat.table,
-    talosconfig: TalosconfigOpt = None,
-    context: ContextOpt = None,
-    endpoints: EndpointsOpt = None,
-    nodes: NodesOpt = None,
 ) -> None:
     """Check the cluster's health: nodes answer, services run, etcd members healthy and
     agreeing. Exit 0 when every check passes, 1 when one still fails at --wait-timeout (the
@@ -322,7 +309,7 @@ def health(
     from talos_apply import client
 
     timeout = parse_duration(wait_timeout, "--wait-timeout").total_seconds()
-    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    g = globals_of(ctx)
     workers = _split(worker_nodes)
     control_planes = _nodes_of(g, _split(control_plane_nodes), workers)
     deadline = time.monotonic() + timeout

@@ -12,18 +12,12 @@ from typing import Annotated, Any
 
 import typer
 
-from talos_apply.commands.common import print_stream, resolve, unary
-from talos_apply.options import (
-    ContextOpt,
-    EndpointsOpt,
-    NodesOpt,
-    OutputFormat,
-    OutputOpt,
-    TalosconfigOpt,
-)
+from talos_apply.commands.common import print_stream, unary
+from talos_apply.options import OutputFormat, OutputOpt, global_options, globals_of
 from talos_apply.output import emit_structured, node_of, report_errors, table
 
 # /proc/meminfo's names for machine.MemInfo's fields, in the kernel's order (-v)
+# fmt: off
 MEMINFO_NAMES = (
     "MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "SwapCached", "Active", "Inactive",
     "Active(anon)", "Inactive(anon)", "Active(file)", "Inactive(file)", "Unevictable", "Mlocked",
@@ -34,9 +28,11 @@ MEMINFO_NAMES = (
     "CmaFree", "HugePages_Total", "HugePages_Free", "HugePages_Rsvd", "HugePages_Surp",
     "Hugepagesize", "DirectMap4k", "DirectMap2M", "DirectMap1G",
 )
+# fmt: on
 COUNTS = {"HugePages_Total", "HugePages_Free", "HugePages_Rsvd", "HugePages_Surp"}
 
 
+@global_options()
 def dmesg(
     ctx: typer.Context,
     follow: Annotated[
@@ -45,36 +41,29 @@ def dmesg(
     tail: Annotated[
         bool, typer.Option("--tail", help="Only messages from now on (with --follow).")
     ] = False,
-    talosconfig: TalosconfigOpt = None,
-    context: ContextOpt = None,
-    endpoints: EndpointsOpt = None,
-    nodes: NodesOpt = None,
 ) -> None:
     """Print the kernel log of each node."""
     from libtalos.api import machine_pb2
 
-    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    g = globals_of(ctx)
     request = machine_pb2.DmesgRequest(follow=follow, tail=tail)
     print_stream(g, "Dmesg", request, prefix=True, records=True)
 
 
+@global_options()
 def memory(
     ctx: typer.Context,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Every /proc/meminfo line, in kB.")
     ] = False,
     output: OutputOpt = OutputFormat.table,
-    talosconfig: TalosconfigOpt = None,
-    context: ContextOpt = None,
-    endpoints: EndpointsOpt = None,
-    nodes: NodesOpt = None,
 ) -> None:
     """Show memory use of each node (MiB)."""
     from google.protobuf import empty_pb2
 
     from libtalos.api.wire import meminfo_field
 
-    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    g = globals_of(ctx)
     messages, errors = unary(g, "Memory", empty_pb2.Empty())
     if emit_structured(messages, output):
         pass
@@ -120,32 +109,36 @@ def _command_line(p: Any) -> str:
     return str(p.args or p.executable)
 
 
+@global_options()
 def processes(
     ctx: typer.Context,
     sort: Annotated[
         SortBy, typer.Option("--sort", "-s", help="Column to sort by: rss or cpu.")
     ] = SortBy.rss,
     output: OutputOpt = OutputFormat.table,
-    talosconfig: TalosconfigOpt = None,
-    context: ContextOpt = None,
-    endpoints: EndpointsOpt = None,
-    nodes: NodesOpt = None,
 ) -> None:
     """List the processes of each node."""
     from google.protobuf import empty_pb2
 
-    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    g = globals_of(ctx)
     messages, errors = unary(g, "Processes", empty_pb2.Empty())
     if not emit_structured(messages, output):
         rows = []
         for m in messages:
             key = (lambda p: p.cpu_time) if sort is SortBy.cpu else (lambda p: p.resident_memory)
             for p in sorted(m.processes, key=key, reverse=True):
-                rows.append([
-                    node_of(m), str(p.pid), p.state, str(p.threads), f"{p.cpu_time:.2f}",
-                    human_bytes(p.virtual_memory), human_bytes(p.resident_memory),
-                    _command_line(p),
-                ])  # fmt: skip
+                rows.append(
+                    [
+                        node_of(m),
+                        str(p.pid),
+                        p.state,
+                        str(p.threads),
+                        f"{p.cpu_time:.2f}",
+                        human_bytes(p.virtual_memory),
+                        human_bytes(p.resident_memory),
+                        _command_line(p),
+                    ]
+                )
         headers = ["NODE", "PID", "STATE", "THREADS", "CPU-TIME", "VIRTMEM", "RESMEM", "COMMAND"]
         sys.stdout.write(table(headers, rows))
     report_errors(errors)

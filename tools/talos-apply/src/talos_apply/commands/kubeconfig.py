@@ -14,10 +14,10 @@ from typing import Annotated, Any
 
 import typer
 
-from talos_apply.commands.common import resolve
-from talos_apply.options import ContextOpt, EndpointsOpt, NodesOpt, TalosconfigOpt
+from talos_apply.options import global_options, globals_of
 
 
+@global_options()
 def kubeconfig(
     ctx: typer.Context,
     path: Annotated[
@@ -29,10 +29,6 @@ def kubeconfig(
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Replace clashing entries / an existing file.")
     ] = False,
-    talosconfig: TalosconfigOpt = None,
-    context: ContextOpt = None,
-    endpoints: EndpointsOpt = None,
-    nodes: NodesOpt = None,
 ) -> None:
     """Download the admin kubeconfig from a control-plane node."""
     from google.protobuf import empty_pb2
@@ -50,7 +46,7 @@ def kubeconfig(
     from libtalos.talosconfig import decode_text
     from talos_apply import client, kubemerge
 
-    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    g = globals_of(ctx)
     api_target = client.secure_target(g, need_nodes=False)  # no node: the endpoint answers
     if len(api_target.nodes) > 1:
         raise UsageError("kubeconfig takes exactly one node (--nodes IP)")

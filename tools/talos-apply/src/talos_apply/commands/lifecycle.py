@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from talos_apply.commands.common import resolve, unary
-from talos_apply.options import ContextOpt, EndpointsOpt, NodesOpt, TalosconfigOpt
+from talos_apply.commands.common import unary
+from talos_apply.options import global_options, globals_of
 from talos_apply.output import node_of, report_errors
 
 
@@ -18,61 +18,53 @@ def _done(messages: list[Any], what: str) -> None:
         sys.stderr.write(f"{node + ': ' if node else ''}{what}\n")
 
 
+@global_options()
 def bootstrap(
     ctx: typer.Context,
-    talosconfig: TalosconfigOpt = None,
-    context: ContextOpt = None,
-    endpoints: EndpointsOpt = None,
-    nodes: NodesOpt = None,
 ) -> None:
     """Start etcd as a new cluster on one control-plane node (refused if etcd has data)."""
     from libtalos.api import machine_pb2
 
-    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    g = globals_of(ctx)
     messages, errors = unary(g, "Bootstrap", machine_pb2.BootstrapRequest(), single="bootstrap")
     _done(messages, "bootstrap requested")
     report_errors(errors)
 
 
+@global_options()
 def reboot(
     ctx: typer.Context,
     powercycle: Annotated[
         bool, typer.Option("--powercycle", help="Power-cycle instead of a warm reboot (v1.x).")
     ] = False,
-    talosconfig: TalosconfigOpt = None,
-    context: ContextOpt = None,
-    endpoints: EndpointsOpt = None,
-    nodes: NodesOpt = None,
 ) -> None:
     """Reboot the nodes."""
     from libtalos.api import machine_pb2
 
-    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    g = globals_of(ctx)
     mode = machine_pb2.RebootRequest.POWERCYCLE if powercycle else machine_pb2.RebootRequest.DEFAULT
     messages, errors = unary(g, "Reboot", machine_pb2.RebootRequest(mode=mode))
     _done(messages, "reboot requested")
     report_errors(errors)
 
 
+@global_options()
 def shutdown(
     ctx: typer.Context,
     force: Annotated[
         bool, typer.Option("--force", help="Do not cordon and drain first (v1.x).")
     ] = False,
-    talosconfig: TalosconfigOpt = None,
-    context: ContextOpt = None,
-    endpoints: EndpointsOpt = None,
-    nodes: NodesOpt = None,
 ) -> None:
     """Power the nodes off."""
     from libtalos.api import machine_pb2
 
-    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    g = globals_of(ctx)
     messages, errors = unary(g, "Shutdown", machine_pb2.ShutdownRequest(force=force))
     _done(messages, "shutdown requested")
     report_errors(errors)
 
 
+@global_options()
 def reset(
     ctx: typer.Context,
     graceful: Annotated[
@@ -89,10 +81,6 @@ def reset(
             help="Wipe only these system partitions (e.g. STATE, EPHEMERAL); repeatable.",
         ),
     ] = None,
-    talosconfig: TalosconfigOpt = None,
-    context: ContextOpt = None,
-    endpoints: EndpointsOpt = None,
-    nodes: NodesOpt = None,
 ) -> None:
     """Wipe the nodes' system partitions and power off (or --reboot)."""
     from libtalos.api import machine_pb2
@@ -105,7 +93,7 @@ def reset(
             machine_pb2.ResetPartitionSpec(label=label, wipe=True) for label in labels
         ],
     )
-    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    g = globals_of(ctx)
     messages, errors = unary(g, "Reset", request)
     _done(messages, "reset requested")
     report_errors(errors)

@@ -6,12 +6,13 @@ from typing import Annotated
 
 import typer
 
-from talos_apply.commands.common import print_stream, resolve
-from talos_apply.options import ContextOpt, EndpointsOpt, NodesOpt, TalosconfigOpt
+from talos_apply.commands.common import print_stream
+from talos_apply.options import global_options, globals_of
 
 INT32_MAX = 2**31 - 1  # LogsRequest.tail_lines is an int32
 
 
+@global_options()
 def logs(
     ctx: typer.Context,
     service_id: Annotated[str, typer.Argument(metavar="ID", help="The service, e.g. etcd.")],
@@ -21,10 +22,6 @@ def logs(
     tail: Annotated[
         int, typer.Option("--tail", help="Lines of history to print first; -1 for all.")
     ] = -1,
-    talosconfig: TalosconfigOpt = None,
-    context: ContextOpt = None,
-    endpoints: EndpointsOpt = None,
-    nodes: NodesOpt = None,
 ) -> None:
     """Print a service's log from each node."""
     from libtalos.api import common_pb2, machine_pb2
@@ -32,7 +29,7 @@ def logs(
 
     if not -1 <= tail <= INT32_MAX:
         raise UsageError(f"--tail: must be -1 (all) or a number of lines up to {INT32_MAX}")
-    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    g = globals_of(ctx)
     request = machine_pb2.LogsRequest(
         id=service_id, follow=follow, tail_lines=tail, driver=common_pb2.CONTAINERD
     )

@@ -8,15 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from talos_apply.commands.common import resolve, unary
-from talos_apply.options import (
-    ContextOpt,
-    EndpointsOpt,
-    NodesOpt,
-    OutputFormat,
-    OutputOpt,
-    TalosconfigOpt,
-)
+from talos_apply.commands.common import unary
+from talos_apply.options import OutputFormat, OutputOpt, global_options, globals_of
 from talos_apply.output import emit_structured, node_of, report_errors, table
 
 
@@ -38,16 +31,13 @@ def _list(g: Any) -> tuple[list[Any], list[Any]]:
     return unary(g, "ServiceList", empty_pb2.Empty())
 
 
+@global_options()
 def services(
     ctx: typer.Context,
     output: OutputOpt = OutputFormat.table,
-    talosconfig: TalosconfigOpt = None,
-    context: ContextOpt = None,
-    endpoints: EndpointsOpt = None,
-    nodes: NodesOpt = None,
 ) -> None:
     """List the services of each node: state, health, last event."""
-    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    g = globals_of(ctx)
     messages, errors = _list(g)
     if not emit_structured(messages, output):
         rows = []
@@ -75,6 +65,7 @@ class Action(enum.StrEnum):
     restart = "restart"
 
 
+@global_options()
 def service(
     ctx: typer.Context,
     service_id: Annotated[str, typer.Argument(metavar="ID", help="The service, e.g. etcd.")],
@@ -82,15 +73,11 @@ def service(
         Action | None, typer.Argument(help="start, stop or restart; none: show its status.")
     ] = None,
     output: OutputOpt = OutputFormat.table,
-    talosconfig: TalosconfigOpt = None,
-    context: ContextOpt = None,
-    endpoints: EndpointsOpt = None,
-    nodes: NodesOpt = None,
 ) -> None:
     """Show one service, or start, stop or restart it."""
     from libtalos.api import machine_pb2
 
-    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    g = globals_of(ctx)
     if action is not None:
         method, request_type = {
             Action.start: ("ServiceStart", machine_pb2.ServiceStartRequest),

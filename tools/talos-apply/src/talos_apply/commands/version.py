@@ -9,18 +9,11 @@ from typing import Annotated
 import typer
 
 from talos_apply import __version__
-from talos_apply.commands.common import resolve
-from talos_apply.options import (
-    ContextOpt,
-    EndpointsOpt,
-    NodesOpt,
-    OutputFormat,
-    OutputOpt,
-    TalosconfigOpt,
-)
+from talos_apply.options import OutputFormat, OutputOpt, global_options, globals_of
 from talos_apply.output import emit_structured, report_errors
 
 
+@global_options()
 def version(
     ctx: typer.Context,
     client_only: Annotated[bool, typer.Option("--client", help="Print the client only.")] = False,
@@ -28,10 +21,6 @@ def version(
         bool, typer.Option("--insecure", "-i", help="Maintenance mode: no client certificate.")
     ] = False,
     output: OutputOpt = OutputFormat.table,
-    talosconfig: TalosconfigOpt = None,
-    context: ContextOpt = None,
-    endpoints: EndpointsOpt = None,
-    nodes: NodesOpt = None,
 ) -> None:
     """Print the client version and the version of each node."""
     arch = platform.machine()
@@ -46,7 +35,7 @@ def version(
 
     from talos_apply import client
 
-    g = resolve(ctx, talosconfig, context, endpoints, nodes)
+    g = globals_of(ctx)
     target = client.insecure_target(g, []) if insecure else client.secure_target(g)
     messages, errors = client.run(client.Client(target).unary("Version", empty_pb2.Empty()))
     if insecure:

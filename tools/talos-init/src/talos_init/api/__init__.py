@@ -1,4 +1,6 @@
-"""The node's machine API server (TALOS-FACTS §4): a library the boot sequence wires in.
+"""The node's machine API server: a library the boot sequence wires in.
+
+The API it serves: docs/talos-facts.md#machine-api.
 
 The seam for talos-init (see :mod:`talos_init.api.server`)::
 
@@ -8,7 +10,7 @@ The seam for talos-init (see :mod:`talos_init.api.server`)::
     cert = MaintenanceCert.create(addresses, hostname)
     for line in maintenance_banner(addresses, cert.fingerprint):
         console.log(line)
-    server = ApiServer.maintenance(node, cert)          # node implements api.node.Node
+    server = ApiServer.maintenance(node, cert)          # node: an api.node.ApiBackend
     await server.start(host=None, port=50000)           # None: every address
     # node.apply_configuration(text, mode, timeout) is the callback: it receives the config
     # only after the server parsed and validated it; the node then schedules
@@ -25,9 +27,9 @@ The seam for talos-init (see :mod:`talos_init.api.server`)::
     await trustd.start(host=None, port=50001)
     cert, ca = await worker_certificate(trustd_endpoints, token, addresses, hostname, cert_sans)
 
-Everything the API needs from the node goes through the :class:`~talos_init.api.node.Node`
-protocol; :class:`~talos_init.api.memory.MemoryNode` is a complete in-memory implementation
-(tests, benchmarks, and a reference for the sequencer's implementation).
+Everything the API needs from the node goes through the
+:class:`~talos_init.api.node.ApiBackend` protocol; talos-init's implementation is
+:class:`~talos_init.api.adapter.InitBackend`, served by :mod:`talos_init.api.lifecycle`.
 """
 
 from __future__ import annotations
@@ -38,16 +40,16 @@ from libtalos.lazy import lazy_names
 
 if TYPE_CHECKING:
     from talos_init.api.certs import MaintenanceCert, maintenance_banner, node_server_cert
-    from talos_init.api.node import ApplyMode, Node, NodeCallError
+    from talos_init.api.node import ApiBackend, ApplyMode, NodeCallError
     from talos_init.api.server import ApiServer
 
 # Loaded on first use: PID 1 imports talos_init.api.node without the server, and never
 # cryptography (see talos_init.api.issuer).
 _WHERE = {
+    "ApiBackend": "talos_init.api.node",
     "ApiServer": "talos_init.api.server",
     "ApplyMode": "talos_init.api.node",
     "MaintenanceCert": "talos_init.api.certs",
-    "Node": "talos_init.api.node",
     "NodeCallError": "talos_init.api.node",
     "maintenance_banner": "talos_init.api.certs",
     "node_server_cert": "talos_init.api.certs",
@@ -57,10 +59,10 @@ _WHERE = {
 __getattr__ = lazy_names(__name__, _WHERE)
 
 __all__ = [
+    "ApiBackend",
     "ApiServer",
     "ApplyMode",
     "MaintenanceCert",
-    "Node",
     "NodeCallError",
     "maintenance_banner",
     "node_server_cert",

@@ -1,4 +1,7 @@
-"""The node's API certificates and the maintenance-mode console banner (TALOS-FACTS §3, §7.3)."""
+"""The node's API certificates and the maintenance-mode console banner.
+
+What Talos issues and prints: docs/talos-facts.md#pki, #maintenance-mode.
+"""
 
 from __future__ import annotations
 

@@ -22,9 +22,25 @@ from dataclasses import dataclass
 from libtalos.api.wire import meminfo_field
 
 KMSG = "/dev/kmsg"
-FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
-              "authpriv", "ftp", "ntp", "security", "console", "solaris-cron",
-              *(f"local{i}" for i in range(8)))  # fmt: skip
+FACILITIES = (
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    *(f"local{i}" for i in range(8)),
+)
 PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 RECORD_MAX = 8192  # the kernel's largest /dev/kmsg record
 

@@ -32,10 +32,7 @@ libtalos's messages, or the exception's type alone).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
 import sys
 from typing import Any
 
@@ -52,76 +49,46 @@ class IssueError(TalosError):
 # -- PID 1 side ------------------------------------------------------------------------------
 
 
-def _memfd(name: str, data: bytes = b"") -> int:
-    fd = os.memfd_create(name, os.MFD_CLOEXEC)
-    if data:
-        os.write(fd, data)
-        os.lseek(fd, 0, os.SEEK_SET)
-    return fd
-
-
-def _read_all(fd: int) -> bytes:
-    os.lseek(fd, 0, os.SEEK_SET)
-    chunks = []
-    while chunk := os.read(fd, 1 << 16):
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def issue(reaper: Any, request: dict[str, Any], timeout: float = ISSUE_TIMEOUT) -> Any:
-    """Run one request in a child (``reaper``: :class:`talos_init.reaper.Reaper`); its reply."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[int] = loop.create_future()
+    """Run one request in a child (``reaper``: :class:`talos_init.reaper.Reaper`); its reply.
 
-    def exited(_pid: int, status: int) -> None:
-        if not done.done():
-            done.set_result(status)
+    :func:`talos_init.reaper.run` hands the request over in a memfd and reads the reply from one.
+    """
+    from talos_init.reaper import ChildTimeoutError, describe, run
 
     what = str(request.get("op", "?"))
-    stdin = _memfd("talos-issue-in", json.dumps(request).encode())
-    stdout = _memfd("talos-issue-out")
     try:
-        devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            pid = reaper.spawn(
-                [sys.executable, "-m", "talos_init.api.issuer"],
-                exited,
-                stdin=stdin,
-                stdout=stdout,
-                stderr=devnull,
-            )
-        finally:
-            os.close(devnull)
-        try:
-            async with asyncio.timeout(timeout):
-                status = await asyncio.shield(done)
-        except (TimeoutError, asyncio.CancelledError) as exc:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            # bounded: when the node is stopping, the reaper may no longer be collecting
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                async with asyncio.timeout(KILL_BOUND):
-                    await asyncio.shield(done)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            raise IssueError(f"certificate ({what}): no answer within {timeout:g}s") from None
-        raw = _read_all(stdout)
-    finally:
-        os.close(stdin)
-        os.close(stdout)
+        done = await run(
+            reaper,
+            [sys.executable, "-m", "talos_init.api.issuer"],
+            timeout=timeout,
+            what=f"certificate ({what})",
+            stdin=json.dumps(request).encode(),
+            kill_bound=KILL_BOUND,
+        )
+    except ChildTimeoutError:
+        raise IssueError(f"certificate ({what}): no answer within {timeout:g}s") from None
     try:
-        reply = json.loads(raw) if raw else {}
+        reply = json.loads(done.stdout) if done.stdout else {}
     except ValueError:
         reply = {}
     if not isinstance(reply, dict):
         reply = {}
-    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and "error" not in reply:
+    if done.ok and "error" not in reply:
         return reply
     if reply.get("error"):
         raise IssueError(str(reply["error"]))  # libtalos's message: it names what is wrong
-    from talos_init.reaper import describe
+    raise IssueError(f"certificate ({what}): the certificate child {describe(done.status)}")
 
-    raise IssueError(f"certificate ({what}): the certificate child {describe(status)}")
+
+class Issuer:
+    """:func:`issue` bound to one node's reaper: ``await issuer(request, timeout)``."""
+
+    def __init__(self, reaper: Any) -> None:
+        self._reaper = reaper
+
+    async def __call__(self, request: dict[str, Any], timeout: float | None = None) -> Any:
+        return await issue(self._reaper, request, timeout or ISSUE_TIMEOUT)
 
 
 # -- child side ------------------------------------------------------------------------------
@@ -212,15 +179,19 @@ def _serve(request: dict[str, Any]) -> dict[str, Any]:
         if op == "etcd-certs":
             return {}
         argv = etcdmod.etcd_argv(
-            layout, cfg, hostname, request["advertise_ip"], request["state"],
+            layout,
+            cfg,
+            hostname,
+            request["advertise_ip"],
+            request["state"],
             request.get("initial_cluster"),
-        )  # fmt: skip
+        )
         return {"argv": argv}
     if op == "render":
         from pathlib import Path
 
         from libtalos.config import load
-        from talos_init.apinode import render_control_plane_files
+        from talos_init.api.render import render_control_plane_files
 
         cfg = load(request["config"], "running config").config
         message = render_control_plane_files(

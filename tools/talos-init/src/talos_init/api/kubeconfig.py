@@ -1,4 +1,4 @@
-"""The admin kubeconfig the Kubeconfig RPC returns (TALOS-FACTS §8).
+"""The admin kubeconfig the Kubeconfig RPC returns (docs/talos-facts.md#control-plane).
 
 The document itself is :func:`libtalos.k8s.admin_kubeconfig` (a fresh client certificate from
 the Kubernetes CA on every call, O=system:masters); this module only turns its errors into the
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from libtalos import pki
 from libtalos.config import Config
-from libtalos.errors import PKIError, UsageError
+from libtalos.errors import TalosError
 from libtalos.k8s import admin_kubeconfig as render
 from talos_init.api.node import NodeCallError, Status
 
@@ -23,5 +23,5 @@ def admin_kubeconfig(cfg: Config, clock: pki.Clock | None = None) -> bytes:
         )
     try:
         return render(cfg, clock=clock).encode()
-    except (UsageError, PKIError) as exc:
+    except TalosError as exc:
         raise NodeCallError(Status.FAILED_PRECONDITION, exc.message) from None

@@ -1,7 +1,8 @@
-"""What the API server needs from a node: the :class:`Node` protocol and its value types.
+"""What the API server needs from a node: the :class:`ApiBackend` protocol and its value types.
 
-The talos-init sequencer/supervisor implements :class:`Node`; the API server translates gRPC
-calls into these calls and their results (and :class:`NodeCallError`) back into replies.
+On a talos-init node :class:`talos_init.api.adapter.InitBackend` implements it on top of the
+node and its supervisor; the API server translates gRPC calls into these calls and their results
+(and :class:`NodeCallError`) back into replies.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class AppliedConfig:
     details: str
 
 
-class Node(Protocol):
+class ApiBackend(Protocol):
     """The node as the API sees it. Methods raise :class:`NodeCallError` to refuse."""
 
     hostname: str

@@ -1,4 +1,6 @@
-"""Proxying as apid does (TALOS-FACTS §4.4): ``nodes`` fans out, ``node`` forwards to one.
+"""Proxying as apid does: ``nodes`` fans out, ``node`` forwards to one.
+
+The rules: docs/talos-facts.md#api-proxying.
 
 Every MachineService handler is wrapped: a call with no ``nodes``/``node`` metadata, or with
 ``proxyfrom`` (it was already forwarded once: never again, which stops loops), runs locally.

@@ -1,4 +1,4 @@
-"""Renewal of the node's API certificate before it expires (issue 4: "renewed before expiry").
+"""Renewal of the node's API certificate before it expires.
 
 A check runs when the server starts and then every ``period`` seconds (an hour by default):
 once half of the certificate's lifetime has passed (Talos's rule), ``reissue`` makes a new one

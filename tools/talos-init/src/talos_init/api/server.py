@@ -23,7 +23,7 @@ from grpclib.server import Server, Stream
 
 from libtalos.api import API_PORT, channel, tls
 from libtalos.secrets import CertKey
-from talos_init.api.node import Node
+from talos_init.api.node import ApiBackend
 from talos_init.api.proxy import Forwarder, proxied_mapping
 from talos_init.api.service import MAX_CONFIG_BYTES, MachineService
 
@@ -130,13 +130,13 @@ class ApiServer:
         self.port: int | None = None
 
     @classmethod
-    def maintenance(cls, node: Node, cert: MaintenanceCert) -> ApiServer:
+    def maintenance(cls, node: ApiBackend, cert: MaintenanceCert) -> ApiServer:
         ctx = tls.server_context(cert.server.crt, cert.server.key)
         return cls(MachineService(node, maintenance=True), ctx)
 
     @classmethod
     def configured(
-        cls, node: Node, server_cert: CertKey, machine_ca_crt: bytes, *, proxy: bool = True
+        cls, node: ApiBackend, server_cert: CertKey, machine_ca_crt: bytes, *, proxy: bool = True
     ) -> ApiServer:
         """Mutual TLS: clients need a certificate from ``machine_ca_crt``. ``server_cert`` is
         also this node's client certificate when it forwards calls to other nodes."""

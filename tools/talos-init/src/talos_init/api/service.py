@@ -1,5 +1,5 @@
 # ruff: noqa: N802 - handler names are the proto's method names (the generated base class)
-"""``machine.MachineService``: gRPC calls into the :class:`~talos_init.api.node.Node`.
+"""``machine.MachineService``: gRPC calls into the :class:`~talos_init.api.node.ApiBackend`.
 
 Maintenance mode serves only ApplyConfiguration and Version (grpclib answers everything else
 with UNIMPLEMENTED, since the other methods are not in the mapping). Configured mode serves all
@@ -33,7 +33,7 @@ from libtalos.api import common_pb2, machine_pb2
 from libtalos.api._gen.machine import machine_grpc
 from libtalos.api.wire import kubeconfig_archive
 from libtalos.errors import DocumentError, TalosError
-from talos_init.api.node import ApplyMode, Node, NodeCallError
+from talos_init.api.node import ApiBackend, ApplyMode, NodeCallError
 
 MAX_CONFIG_BYTES = 4 << 20  # a machine config is a few KiB; refuse anything absurd
 MAX_CONFIG_NODES = 20_000  # a generated config has about 300; each costs ~0.5 KiB once built
@@ -42,7 +42,6 @@ MAX_REPORTED = 20  # problems (and warnings) named in one reply; the rest are co
 MAX_MESSAGE_BYTES = 4096  # UTF-8 bytes of an error message
 DEFAULT_TRY_TIMEOUT = dt.timedelta(minutes=1)
 MAINTENANCE_METHODS = ("ApplyConfiguration", "Version")
-WORKER_TYPES = ("join", "worker")
 _Req = machine_pb2.ApplyConfigurationRequest
 
 
@@ -118,7 +117,7 @@ async def _guard(call: Callable[[], Awaitable[Any]]) -> Any:
 
 
 class MachineService(machine_grpc.MachineServiceBase):
-    def __init__(self, node: Node, *, maintenance: bool) -> None:
+    def __init__(self, node: ApiBackend, *, maintenance: bool) -> None:
         self.node = node
         self.maintenance = maintenance
         self.apply_lock = asyncio.Lock()
@@ -272,12 +271,20 @@ class MachineService(machine_grpc.MachineServiceBase):
 
     # ------------------------------------------------------------ lifecycle
 
+    def _on_worker(self) -> bool:
+        """The running config makes the node a worker (libtalos's ``Machine.is_worker``)."""
+        text = self.node.config_text()
+        if text is None:
+            return False
+        current = talosconfig_model.load(text, "running config").config
+        return bool(current.machine.is_worker())
+
     async def Bootstrap(self, stream: Stream[Any, Any]) -> None:
         req = await stream.recv_message()
         assert req is not None  # noqa: S101
         if req.recover_etcd:
             raise _fail(GrpcStatus.UNIMPLEMENTED, "etcd recovery from a snapshot is not supported")
-        if self.node.machine_type in WORKER_TYPES:
+        if self._on_worker():
             raise _fail(GrpcStatus.FAILED_PRECONDITION, "bootstrap is not available on workers")
         if self.node.etcd_data_exists():
             raise _fail(GrpcStatus.ALREADY_EXISTS, "etcd data directory is not empty")
@@ -389,23 +396,23 @@ class MachineService(machine_grpc.MachineServiceBase):
     # ------------------------------------------------------------ node inspection
 
     async def Dmesg(self, stream: Stream[Any, Any]) -> None:
-        from talos_init.api import inspect
+        from talos_init.api.inspect import kernel_log
 
         req = await stream.recv_message()
         assert req is not None  # noqa: S101
         try:
-            records = inspect.kernel_log(req.follow, req.tail)
+            records = kernel_log(req.follow, req.tail)
             async for line in records:
                 await stream.send_message(common_pb2.Data(bytes=line.encode()))
         except OSError as exc:
             raise _fail(GrpcStatus.UNAVAILABLE, f"kernel log: {exc.strerror}") from None
 
     async def Memory(self, stream: Stream[Any, Any]) -> None:
-        from talos_init.api import inspect
+        from talos_init.api.inspect import meminfo
 
         await stream.recv_message()
         try:
-            values = inspect.meminfo()
+            values = meminfo()
         except OSError as exc:
             raise _fail(GrpcStatus.UNAVAILABLE, f"/proc/meminfo: {exc.strerror}") from None
         fields = machine_pb2.MemInfo.DESCRIPTOR.fields_by_name
@@ -415,10 +422,10 @@ class MachineService(machine_grpc.MachineServiceBase):
         )
 
     async def Processes(self, stream: Stream[Any, Any]) -> None:
-        from talos_init.api import inspect
+        from talos_init.api.inspect import processes
 
         await stream.recv_message()
-        procs = await asyncio.to_thread(inspect.processes)
+        procs = await asyncio.to_thread(processes)
         infos = [machine_pb2.ProcessInfo(**vars(p)) for p in procs]
         await stream.send_message(
             machine_pb2.ProcessesResponse(messages=[machine_pb2.Process(processes=infos)])

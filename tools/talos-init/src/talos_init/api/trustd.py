@@ -1,4 +1,4 @@
-"""trustd (TALOS-FACTS §3): certificate issuance for nodes on :50001, authenticated by
+"""trustd (docs/talos-facts.md#pki): certificate issuance for nodes on :50001, authenticated by
 ``machine.token`` in the gRPC metadata key ``token``.
 
 Server side (control-plane nodes, which hold ``machine.ca``'s key): :class:`TrustdServer` signs a

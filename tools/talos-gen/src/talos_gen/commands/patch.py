@@ -13,8 +13,6 @@ import sys
 
 import typer
 
-from talos_gen.app import app
-
 
 def _body(text: str) -> str:
     """A document's text without its leading ``---`` marker line."""
@@ -23,7 +21,6 @@ def _body(text: str) -> str:
     return text
 
 
-@app.command("patch")
 def patch_command(
     patch: list[str] | None = typer.Option(
         None,

@@ -1,4 +1,7 @@
-"""A complete in-memory :class:`~talos_init.api.node.Node`: tests, benchmarks, and a reference.
+"""A complete in-memory :class:`~talos_init.api.node.ApiBackend`: tests, benchmarks, a reference.
+
+A test double, kept with the tests: tests/api builds its servers on it, and bench/api_bench.py
+borrows it (adding tests/ to its import path).
 
 Everything is real except the machine underneath: the config is kept as text, "services" are
 state records with events and a log ring, reboot/shutdown/reset are recorded as actions, and

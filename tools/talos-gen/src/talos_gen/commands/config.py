@@ -5,12 +5,10 @@ from __future__ import annotations
 import typer
 
 from talos_gen._flagdocs import FLAG_DOCS
-from talos_gen.app import app
 from talos_gen.configjob import mirrors, split_list
 from talos_gen.configjob import run as run_config
 
 
-@app.command("config")
 def config_command(
     name: str = typer.Argument(..., help="The cluster name."),
     endpoint: str = typer.Argument(

@@ -9,7 +9,7 @@ import typer
 
 from libtalos.errors import ExitCode
 from libtalos.yamlio import dump
-from talos_vip.cmd_run import CONFIG_HELP
+from talos_vip.commands.run import CONFIG_HELP
 from talos_vip.options import resolve
 
 

@@ -12,8 +12,6 @@ from enum import StrEnum
 
 import typer
 
-from talos_gen.app import app
-
 
 class Mode(StrEnum):
     metal = "metal"
@@ -21,7 +19,6 @@ class Mode(StrEnum):
     container = "container"
 
 
-@app.command("validate")
 def validate_command(
     mode: Mode = typer.Option(..., "--mode", "-m", help="The runtime mode to validate for."),
     file: str | None = typer.Argument(None, help="The config file; '-' for stdin."),

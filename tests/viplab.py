@@ -1,4 +1,5 @@
-"""A throwaway network for testing and benchmarking shared IPs (used by tests/vip and bench/).
+"""A throwaway network for testing and benchmarking shared IPs (used by tests/vip and by
+bench/vip_bench.py, which adds tests/ to its import path).
 
 Everything lives in network namespaces created here, so no packet can leave the machine:
 
@@ -97,8 +98,9 @@ def probe() -> str | None:
         r = _run("ip", "netns", "add", name, check=False)
         if r.returncode != 0:
             return f"cannot create a network namespace: {r.stderr.strip()}"
-        r = _run("ip", "-n", name, "link", "add", "pa", "type", "veth", "peer", "name", "pb",
-                 check=False)
+        r = _run(
+            "ip", "-n", name, "link", "add", "pa", "type", "veth", "peer", "name", "pb", check=False
+        )
         if r.returncode != 0:
             return f"cannot create a veth pair: {r.stderr.strip()}"
         r = _run("ip", "-n", name, "link", "add", "br0", "type", "bridge", check=False)
@@ -151,13 +153,18 @@ def parse_announcement(frame: bytes) -> tuple[str, str, str, dict[str, Any]] | N
         lladdr = None
         if len(icmp) >= 32 and icmp[24] == 2:
             lladdr = format_mac(icmp[26:32])
-        return "na", src, target, {
-            "hop_limit": ip6[7],
-            "dst": str(ipaddress.IPv6Address(ip6[24:40])),
-            "flags": flags,
-            "lladdr": lladdr,
-            "checksum_ok": _icmp6_ok(ip6, icmp),
-        }
+        return (
+            "na",
+            src,
+            target,
+            {
+                "hop_limit": ip6[7],
+                "dst": str(ipaddress.IPv6Address(ip6[24:40])),
+                "flags": flags,
+                "lladdr": lladdr,
+                "checksum_ok": _icmp6_ok(ip6, icmp),
+            },
+        )
     return None
 
 
@@ -207,9 +214,7 @@ class Observer:
 
     def seen(self, *, ip: str | None = None, after: float = 0.0) -> list[Capture]:
         with self._lock:
-            return [
-                c for c in self.captures if c.at >= after and (ip is None or c.ip == ip)
-            ]
+            return [c for c in self.captures if c.at >= after and (ip is None or c.ip == ip)]
 
     def close(self) -> None:
         self._stop.set()
@@ -353,8 +358,20 @@ class Lab:
     def _build(self, count: int) -> None:
         _run("ip", "-n", self.br, "link", "add", "br0", "type", "bridge")
         # Forward at once (no STP listening delay), and no multicast snooping surprises.
-        _run("ip", "-n", self.br, "link", "set", "br0", "type", "bridge", "forward_delay", "0",
-             "mcast_snooping", "0")
+        _run(
+            "ip",
+            "-n",
+            self.br,
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+            "mcast_snooping",
+            "0",
+        )
         _run("ip", "-n", self.br, "link", "set", "br0", "up")
         _run("ip", "-n", self.etcd_ns, "link", "add", "ebr", "type", "bridge")
         _run("ip", "-n", self.etcd_ns, "link", "set", "ebr", "type", "bridge", "forward_delay", "0")
@@ -376,16 +393,44 @@ class Lab:
             self._lan_port(ns, f"n{i}", mac)
             _run("ip", "-n", ns, "addr", "add", f"{node.lan4}/24", "dev", "eth0")
             _run("ip", "-n", ns, "addr", "add", f"{node.lan6}/64", "dev", "eth0", "nodad")
-            _run("ip", "-n", ns, "link", "add", "etcd0", "type", "veth", "peer", "name", f"e{i}",
-                 "netns", self.etcd_ns)
+            _run(
+                "ip",
+                "-n",
+                ns,
+                "link",
+                "add",
+                "etcd0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                f"e{i}",
+                "netns",
+                self.etcd_ns,
+            )
             _run("ip", "-n", ns, "addr", "add", f"{node.etcd_ip}/24", "dev", "etcd0")
             _run("ip", "-n", ns, "link", "set", "etcd0", "up")
             _run("ip", "-n", self.etcd_ns, "link", "set", f"e{i}", "master", "ebr", "up")
             self.nodes.append(node)
 
     def _lan_port(self, ns: str, port: str, mac: str) -> None:
-        _run("ip", "-n", ns, "link", "add", "eth0", "address", mac, "type", "veth", "peer",
-             "name", port, "netns", self.br)
+        _run(
+            "ip",
+            "-n",
+            ns,
+            "link",
+            "add",
+            "eth0",
+            "address",
+            mac,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            port,
+            "netns",
+            self.br,
+        )
         _run("ip", "-n", ns, "link", "set", "eth0", "up")
         _run("ip", "-n", self.br, "link", "set", port, "master", "br0", "up")
 
@@ -403,19 +448,36 @@ class Lab:
         data = self.tmp / "etcd"
         log = (self.tmp / "etcd.log").open("ab")
         argv = [
-            "ip", "netns", "exec", self.etcd_ns, "etcd",
-            "--name", "lab", "--data-dir", str(data),
-            "--listen-client-urls", self.etcd_endpoint,
-            "--advertise-client-urls", self.etcd_endpoint,
-            "--listen-peer-urls", "http://127.0.0.1:2380",
-            "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-            "--initial-cluster", "lab=http://127.0.0.1:2380",
-        ]  # fmt: skip
+            "ip",
+            "netns",
+            "exec",
+            self.etcd_ns,
+            "etcd",
+            "--name",
+            "lab",
+            "--data-dir",
+            str(data),
+            "--listen-client-urls",
+            self.etcd_endpoint,
+            "--advertise-client-urls",
+            self.etcd_endpoint,
+            "--listen-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-cluster",
+            "lab=http://127.0.0.1:2380",
+        ]
         if self.etcd_tls:
             argv += [
-                "--cert-file", self.etcd_tls["cert"], "--key-file", self.etcd_tls["key"],
-                "--trusted-ca-file", self.etcd_tls["ca"], "--client-cert-auth",
-            ]  # fmt: skip
+                "--cert-file",
+                self.etcd_tls["cert"],
+                "--key-file",
+                self.etcd_tls["key"],
+                "--trusted-ca-file",
+                self.etcd_tls["ca"],
+                "--client-cert-auth",
+            ]
         self.etcd = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
         self.procs.append(self.etcd)
         log.close()

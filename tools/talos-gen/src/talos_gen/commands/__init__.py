@@ -1,0 +1,1 @@
+"""One module per command; :mod:`talos_gen.app` registers them."""

@@ -1,0 +1,1 @@
+"""One module per command; :mod:`talos_luks.cli` registers them."""
