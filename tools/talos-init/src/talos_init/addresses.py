@@ -13,15 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def node_addresses() -> list[str]:
-    """The node's own addresses (its network namespace), loopback and link-local left out."""
+def _ifconf() -> list[tuple[str, str]]:
+    """``(link, IPv4 address)`` of every address up, from one SIOCGIFCONF."""
     import array
     import fcntl
     import struct
 
     siocgifconf = 0x8912
     entry = 40  # sizeof(struct ifreq) on 64-bit Linux
-    found: list[str] = []
+    found: list[tuple[str, str]] = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         buf = array.array("B", b"\0" * entry * 128)
         addr, _ = buf.buffer_info()
@@ -29,7 +29,22 @@ def node_addresses() -> list[str]:
         size = struct.unpack("iL", fcntl.ioctl(sock.fileno(), siocgifconf, req))[0]
         raw = buf.tobytes()[:size]
         for off in range(0, size, entry):
-            found.append(socket.inet_ntoa(raw[off + 20 : off + 24]))
+            name = raw[off : off + 16].split(b"\0", 1)[0].decode("ascii", "replace")
+            found.append((name, socket.inet_ntoa(raw[off + 20 : off + 24])))
+    return found
+
+
+def ipv4_by_link() -> dict[str, list[str]]:
+    """The IPv4 addresses of each link that has one (a link's aliases share its name)."""
+    out: dict[str, list[str]] = {}
+    for name, ip in _ifconf():
+        out.setdefault(name.split(":", 1)[0], []).append(ip)
+    return out
+
+
+def node_addresses() -> list[str]:
+    """The node's own addresses (its network namespace), loopback and link-local left out."""
+    found = [ip for _, ip in _ifconf()]
     try:
         lines = Path("/proc/net/if_inet6").read_text().splitlines()
     except OSError:

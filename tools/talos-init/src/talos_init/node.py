@@ -419,6 +419,8 @@ class Node:
         loop = asyncio.get_running_loop()
         self._applied = loop.create_future()
         drop = self.state / configsource.DROP_NAME
+        if self._owns_network():
+            await self._setup_links(None)  # the banner lists the addresses leased here
         self.console.log("starting maintenance service")
         if self.hooks is not None:  # the maintenance banner follows that line
             if self.options.mode == "metal" or self.options.isolate:
@@ -567,18 +569,77 @@ class Node:
                 _loopback_up()
             except OSError as exc:
                 self.console.log(f"setupNetwork: lo: {exc.strerror}")
-        interfaces = self._config().interfaces
-        if interfaces:
-            if self.options.mode == "metal" or self.options.manage_network:
-                from talos_init import network
-
-                for message in await asyncio.to_thread(network.apply, interfaces):
-                    self.console.log(message)
-            else:
-                self.console.log(
-                    "machine.network.interfaces: left to the launcher (no --manage-network)"
-                )
+        config = self._config()
+        if self._owns_network():
+            await self._setup_links(config)
+        elif config.interfaces:
+            self.console.log(
+                "machine.network.interfaces: left to the launcher (no --manage-network)"
+            )
         self.supervisor.set_network_up()
+
+    def _owns_network(self) -> bool:
+        """Metal mode, or a container node in a network namespace of its own."""
+        return self.options.mode == "metal" or self.options.manage_network
+
+    async def _setup_links(self, config: NodeConfig | None) -> None:
+        """The links (:mod:`talos_init.network`): the config's, ``ip=``, DHCP on the others with
+        carrier (the first leases waited for, bounded), and the resolver file."""
+        from talos_init import network
+
+        log = self.console.log
+        interfaces = config.interfaces if config is not None else ()
+        plan = await asyncio.to_thread(network.plan, interfaces, self.options.cmdline)
+        for message in plan.messages:
+            log(f"network: {message}")
+        net = config.model.machine.network if config is not None else None
+        pinned = tuple(net.nameservers if net is not None else ()) or plan.nameservers
+        resolv = self.system_dir() / network.RESOLV_CONF
+        spec = None
+        if plan.dhcp:
+            leases = self.system_dir() / "dhcp"
+            spec = network.dhcp_service(plan.dhcp, leases, None if pinned else resolv)
+        if pinned or not self._dhcp_runs(spec):  # else the running client keeps it up to date
+            try:
+                network.write_resolv_conf(resolv, pinned)
+            except OSError as exc:
+                log(f"network: {resolv}: {exc.strerror}")
+        started = await self._run_dhcp(spec)  # a replaced client releases before static settings
+        if plan.static:
+            for message in await asyncio.to_thread(network.apply, plan.static, plan.labels):
+                log(message)
+        if not started:
+            return
+        bound = network.LEASE_WAIT
+        found = await asyncio.to_thread(network.wait_for_leases, plan.dhcp, bound)
+        for link in sorted(plan.dhcp):
+            if link in found:
+                log(f"network: {link} has {', '.join(found[link])} (DHCP)")
+            else:
+                log(f"network: {link}: no DHCP lease after {bound:g}s; going on")
+
+    def _dhcp_runs(self, spec: ServiceSpec | None) -> bool:
+        """The DHCP service runs already as ``spec``."""
+        from talos_init.network import DHCP_SERVICE
+
+        current = self.supervisor.services.get(DHCP_SERVICE)
+        running = current is not None and current.task is not None and not current.task.done()
+        return running and current is not None and current.spec == spec
+
+    async def _run_dhcp(self, spec: ServiceSpec | None) -> bool:
+        """Run the DHCP service as ``spec`` (None: not at all); False when it already runs so."""
+        from talos_init.network import DHCP_SERVICE
+
+        if self._dhcp_runs(spec):
+            return False
+        if DHCP_SERVICE in self.supervisor.services:
+            await self.supervisor.stop(DHCP_SERVICE)
+            del self.supervisor.services[DHCP_SERVICE]
+        if spec is None:
+            return False
+        self.supervisor.add(spec)
+        self.supervisor.start(spec.id)
+        return True
 
     async def _start_all_services(self) -> None:
         for problem in self.options.service_problems:

@@ -152,6 +152,7 @@ class ApiLifecycle:
     async def leave_maintenance(self) -> None:
         await self._stop_server()
         self.maintenance = False
+        self.addresses.clear()  # listed again once the config's network is set up
 
     # -- configured -----------------------------------------------------------------------
 
