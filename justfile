@@ -45,9 +45,17 @@ type:
 test *args:
     pytest {{args}}
 
+# Build the OS image's root, kernel and package list into _out/ (downloads Debian's packages)
+image:
+    talos-image rootfs -o _out --work _build
+
+# Run the image tests: builds from Debian's packages, boots the ISO and PXE media under QEMU
+test-image *args:
+    pytest -m image tests/image {{args}}
+
 # Run only the VM tests (QEMU guests with Debian's kernel)
 test-vm *args:
-    pytest -m vm {{args}}
+    pytest -m "vm and not image" {{args}}
 
 # Regenerate the generated docs (config reference)
 docs:

@@ -1,0 +1,1 @@
+"""Tests of the Talos OS image (talos-image): the root filesystem, the boot artefacts."""

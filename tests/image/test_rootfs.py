@@ -1,0 +1,121 @@
+"""The root filesystem: what it holds, what it must not hold, and that it builds reproducibly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from talos_image import __version__, layout
+from talos_image.rootfs import RootImage, forbidden
+
+pytestmark = [pytest.mark.slow, pytest.mark.image, pytest.mark.timeout(900)]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_python_imports_the_project_inside_the_root(built_root: RootImage) -> None:
+    root = built_root.root_dir
+    assert (root / "usr/bin/python3").exists()
+    imports = "import talos_init.cli, talos_luks.binding, cryptography, grpclib, pyroute2, yaml"
+    done = subprocess.run(
+        ["chroot", str(root), "/usr/bin/python3", "-c", imports],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_console_scripts_run_on_the_roots_python(built_root: RootImage) -> None:
+    root = built_root.root_dir
+    for name in ("talos-init", "talos-luks", "talos-vip"):
+        script = root / "usr/bin" / name
+        assert script.read_text().startswith("#!/usr/bin/python3\n")
+        done = subprocess.run(
+            ["chroot", str(root), f"/usr/bin/{name}", "--version"], capture_output=True, text=True
+        )
+        assert done.returncode == 0, (name, done.stderr)
+        assert done.stdout.startswith(name), done.stdout
+
+
+def test_the_tools_talos_init_runs_are_there(built_root: RootImage) -> None:
+    root = built_root.root_dir
+    for tool in (
+        "etcd",
+        "etcdctl",
+        "mkfs.xfs",
+        "xfs_growfs",
+        "mkfs.vfat",
+        "sfdisk",
+        "blkid",
+        "partx",
+        "modprobe",
+    ):
+        assert any((root / d / tool).exists() for d in ("usr/bin", "usr/sbin")), tool
+    assert (root / "usr/lib/grub/i386-pc").is_dir()
+    assert (root / "usr/lib/grub/x86_64-efi").is_dir()
+    assert (root / "etc/ssl/certs/ca-certificates.crt").is_file()
+    modules = layout.modules_dir(root, built_root.kernel_version)
+    assert (modules / "modules.dep").is_file()
+    assert list(modules.rglob("xfs.ko*")), "no xfs module"
+
+
+def test_nothing_forbidden_is_left(built_root: RootImage) -> None:
+    assert forbidden(built_root.root_dir) == []
+    assert not (built_root.root_dir / "boot").exists()
+    assert (built_root.root_dir / "etc/machine-id").read_text() == ""
+
+
+def test_forbidden_finds_a_shell_and_a_package_manager(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin/sh").symlink_to("dash")
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    (tmp_path / "usr/bin/apt-get").write_text("")
+    (tmp_path / "usr/bin/python3").write_text("")
+    (tmp_path / "var/lib/dpkg").mkdir(parents=True)
+    (tmp_path / "usr/share/doc").mkdir(parents=True)
+    assert forbidden(tmp_path) == ["bin/sh", "usr/bin/apt-get", "usr/share/doc", "var/lib/dpkg"]
+
+
+def test_package_list_has_versions(built_root: RootImage) -> None:
+    lines = built_root.packages.read_text().splitlines()
+    assert lines == sorted(lines)
+    versions = dict(line.split(" ", 1) for line in lines)
+    for name in ("linux-image-amd64", "python3", "etcd-server", "libcryptsetup12"):
+        assert versions.get(name), name
+    image_copy = built_root.root_dir / "usr/share/talos-image" / layout.PACKAGES
+    assert image_copy.read_text() == built_root.packages.read_text()
+
+
+def test_version_manifest_and_os_release(built_root: RootImage) -> None:
+    manifest = json.loads((built_root.root_dir / layout.VERSION_FILE).read_text())
+    assert manifest["version"] == __version__
+    assert len(manifest["commit"].removesuffix("-dirty")) == 40
+    assert manifest["kernel"] == built_root.kernel_version
+    assert manifest["packages"] == _sha256(built_root.packages)
+    release = (built_root.root_dir / "etc/os-release").read_text()
+    assert "ID=talos\n" in release
+    assert f'VERSION="{__version__}"' in release
+
+
+def test_kernel_is_debians(built_root: RootImage) -> None:
+    head = built_root.kernel.read_bytes()[:0x210]
+    assert head[0x202:0x206] == b"HdrS"  # the x86 boot protocol's header
+    assert built_root.kernel_version.endswith("-amd64")
+
+
+def test_two_builds_are_identical(
+    built_root: RootImage,
+    image_builder: Callable[[Path, int], RootImage],
+    tmp_path_factory: pytest.TempPathFactory,
+    image_epoch: int,
+) -> None:
+    again = image_builder(tmp_path_factory.mktemp("image-again"), image_epoch)
+    assert _sha256(again.packages) == _sha256(built_root.packages)
+    assert _sha256(again.kernel) == _sha256(built_root.kernel)
+    assert _sha256(again.squashfs) == _sha256(built_root.squashfs)

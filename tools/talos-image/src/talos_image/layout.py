@@ -1,0 +1,53 @@
+"""Where the image's artefacts live: the names every ``talos-image`` command agrees on.
+
+Outputs go to an output directory (``_out/`` by default), work trees and the package cache to a
+work directory (``_build/``). The root filesystem command writes, in the output directory,
+the squashfs, the kernel and the package list; in the work directory it leaves the unpacked
+root (``root/``), from which the initramfs takes the kernel modules.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ARCH = "amd64"
+SUITE = "bookworm"
+
+ROOTFS = f"rootfs-{ARCH}.sqsh"
+KERNEL = f"vmlinuz-{ARCH}"
+PACKAGES = f"packages-{ARCH}.txt"
+
+ROOT_DIR = "root"
+CACHE_DIR = Path("cache") / "debs"
+WHEELS_DIR = "wheels"
+
+VERSION_FILE = Path("etc") / "talos-image" / "version.json"
+"""The image's version manifest, inside the root: version, commit, kernel, packages' sha256."""
+
+DEFAULT_OUT = Path("_out")
+DEFAULT_WORK = Path("_build")
+
+
+def rootfs(out: Path) -> Path:
+    return out / ROOTFS
+
+
+def kernel(out: Path) -> Path:
+    return out / KERNEL
+
+
+def packages(out: Path) -> Path:
+    return out / PACKAGES
+
+
+def root_dir(work: Path) -> Path:
+    return work / ROOT_DIR
+
+
+def deb_cache(work: Path) -> Path:
+    return work / CACHE_DIR
+
+
+def modules_dir(root: Path, kernel_version: str) -> Path:
+    """The kernel modules of ``kernel_version`` in an unpacked root."""
+    return root / "lib" / "modules" / kernel_version
