@@ -382,18 +382,25 @@ def test_logs_follow_streams_new_lines(configured):
         svc.append("new 1")
         svc.append("new 2")
 
+    follower_done = threading.Event()
+
     def poke():
         # wait until the follower is parked on the ring, then append from the server's loop
         deadline = time.monotonic() + 30
         while not svc.changed._waiters:
+            if follower_done.is_set():
+                return  # the follower failed: its error is this test's, reported below
             assert time.monotonic() < deadline
             time.sleep(0.01)
         s.call(feed())
 
     t = threading.Thread(target=poke)
     t.start()
-    asyncio.run(follow())
-    t.join(30)
+    try:
+        asyncio.run(follow())
+    finally:
+        follower_done.set()
+        t.join(30)
     assert b"".join(got) == b"new 1\nnew 2\n"
 
 
