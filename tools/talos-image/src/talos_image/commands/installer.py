@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from talos_image import layout
-from talos_image.commands.iso import Epoch, Out, Rootfs, Work, epoch_or_default
+from talos_image.options import Epoch, Out, Rootfs, Work, boot_inputs
 
 
 def installer(
@@ -16,10 +16,6 @@ def installer(
 ) -> None:
     """Build installer-amd64.tar (kernel, initramfs, root squashfs, manifest, SHA256SUMS)."""
     from talos_image import installer as bundle
-    from talos_image import pxe
-    from talos_image.media import inputs
 
-    when = epoch_or_default(epoch)
-    found = inputs(out, work, rootfs=rootfs, epoch=when)
-    initrd = pxe.build_initramfs(work / "boot", found, epoch=when)
+    when, found, initrd = boot_inputs(out, work, epoch, rootfs)
     sys.stdout.write(f"{bundle.build(out, found, epoch=when, initrd=initrd)}\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from talos_image import layout
-from talos_image.commands.iso import Epoch, Out, Rootfs, Work, epoch_or_default
+from talos_image.options import Epoch, Out, Rootfs, Work, epoch_or_default
 
 
 def pxe(

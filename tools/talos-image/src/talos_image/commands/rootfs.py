@@ -9,17 +9,13 @@ from typing import Annotated
 import typer
 
 from talos_image import layout
+from talos_image.options import Epoch, Out, Work, epoch_or_default
 
 
 def rootfs(
-    out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = layout.DEFAULT_OUT,
-    work: Annotated[
-        Path, typer.Option(help="work directory: the unpacked root and the .deb cache")
-    ] = layout.DEFAULT_WORK,
-    epoch: Annotated[
-        int | None,
-        typer.Option(help="SOURCE_DATE_EPOCH of the build [default: the commit time of HEAD]"),
-    ] = None,
+    out: Out = layout.DEFAULT_OUT,
+    work: Work = layout.DEFAULT_WORK,
+    epoch: Epoch = None,
     cache: Annotated[
         Path | None,
         typer.Option(
@@ -28,13 +24,8 @@ def rootfs(
     ] = None,
 ) -> None:
     """Build rootfs-amd64.sqsh, vmlinuz-amd64 and packages-amd64.txt into OUT."""
-    from talos_image.rootfs import build, default_epoch
+    from talos_image.rootfs import build
 
-    image = build(
-        out,
-        work,
-        epoch=default_epoch() if epoch is None else epoch,
-        cache=cache,
-    )
+    image = build(out, work, epoch=epoch_or_default(epoch), cache=cache)
     for path in (image.squashfs, image.kernel, image.packages):
         sys.stdout.write(f"{path}\n")
