@@ -95,6 +95,9 @@ def run(
 
     args = list(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(app)
+    from libtalos.completion import add_completion_command
+
+    add_completion_command(command, prog)  # every tool's `completion bash|zsh|fish`
     try:
         args = go_booleans(command, args)
         result = command.main(args=args, prog_name=prog, standalone_mode=False)

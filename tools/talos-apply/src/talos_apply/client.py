@@ -209,12 +209,14 @@ class Client:
         start = random.randrange(len(eps)) if len(eps) > 1 else 0  # noqa: S311 - not crypto
         return eps[start:] + eps[:start]
 
-    async def _each_endpoint(self, attempt: Callable[[MachineServiceStub], Any]) -> Any:
+    async def _each_endpoint(
+        self, attempt: Callable[[Any], Any], stub: Callable[[Any], Any] = MachineServiceStub
+    ) -> Any:
         reasons: list[str] = []
         for endpoint in self._order():
             channel = self._channel(endpoint)
             try:
-                return await attempt(MachineServiceStub(channel))
+                return await attempt(stub(channel))
             except PKIError:
                 raise
             except GRPCError as exc:
@@ -230,14 +232,17 @@ class Client:
                 channel.close()
         raise NetworkError("no endpoint could be reached: " + "; ".join(reasons))
 
-    async def unary(self, method: str, request: Any) -> tuple[list[Any], list[NodeError]]:
-        """Call ``method``; the reply's messages, split into answers and per-node errors."""
+    async def unary(
+        self, method: str, request: Any, *, stub: Callable[[Any], Any] = MachineServiceStub
+    ) -> tuple[list[Any], list[NodeError]]:
+        """Call ``method`` of ``stub``'s service (default: machine.MachineService); the reply's
+        messages, split into answers and per-node errors."""
 
-        async def attempt(stub: MachineServiceStub) -> Any:
-            call = getattr(stub, method)
+        async def attempt(service: Any) -> Any:
+            call = getattr(service, method)
             return await call(request, timeout=CALL_TIMEOUT, metadata=self.target.metadata)
 
-        reply = await self._each_endpoint(attempt)
+        reply = await self._each_endpoint(attempt, stub)
         return split_errors(reply.messages)
 
     async def stream(self, method: str, request: Any) -> AsyncIterator[Any]:

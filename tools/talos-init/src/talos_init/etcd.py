@@ -38,7 +38,9 @@ __all__ = [
     "member_add",
     "member_list",
     "member_remove",
+    "move_leader",
     "spec_for",
+    "status",
     "write_certs",
 ]
 
@@ -172,3 +174,18 @@ async def member_add(layout: EtcdLayout, host: str, peer_url: str) -> dict[str, 
 
 async def member_remove(layout: EtcdLayout, member_id: int, host: str = "127.0.0.1") -> None:
     await asyncio.to_thread(_ask, layout, host, lambda c: c.member_remove(member_id))
+
+
+async def status(layout: EtcdLayout, host: str = "127.0.0.1") -> dict[str, Any]:
+    """The status of the member at ``host``: ``leader`` is the leader's ID, ``header.member_id``
+    the member's own (decimal strings)."""
+    answer = await asyncio.to_thread(_ask, layout, host, lambda c: c.call("maintenance/status", {}))
+    return answer if isinstance(answer, dict) else {}
+
+
+async def move_leader(layout: EtcdLayout, target_id: int, host: str = "127.0.0.1") -> None:
+    """Hand the leadership to member ``target_id`` (asked of the leader, at ``host``)."""
+    body = {"targetID": str(target_id)}
+    await asyncio.to_thread(
+        _ask, layout, host, lambda c: c.call("maintenance/transfer-leadership", body)
+    )

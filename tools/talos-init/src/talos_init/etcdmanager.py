@@ -42,6 +42,23 @@ class EtcdExistsError(TalosError):
     """Bootstrap refused: etcd has data or runs on this node already."""
 
 
+NOT_FOUND = 5  # gRPC status codes of the refusals below
+FAILED_PRECONDITION = 9
+
+
+class EtcdRefusedError(TalosError):
+    """A membership change refused before etcd is asked: ``status`` is the gRPC code it
+    answers with (:data:`NOT_FOUND`, :data:`FAILED_PRECONDITION`)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _names(members: list[dict[str, Any]]) -> str:
+    return ", ".join(sorted(str(m.get("name") or f"(unstarted {m.get('ID')})") for m in members))
+
+
 class EtcdManager:
     def __init__(self, node: Node, addresses: Addresses, issue: Issue) -> None:
         self.node = node
@@ -276,6 +293,98 @@ class EtcdManager:
                     await asyncio.sleep(JOIN_RETRY)
                     continue
                 raise
+
+    async def _remove(self, member_id: int) -> None:
+        """Remove a member, waiting (bounded) while etcd answers "unhealthy cluster" (a member
+        that has just reconnected)."""
+        deadline = time.monotonic() + LEAVE_WAIT
+        while True:
+            try:
+                await etcd.member_remove(self.layout(), member_id)
+                return
+            except etcd.EtcdError as exc:
+                if exc.code == etcd.UNHEALTHY and time.monotonic() < deadline:
+                    await asyncio.sleep(JOIN_RETRY)
+                    continue
+                raise
+
+    async def remove_member(self, name: str) -> None:
+        """EtcdRemoveMember: remove the member called ``name`` (a node that cannot leave by
+        itself); the last member is never removed."""
+        async with self._lock:
+            members = await etcd.member_list(self.layout())
+            found = [m for m in members if m.get("name") == name]
+            if not found:
+                raise EtcdRefusedError(
+                    f"etcd member {name!r} not found (members: {_names(members)})", NOT_FOUND
+                )
+            if len(members) == 1:
+                raise EtcdRefusedError(
+                    f"etcd member {name!r} is the only member: etcd cannot remove the last one",
+                    FAILED_PRECONDITION,
+                )
+            await self._remove(int(found[0].get("ID", 0)))
+            self.node.console.log(f"etcd: member {name} removed through the API")
+
+    async def leave_cluster(self) -> None:
+        """EtcdLeaveCluster: remove this node's member, stop etcd (and talos-vip, which
+        needs it) and remove etcd's data, which is no use once the member is gone."""
+        import shutil
+
+        from talos_init import vip
+
+        hostname = self.node.hostname()
+        async with self._lock:
+            members = await etcd.member_list(self.layout())
+            own = [m for m in members if m.get("name") == hostname]
+            if not own:
+                raise EtcdRefusedError(
+                    f"this node ({hostname}) is not an etcd member (members: {_names(members)})",
+                    NOT_FOUND,
+                )
+            if len(members) == 1:
+                raise EtcdRefusedError(
+                    f"this node ({hostname}) is the only etcd member: etcd cannot remove the "
+                    "last one",
+                    FAILED_PRECONDITION,
+                )
+            await self._remove(int(own[0].get("ID", 0)))
+            sup = self.node.supervisor
+            for sid in (vip.SERVICE_ID, etcd.SERVICE_ID):
+                if sid in sup.services:
+                    await sup.stop(sid)
+                    sup.services.pop(sid, None)
+            await asyncio.to_thread(shutil.rmtree, self.layout().data_dir, True)
+            self.node.console.log(
+                f"etcd: left the cluster (member {hostname}): etcd stopped, its data removed"
+            )
+
+    async def forfeit_leadership(self) -> str:
+        """EtcdForfeitLeadership: when this node's member leads, hand the leadership to
+        another started member; returns that member's name ("" when this one did not lead)."""
+        hostname = self.node.hostname()
+        layout = self.layout()
+        members = await etcd.member_list(layout)
+        if len(members) == 1:
+            raise EtcdRefusedError(
+                "cannot forfeit leadership: this node is the only etcd member",
+                FAILED_PRECONDITION,
+            )
+        own = [m for m in members if m.get("name") == hostname]
+        if not own:
+            raise EtcdRefusedError(f"this node ({hostname}) is not an etcd member", NOT_FOUND)
+        own_id = int(own[0].get("ID", 0))
+        if int((await etcd.status(layout)).get("leader", 0)) != own_id:
+            return ""
+        for m in members:
+            if int(m.get("ID", 0)) != own_id and m.get("name") and not m.get("isLearner"):
+                await etcd.move_leader(layout, int(m["ID"]))
+                self.node.console.log(f"etcd: leadership moved from {hostname} to {m['name']}")
+                return str(m["name"])
+        raise EtcdRefusedError(
+            "cannot forfeit leadership: no other started member to hand it to",
+            FAILED_PRECONDITION,
+        )
 
     def stop(self) -> None:
         """The node stops: its background work (start, join, render) is cancelled."""

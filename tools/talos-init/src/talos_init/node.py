@@ -32,6 +32,7 @@ from libtalos.errors import DocumentError, Problem, TalosError
 from libtalos.fsutil import atomic_write
 from talos_init import configsource, mounts
 from talos_init.configsource import NodeConfig
+from talos_init.events import EventRing
 from talos_init.logring import Console
 from talos_init.reaper import Reaper
 from talos_init.sequencer import Phase, Sequencer, TaskFailedError
@@ -127,8 +128,11 @@ class Node:
         self.console = console
         self.mask = mask
         self.reaper = Reaper(reap_orphans=options.reap_orphans)
-        self.supervisor = Supervisor(self.reaper, console, echo_output=options.echo_services)
-        self.sequencer = Sequencer(console)
+        self.events = EventRing()  # sequences, phases, tasks, services: the API's Events
+        self.supervisor = Supervisor(
+            self.reaper, console, echo_output=options.echo_services, events=self.events
+        )
+        self.sequencer = Sequencer(console, self.events)
         self.config: NodeConfig | None = None
         self.config_from_url = False
         self.state = options.state_dir / "state"
@@ -257,7 +261,10 @@ class Node:
             if request.kind == "reboot" and self.options.mode == "container":
                 self.config = None
                 self.supervisor = Supervisor(
-                    self.reaper, self.console, echo_output=self.options.echo_services
+                    self.reaper,
+                    self.console,
+                    echo_output=self.options.echo_services,
+                    events=self.events,
                 )
                 continue
             self.console.log(
@@ -383,6 +390,8 @@ class Node:
         if text_source is None and url is not None:
             uuid = configsource.smbios_uuid()
             url = configsource.expand_url(url, uuid)
+            if self._owns_network() and not url.startswith("file:"):
+                await self._setup_links(None)  # an http(s) fetch needs the links (DHCP) up
             self.console.log(f"fetching config from {url}")
             try:
                 text = await asyncio.to_thread(configsource.fetch, url, self.options.fetch_timeout)

@@ -6,7 +6,9 @@ successful``. Every service keeps an event history and a bounded log ring.
 The machine API (:mod:`talos_init.api.adapter`) works on this object: its ``ServiceList`` reads
 ``services`` (each :class:`Service`'s state, health and events), ``ServiceStart/Stop/Restart``
 call :meth:`Supervisor.start`, :meth:`~Supervisor.stop` and :meth:`~Supervisor.restart`, and
-``Logs`` reads :meth:`~Supervisor.log`. Everything runs on the asyncio loop thread.
+``Logs`` reads :meth:`~Supervisor.log`. Every state change (and health change) is also
+published to the node's :class:`~talos_init.events.EventRing` as a ``ServiceStateEvent``
+(``Events``). Everything runs on the asyncio loop thread.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from talos_init.events import EventRing, ServiceStateEvent
 from talos_init.health import run_check
 from talos_init.logring import Console, LineReader, LogRing
 from talos_init.reaper import Reaper, describe, exit_code
@@ -63,6 +66,7 @@ class Service:
         self.log = LogRing(spec.id)
         self.healthy: bool | None = None
         self.health_message = ""
+        self.health_changed: float | None = None
         self.pid: int | None = None
         self.runs = 0
         self.failures = 0  # consecutive
@@ -87,10 +91,18 @@ class Service:
 
 
 class Supervisor:
-    def __init__(self, reaper: Reaper, console: Console, *, echo_output: bool = False) -> None:
+    def __init__(
+        self,
+        reaper: Reaper,
+        console: Console,
+        *,
+        echo_output: bool = False,
+        events: EventRing | None = None,
+    ) -> None:
         self.reaper = reaper
         self.console = console
         self.echo_output = echo_output
+        self.events = events
         self.services: dict[str, Service] = {}
         self.network_up = False
         self._changed = asyncio.Event()
@@ -131,6 +143,17 @@ class Supervisor:
         svc.state = state
         svc.events.append(Event(time.time(), state, message))
         self.console.log(f"service[{svc.spec.id}]({state}): {message}")
+        if self.events is not None:
+            self.events.publish(
+                ServiceStateEvent(
+                    svc.spec.id,
+                    state.name,
+                    message,
+                    svc.healthy if svc.spec.health is not None else None,
+                    svc.health_message,
+                    svc.health_changed,
+                )
+            )
         self._notify()
 
     # -- start ---------------------------------------------------------------------------------
@@ -316,6 +339,7 @@ class Supervisor:
             if ok != svc.healthy:
                 svc.healthy = ok
                 svc.health_message = message
+                svc.health_changed = time.time()
                 text = "Health check successful" if ok else f"Health check failed: {message}"
                 self._event(svc, svc.state, text)
             await asyncio.sleep(check.period)

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from libtalos.cli import make_app
-from talos_pki.commands import ca, fingerprint, inspect, issue, kubeconfig_cert, secrets, verify
+from talos_pki.commands import (
+    ca,
+    fingerprint,
+    gen,
+    inspect,
+    issue,
+    kubeconfig_cert,
+    secrets,
+    verify,
+)
 
 app = make_app(
     name="talos-pki",
@@ -19,3 +28,4 @@ app.command("fingerprint")(fingerprint.fingerprint)
 app.command("inspect")(inspect.inspect)
 app.command("verify")(verify.verify)
 app.command("kubeconfig-cert")(kubeconfig_cert.kubeconfig_cert)
+app.add_typer(gen.app, name="gen")  # talosctl gen ca|key|csr|crt|keypair: PEM files

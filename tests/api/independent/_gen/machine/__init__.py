@@ -48,6 +48,51 @@ class ResetRequestWipeMode(betterproto.Enum):
     USER_DISKS = 2
 
 
+class SequenceEventAction(betterproto.Enum):
+    NOOP = 0
+    START = 1
+    STOP = 2
+
+
+class PhaseEventAction(betterproto.Enum):
+    START = 0
+    STOP = 1
+
+
+class TaskEventAction(betterproto.Enum):
+    START = 0
+    STOP = 1
+
+
+class ServiceStateEventAction(betterproto.Enum):
+    INITIALIZED = 0
+    PREPARING = 1
+    WAITING = 2
+    RUNNING = 3
+    STOPPING = 4
+    FINISHED = 5
+    FAILED = 6
+    SKIPPED = 7
+
+
+class RecoverRequestSource(betterproto.Enum):
+    ETCD = 0
+    APISERVER = 1
+
+
+class ListRequestType(betterproto.Enum):
+    REGULAR = 0
+    DIRECTORY = 1
+    SYMLINK = 2
+
+
+class MachineConfigMachineType(betterproto.Enum):
+    TYPE_UNKNOWN = 0
+    TYPE_INIT = 1
+    TYPE_CONTROL_PLANE = 2
+    TYPE_JOIN = 3
+
+
 @dataclass(eq=False, repr=False)
 class ApplyConfigurationRequest(betterproto.Message):
     data: bytes = betterproto.bytes_field(1)
@@ -422,6 +467,635 @@ class MemoryResponse(betterproto.Message):
     messages: List["Memory"] = betterproto.message_field(1)
 
 
+@dataclass(eq=False, repr=False)
+class SequenceEvent(betterproto.Message):
+    sequence: str = betterproto.string_field(1)
+    action: "SequenceEventAction" = betterproto.enum_field(2)
+    error: "_common__.Error" = betterproto.message_field(3)
+
+
+@dataclass(eq=False, repr=False)
+class PhaseEvent(betterproto.Message):
+    phase: str = betterproto.string_field(1)
+    action: "PhaseEventAction" = betterproto.enum_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class TaskEvent(betterproto.Message):
+    task: str = betterproto.string_field(1)
+    action: "TaskEventAction" = betterproto.enum_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class ServiceStateEvent(betterproto.Message):
+    service: str = betterproto.string_field(1)
+    action: "ServiceStateEventAction" = betterproto.enum_field(2)
+    message: str = betterproto.string_field(3)
+    health: "ServiceHealth" = betterproto.message_field(4)
+
+
+@dataclass(eq=False, repr=False)
+class RestartEvent(betterproto.Message):
+    cmd: int = betterproto.int64_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class EventsRequest(betterproto.Message):
+    """
+    Which past events to replay before the live ones: the last tail_events, those after tail_id,
+     or those of the last tail_seconds.
+    """
+
+    tail_events: int = betterproto.int32_field(1)
+    tail_id: str = betterproto.string_field(2)
+    tail_seconds: int = betterproto.int32_field(3)
+
+
+@dataclass(eq=False, repr=False)
+class Event(betterproto.Message):
+    """data holds one of the *Event messages above."""
+
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+    data: "betterproto_lib_google_protobuf.Any" = betterproto.message_field(2)
+    id: str = betterproto.string_field(3)
+
+
+@dataclass(eq=False, repr=False)
+class RecoverRequest(betterproto.Message):
+    source: "RecoverRequestSource" = betterproto.enum_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class Recover(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class RecoverResponse(betterproto.Message):
+    messages: List["Recover"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class UpgradeRequest(betterproto.Message):
+    image: str = betterproto.string_field(1)
+    preserve: bool = betterproto.bool_field(2)
+    stage: bool = betterproto.bool_field(3)
+    force: bool = betterproto.bool_field(4)
+
+
+@dataclass(eq=False, repr=False)
+class Upgrade(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+    ack: str = betterproto.string_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class UpgradeResponse(betterproto.Message):
+    messages: List["Upgrade"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class RollbackRequest(betterproto.Message):
+    pass
+
+
+@dataclass(eq=False, repr=False)
+class Rollback(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class RollbackResponse(betterproto.Message):
+    messages: List["Rollback"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class StartRequest(betterproto.Message):
+    id: str = betterproto.string_field(1)
+
+    def __post_init__(self) -> None:
+        warnings.warn("StartRequest is deprecated", DeprecationWarning)
+        super().__post_init__()
+
+
+@dataclass(eq=False, repr=False)
+class StartResponse(betterproto.Message):
+    resp: str = betterproto.string_field(1)
+
+    def __post_init__(self) -> None:
+        warnings.warn("StartResponse is deprecated", DeprecationWarning)
+        super().__post_init__()
+
+
+@dataclass(eq=False, repr=False)
+class StopRequest(betterproto.Message):
+    id: str = betterproto.string_field(1)
+
+    def __post_init__(self) -> None:
+        warnings.warn("StopRequest is deprecated", DeprecationWarning)
+        super().__post_init__()
+
+
+@dataclass(eq=False, repr=False)
+class StopResponse(betterproto.Message):
+    resp: str = betterproto.string_field(1)
+
+    def __post_init__(self) -> None:
+        warnings.warn("StopResponse is deprecated", DeprecationWarning)
+        super().__post_init__()
+
+
+@dataclass(eq=False, repr=False)
+class CopyRequest(betterproto.Message):
+    """
+    Copy streams a .tar.gz of root_path (a file or a directory) as common.Data frames.
+    """
+
+    root_path: str = betterproto.string_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class ListRequest(betterproto.Message):
+    root: str = betterproto.string_field(1)
+    recurse: bool = betterproto.bool_field(2)
+    recursion_depth: int = betterproto.int32_field(3)
+    types: List["ListRequestType"] = betterproto.enum_field(4)
+
+
+@dataclass(eq=False, repr=False)
+class DiskUsageRequest(betterproto.Message):
+    recursion_depth: int = betterproto.int32_field(1)
+    all: bool = betterproto.bool_field(2)
+    threshold: int = betterproto.int64_field(3)
+    paths: List[str] = betterproto.string_field(4)
+
+
+@dataclass(eq=False, repr=False)
+class FileInfo(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+    name: str = betterproto.string_field(2)
+    size: int = betterproto.int64_field(3)
+    mode: int = betterproto.uint32_field(4)
+    modified: int = betterproto.int64_field(5)
+    is_dir: bool = betterproto.bool_field(6)
+    error: str = betterproto.string_field(7)
+    link: str = betterproto.string_field(8)
+    relative_name: str = betterproto.string_field(9)
+
+
+@dataclass(eq=False, repr=False)
+class DiskUsageInfo(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+    name: str = betterproto.string_field(2)
+    size: int = betterproto.int64_field(3)
+    error: str = betterproto.string_field(4)
+    relative_name: str = betterproto.string_field(5)
+
+
+@dataclass(eq=False, repr=False)
+class ReadRequest(betterproto.Message):
+    path: str = betterproto.string_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class MountStat(betterproto.Message):
+    filesystem: str = betterproto.string_field(1)
+    size: int = betterproto.uint64_field(2)
+    available: int = betterproto.uint64_field(3)
+    mounted_on: str = betterproto.string_field(4)
+
+
+@dataclass(eq=False, repr=False)
+class Mounts(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+    stats: List["MountStat"] = betterproto.message_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class MountsResponse(betterproto.Message):
+    messages: List["Mounts"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class ContainersRequest(betterproto.Message):
+    namespace: str = betterproto.string_field(1)
+    driver: "_common__.ContainerDriver" = betterproto.enum_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class ContainerInfo(betterproto.Message):
+    namespace: str = betterproto.string_field(1)
+    id: str = betterproto.string_field(2)
+    image: str = betterproto.string_field(3)
+    pid: int = betterproto.uint32_field(4)
+    status: str = betterproto.string_field(5)
+    pod_id: str = betterproto.string_field(6)
+    name: str = betterproto.string_field(7)
+
+
+@dataclass(eq=False, repr=False)
+class Container(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+    containers: List["ContainerInfo"] = betterproto.message_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class ContainersResponse(betterproto.Message):
+    messages: List["Container"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class RestartRequest(betterproto.Message):
+    namespace: str = betterproto.string_field(1)
+    id: str = betterproto.string_field(2)
+    driver: "_common__.ContainerDriver" = betterproto.enum_field(3)
+
+
+@dataclass(eq=False, repr=False)
+class Restart(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class RestartResponse(betterproto.Message):
+    messages: List["Restart"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class StatsRequest(betterproto.Message):
+    namespace: str = betterproto.string_field(1)
+    driver: "_common__.ContainerDriver" = betterproto.enum_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class Stat(betterproto.Message):
+    """Field 3 is unused in Talos too."""
+
+    namespace: str = betterproto.string_field(1)
+    id: str = betterproto.string_field(2)
+    memory_usage: int = betterproto.uint64_field(4)
+    cpu_usage: int = betterproto.uint64_field(5)
+    pod_id: str = betterproto.string_field(6)
+    name: str = betterproto.string_field(7)
+
+
+@dataclass(eq=False, repr=False)
+class Stats(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+    stats: List["Stat"] = betterproto.message_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class StatsResponse(betterproto.Message):
+    messages: List["Stats"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class ProcessesRequest(betterproto.Message):
+    """
+    Processes takes google.protobuf.Empty; the message exists in Talos's definitions all the same.
+    """
+
+    pass
+
+
+@dataclass(eq=False, repr=False)
+class Hostname(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+    hostname: str = betterproto.string_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class HostnameResponse(betterproto.Message):
+    messages: List["Hostname"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class LoadAvg(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+    load1: float = betterproto.double_field(2)
+    load5: float = betterproto.double_field(3)
+    load15: float = betterproto.double_field(4)
+
+
+@dataclass(eq=False, repr=False)
+class LoadAvgResponse(betterproto.Message):
+    messages: List["LoadAvg"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class CpuStat(betterproto.Message):
+    """
+    /proc/stat: CPU times in seconds, counters as the kernel reports them.
+    """
+
+    user: float = betterproto.double_field(1)
+    nice: float = betterproto.double_field(2)
+    system: float = betterproto.double_field(3)
+    idle: float = betterproto.double_field(4)
+    iowait: float = betterproto.double_field(5)
+    irq: float = betterproto.double_field(6)
+    soft_irq: float = betterproto.double_field(7)
+    steal: float = betterproto.double_field(8)
+    guest: float = betterproto.double_field(9)
+    guest_nice: float = betterproto.double_field(10)
+
+
+@dataclass(eq=False, repr=False)
+class SoftIrqStat(betterproto.Message):
+    hi: int = betterproto.uint64_field(1)
+    timer: int = betterproto.uint64_field(2)
+    net_tx: int = betterproto.uint64_field(3)
+    net_rx: int = betterproto.uint64_field(4)
+    block: int = betterproto.uint64_field(5)
+    block_io_poll: int = betterproto.uint64_field(6)
+    tasklet: int = betterproto.uint64_field(7)
+    sched: int = betterproto.uint64_field(8)
+    hrtimer: int = betterproto.uint64_field(9)
+    rcu: int = betterproto.uint64_field(10)
+
+
+@dataclass(eq=False, repr=False)
+class SystemStat(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+    boot_time: int = betterproto.uint64_field(2)
+    cpu_total: "CpuStat" = betterproto.message_field(3)
+    cpu: List["CpuStat"] = betterproto.message_field(4)
+    irq_total: int = betterproto.uint64_field(5)
+    irq: List[int] = betterproto.uint64_field(6)
+    context_switches: int = betterproto.uint64_field(7)
+    process_created: int = betterproto.uint64_field(8)
+    process_running: int = betterproto.uint64_field(9)
+    process_blocked: int = betterproto.uint64_field(10)
+    soft_irq_total: int = betterproto.uint64_field(11)
+    soft_irq: "SoftIrqStat" = betterproto.message_field(12)
+
+
+@dataclass(eq=False, repr=False)
+class SystemStatResponse(betterproto.Message):
+    messages: List["SystemStat"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class CpuInfo(betterproto.Message):
+    """One /proc/cpuinfo block."""
+
+    processor: int = betterproto.uint32_field(1)
+    vendor_id: str = betterproto.string_field(2)
+    cpu_family: str = betterproto.string_field(3)
+    model: str = betterproto.string_field(4)
+    model_name: str = betterproto.string_field(5)
+    stepping: str = betterproto.string_field(6)
+    microcode: str = betterproto.string_field(7)
+    cpu_mhz: float = betterproto.double_field(8)
+    cache_size: str = betterproto.string_field(9)
+    physical_id: str = betterproto.string_field(10)
+    siblings: int = betterproto.uint32_field(11)
+    core_id: str = betterproto.string_field(12)
+    cpu_cores: int = betterproto.uint32_field(13)
+    apic_id: str = betterproto.string_field(14)
+    initial_apic_id: str = betterproto.string_field(15)
+    fpu: str = betterproto.string_field(16)
+    fpu_exception: str = betterproto.string_field(17)
+    cpu_id_level: int = betterproto.uint32_field(18)
+    wp: str = betterproto.string_field(19)
+    flags: List[str] = betterproto.string_field(20)
+    bugs: List[str] = betterproto.string_field(21)
+    bogo_mips: float = betterproto.double_field(22)
+    cl_flush_size: int = betterproto.uint32_field(23)
+    cache_alignment: int = betterproto.uint32_field(24)
+    address_sizes: str = betterproto.string_field(25)
+    power_management: str = betterproto.string_field(26)
+
+
+@dataclass(eq=False, repr=False)
+class CpUsInfo(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+    cpu_info: List["CpuInfo"] = betterproto.message_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class CpuInfoResponse(betterproto.Message):
+    messages: List["CpUsInfo"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class NetDev(betterproto.Message):
+    """One /proc/net/dev line."""
+
+    name: str = betterproto.string_field(1)
+    rx_bytes: int = betterproto.uint64_field(2)
+    rx_packets: int = betterproto.uint64_field(3)
+    rx_errors: int = betterproto.uint64_field(4)
+    rx_dropped: int = betterproto.uint64_field(5)
+    rx_fifo: int = betterproto.uint64_field(6)
+    rx_frame: int = betterproto.uint64_field(7)
+    rx_compressed: int = betterproto.uint64_field(8)
+    rx_multicast: int = betterproto.uint64_field(9)
+    tx_bytes: int = betterproto.uint64_field(10)
+    tx_packets: int = betterproto.uint64_field(11)
+    tx_errors: int = betterproto.uint64_field(12)
+    tx_dropped: int = betterproto.uint64_field(13)
+    tx_fifo: int = betterproto.uint64_field(14)
+    tx_collisions: int = betterproto.uint64_field(15)
+    tx_carrier: int = betterproto.uint64_field(16)
+    tx_compressed: int = betterproto.uint64_field(17)
+
+
+@dataclass(eq=False, repr=False)
+class NetworkDeviceStats(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+    total: "NetDev" = betterproto.message_field(2)
+    devices: List["NetDev"] = betterproto.message_field(3)
+
+
+@dataclass(eq=False, repr=False)
+class NetworkDeviceStatsResponse(betterproto.Message):
+    messages: List["NetworkDeviceStats"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class DiskStat(betterproto.Message):
+    """One /proc/diskstats line."""
+
+    name: str = betterproto.string_field(1)
+    read_completed: int = betterproto.uint64_field(2)
+    read_merged: int = betterproto.uint64_field(3)
+    read_sectors: int = betterproto.uint64_field(4)
+    read_time_ms: int = betterproto.uint64_field(5)
+    write_completed: int = betterproto.uint64_field(6)
+    write_merged: int = betterproto.uint64_field(7)
+    write_sectors: int = betterproto.uint64_field(8)
+    write_time_ms: int = betterproto.uint64_field(9)
+    io_in_progress: int = betterproto.uint64_field(10)
+    io_time_ms: int = betterproto.uint64_field(11)
+    io_time_weighted_ms: int = betterproto.uint64_field(12)
+    discard_completed: int = betterproto.uint64_field(13)
+    discard_merged: int = betterproto.uint64_field(14)
+    discard_sectors: int = betterproto.uint64_field(15)
+    discard_time_ms: int = betterproto.uint64_field(16)
+
+
+@dataclass(eq=False, repr=False)
+class DiskStats(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+    total: "DiskStat" = betterproto.message_field(2)
+    devices: List["DiskStat"] = betterproto.message_field(3)
+
+
+@dataclass(eq=False, repr=False)
+class DiskStatsResponse(betterproto.Message):
+    messages: List["DiskStats"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class EtcdLeaveClusterRequest(betterproto.Message):
+    pass
+
+
+@dataclass(eq=False, repr=False)
+class EtcdLeaveCluster(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class EtcdLeaveClusterResponse(betterproto.Message):
+    messages: List["EtcdLeaveCluster"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class EtcdRemoveMemberRequest(betterproto.Message):
+    member: str = betterproto.string_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class EtcdRemoveMember(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class EtcdRemoveMemberResponse(betterproto.Message):
+    messages: List["EtcdRemoveMember"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class EtcdForfeitLeadershipRequest(betterproto.Message):
+    pass
+
+
+@dataclass(eq=False, repr=False)
+class EtcdForfeitLeadership(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+    member: str = betterproto.string_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class EtcdForfeitLeadershipResponse(betterproto.Message):
+    messages: List["EtcdForfeitLeadership"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class RouteConfig(betterproto.Message):
+    network: str = betterproto.string_field(1)
+    gateway: str = betterproto.string_field(2)
+    metric: int = betterproto.uint32_field(3)
+
+
+@dataclass(eq=False, repr=False)
+class DhcpOptionsConfig(betterproto.Message):
+    route_metric: int = betterproto.uint32_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class NetworkDeviceConfig(betterproto.Message):
+    interface: str = betterproto.string_field(1)
+    cidr: str = betterproto.string_field(2)
+    mtu: int = betterproto.int32_field(3)
+    dhcp: bool = betterproto.bool_field(4)
+    ignore: bool = betterproto.bool_field(5)
+    dhcp_options: "DhcpOptionsConfig" = betterproto.message_field(6)
+    routes: List["RouteConfig"] = betterproto.message_field(7)
+
+
+@dataclass(eq=False, repr=False)
+class NetworkConfig(betterproto.Message):
+    hostname: str = betterproto.string_field(1)
+    interfaces: List["NetworkDeviceConfig"] = betterproto.message_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class InstallConfig(betterproto.Message):
+    install_disk: str = betterproto.string_field(1)
+    install_image: str = betterproto.string_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class MachineConfig(betterproto.Message):
+    type: "MachineConfigMachineType" = betterproto.enum_field(1)
+    install_config: "InstallConfig" = betterproto.message_field(2)
+    network_config: "NetworkConfig" = betterproto.message_field(3)
+    kubernetes_version: str = betterproto.string_field(4)
+
+
+@dataclass(eq=False, repr=False)
+class ControlPlaneConfig(betterproto.Message):
+    endpoint: str = betterproto.string_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class CniConfig(betterproto.Message):
+    name: str = betterproto.string_field(1)
+    urls: List[str] = betterproto.string_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class ClusterNetworkConfig(betterproto.Message):
+    dns_domain: str = betterproto.string_field(1)
+    cni_config: "CniConfig" = betterproto.message_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class ClusterConfig(betterproto.Message):
+    name: str = betterproto.string_field(1)
+    control_plane: "ControlPlaneConfig" = betterproto.message_field(2)
+    cluster_network: "ClusterNetworkConfig" = betterproto.message_field(3)
+    allow_scheduling_on_masters: bool = betterproto.bool_field(4)
+
+
+@dataclass(eq=False, repr=False)
+class GenerateConfigurationRequest(betterproto.Message):
+    config_version: str = betterproto.string_field(1)
+    cluster_config: "ClusterConfig" = betterproto.message_field(2)
+    machine_config: "MachineConfig" = betterproto.message_field(3)
+    override_time: datetime = betterproto.message_field(4)
+
+
+@dataclass(eq=False, repr=False)
+class GenerateConfiguration(betterproto.Message):
+    """
+    data: the generated machine config documents; talosconfig: the matching client config.
+    """
+
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+    data: List[bytes] = betterproto.bytes_field(2)
+    talosconfig: bytes = betterproto.bytes_field(3)
+
+
+@dataclass(eq=False, repr=False)
+class GenerateConfigurationResponse(betterproto.Message):
+    messages: List["GenerateConfiguration"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class RemoveBootkubeInitializedKey(betterproto.Message):
+    metadata: "_common__.Metadata" = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class RemoveBootkubeInitializedKeyResponse(betterproto.Message):
+    messages: List["RemoveBootkubeInitializedKey"] = betterproto.message_field(1)
+
+
 class MachineServiceStub(betterproto.ServiceStub):
     async def apply_configuration(
         self,
@@ -457,6 +1131,75 @@ class MachineServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def containers(
+        self,
+        containers_request: "ContainersRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "ContainersResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/Containers",
+            containers_request,
+            ContainersResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def copy(
+        self,
+        copy_request: "CopyRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> AsyncIterator[_common__.Data]:
+        async for response in self._unary_stream(
+            "/machine.MachineService/Copy",
+            copy_request,
+            _common__.Data,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
+    async def cpu_info(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "CpuInfoResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/CPUInfo",
+            betterproto_lib_google_protobuf_empty,
+            CpuInfoResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def disk_stats(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "DiskStatsResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/DiskStats",
+            betterproto_lib_google_protobuf_empty,
+            DiskStatsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def dmesg(
         self,
         dmesg_request: "DmesgRequest",
@@ -469,6 +1212,24 @@ class MachineServiceStub(betterproto.ServiceStub):
             "/machine.MachineService/Dmesg",
             dmesg_request,
             _common__.Data,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
+    async def events(
+        self,
+        events_request: "EventsRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> AsyncIterator[Event]:
+        async for response in self._unary_stream(
+            "/machine.MachineService/Events",
+            events_request,
+            Event,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,
@@ -492,6 +1253,91 @@ class MachineServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def etcd_remove_member(
+        self,
+        etcd_remove_member_request: "EtcdRemoveMemberRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "EtcdRemoveMemberResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/EtcdRemoveMember",
+            etcd_remove_member_request,
+            EtcdRemoveMemberResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def etcd_leave_cluster(
+        self,
+        etcd_leave_cluster_request: "EtcdLeaveClusterRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "EtcdLeaveClusterResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/EtcdLeaveCluster",
+            etcd_leave_cluster_request,
+            EtcdLeaveClusterResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def etcd_forfeit_leadership(
+        self,
+        etcd_forfeit_leadership_request: "EtcdForfeitLeadershipRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "EtcdForfeitLeadershipResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/EtcdForfeitLeadership",
+            etcd_forfeit_leadership_request,
+            EtcdForfeitLeadershipResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def generate_configuration(
+        self,
+        generate_configuration_request: "GenerateConfigurationRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "GenerateConfigurationResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/GenerateConfiguration",
+            generate_configuration_request,
+            GenerateConfigurationResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def hostname(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "HostnameResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/Hostname",
+            betterproto_lib_google_protobuf_empty,
+            HostnameResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def kubeconfig(
         self,
         betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
@@ -509,6 +1355,59 @@ class MachineServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         ):
             yield response
+
+    async def list(
+        self,
+        list_request: "ListRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> AsyncIterator[FileInfo]:
+        async for response in self._unary_stream(
+            "/machine.MachineService/List",
+            list_request,
+            FileInfo,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
+    async def disk_usage(
+        self,
+        disk_usage_request: "DiskUsageRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> AsyncIterator[DiskUsageInfo]:
+        async for response in self._unary_stream(
+            "/machine.MachineService/DiskUsage",
+            disk_usage_request,
+            DiskUsageInfo,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
+    async def load_avg(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "LoadAvgResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/LoadAvg",
+            betterproto_lib_google_protobuf_empty,
+            LoadAvgResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
 
     async def logs(
         self,
@@ -545,6 +1444,40 @@ class MachineServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def mounts(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "MountsResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/Mounts",
+            betterproto_lib_google_protobuf_empty,
+            MountsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def network_device_stats(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "NetworkDeviceStatsResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/NetworkDeviceStats",
+            betterproto_lib_google_protobuf_empty,
+            NetworkDeviceStatsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def processes(
         self,
         betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
@@ -561,6 +1494,24 @@ class MachineServiceStub(betterproto.ServiceStub):
             deadline=deadline,
             metadata=metadata,
         )
+
+    async def read(
+        self,
+        read_request: "ReadRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> AsyncIterator[_common__.Data]:
+        async for response in self._unary_stream(
+            "/machine.MachineService/Read",
+            read_request,
+            _common__.Data,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
 
     async def reboot(
         self,
@@ -579,6 +1530,40 @@ class MachineServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def restart(
+        self,
+        restart_request: "RestartRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "RestartResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/Restart",
+            restart_request,
+            RestartResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def rollback(
+        self,
+        rollback_request: "RollbackRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "RollbackResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/Rollback",
+            rollback_request,
+            RollbackResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def reset(
         self,
         reset_request: "ResetRequest",
@@ -591,6 +1576,40 @@ class MachineServiceStub(betterproto.ServiceStub):
             "/machine.MachineService/Reset",
             reset_request,
             ResetResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def recover(
+        self,
+        recover_request: "RecoverRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "RecoverResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/Recover",
+            recover_request,
+            RecoverResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def remove_bootkube_initialized_key(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "RemoveBootkubeInitializedKeyResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/RemoveBootkubeInitializedKey",
+            betterproto_lib_google_protobuf_empty,
+            RemoveBootkubeInitializedKeyResponse,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,
@@ -681,6 +1700,57 @@ class MachineServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def stats(
+        self,
+        stats_request: "StatsRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "StatsResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/Stats",
+            stats_request,
+            StatsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def system_stat(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "SystemStatResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/SystemStat",
+            betterproto_lib_google_protobuf_empty,
+            SystemStatResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def upgrade(
+        self,
+        upgrade_request: "UpgradeRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "UpgradeResponse":
+        return await self._unary_unary(
+            "/machine.MachineService/Upgrade",
+            upgrade_request,
+            UpgradeResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def version(
         self,
         betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
@@ -711,15 +1781,66 @@ class MachineServiceBase(ServiceBase):
     ) -> "BootstrapResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def containers(
+        self, containers_request: "ContainersRequest"
+    ) -> "ContainersResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def copy(self, copy_request: "CopyRequest") -> AsyncIterator[_common__.Data]:
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield _common__.Data()
+
+    async def cpu_info(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+    ) -> "CpuInfoResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def disk_stats(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+    ) -> "DiskStatsResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def dmesg(
         self, dmesg_request: "DmesgRequest"
     ) -> AsyncIterator[_common__.Data]:
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
         yield _common__.Data()
 
+    async def events(self, events_request: "EventsRequest") -> AsyncIterator[Event]:
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield Event()
+
     async def etcd_member_list(
         self, etcd_member_list_request: "EtcdMemberListRequest"
     ) -> "EtcdMemberListResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def etcd_remove_member(
+        self, etcd_remove_member_request: "EtcdRemoveMemberRequest"
+    ) -> "EtcdRemoveMemberResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def etcd_leave_cluster(
+        self, etcd_leave_cluster_request: "EtcdLeaveClusterRequest"
+    ) -> "EtcdLeaveClusterResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def etcd_forfeit_leadership(
+        self, etcd_forfeit_leadership_request: "EtcdForfeitLeadershipRequest"
+    ) -> "EtcdForfeitLeadershipResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def generate_configuration(
+        self, generate_configuration_request: "GenerateConfigurationRequest"
+    ) -> "GenerateConfigurationResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def hostname(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+    ) -> "HostnameResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def kubeconfig(
@@ -728,6 +1849,22 @@ class MachineServiceBase(ServiceBase):
     ) -> AsyncIterator[_common__.Data]:
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
         yield _common__.Data()
+
+    async def list(self, list_request: "ListRequest") -> AsyncIterator[FileInfo]:
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield FileInfo()
+
+    async def disk_usage(
+        self, disk_usage_request: "DiskUsageRequest"
+    ) -> AsyncIterator[DiskUsageInfo]:
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield DiskUsageInfo()
+
+    async def load_avg(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+    ) -> "LoadAvgResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def logs(self, logs_request: "LogsRequest") -> AsyncIterator[_common__.Data]:
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
@@ -739,16 +1876,47 @@ class MachineServiceBase(ServiceBase):
     ) -> "MemoryResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def mounts(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+    ) -> "MountsResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def network_device_stats(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+    ) -> "NetworkDeviceStatsResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def processes(
         self,
         betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
     ) -> "ProcessesResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def read(self, read_request: "ReadRequest") -> AsyncIterator[_common__.Data]:
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield _common__.Data()
+
     async def reboot(self, reboot_request: "RebootRequest") -> "RebootResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def restart(self, restart_request: "RestartRequest") -> "RestartResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def rollback(self, rollback_request: "RollbackRequest") -> "RollbackResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def reset(self, reset_request: "ResetRequest") -> "ResetResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def recover(self, recover_request: "RecoverRequest") -> "RecoverResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def remove_bootkube_initialized_key(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+    ) -> "RemoveBootkubeInitializedKeyResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def service_list(
@@ -775,6 +1943,18 @@ class MachineServiceBase(ServiceBase):
     async def shutdown(self, shutdown_request: "ShutdownRequest") -> "ShutdownResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def stats(self, stats_request: "StatsRequest") -> "StatsResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def system_stat(
+        self,
+        betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
+    ) -> "SystemStatResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def upgrade(self, upgrade_request: "UpgradeRequest") -> "UpgradeResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def version(
         self,
         betterproto_lib_google_protobuf_empty: "betterproto_lib_google_protobuf.Empty",
@@ -796,12 +1976,55 @@ class MachineServiceBase(ServiceBase):
         response = await self.bootstrap(request)
         await stream.send_message(response)
 
+    async def __rpc_containers(
+        self, stream: "grpclib.server.Stream[ContainersRequest, ContainersResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.containers(request)
+        await stream.send_message(response)
+
+    async def __rpc_copy(
+        self, stream: "grpclib.server.Stream[CopyRequest, _common__.Data]"
+    ) -> None:
+        request = await stream.recv_message()
+        await self._call_rpc_handler_server_stream(
+            self.copy,
+            stream,
+            request,
+        )
+
+    async def __rpc_cpu_info(
+        self,
+        stream: "grpclib.server.Stream[betterproto_lib_google_protobuf.Empty, CpuInfoResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.cpu_info(request)
+        await stream.send_message(response)
+
+    async def __rpc_disk_stats(
+        self,
+        stream: "grpclib.server.Stream[betterproto_lib_google_protobuf.Empty, DiskStatsResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.disk_stats(request)
+        await stream.send_message(response)
+
     async def __rpc_dmesg(
         self, stream: "grpclib.server.Stream[DmesgRequest, _common__.Data]"
     ) -> None:
         request = await stream.recv_message()
         await self._call_rpc_handler_server_stream(
             self.dmesg,
+            stream,
+            request,
+        )
+
+    async def __rpc_events(
+        self, stream: "grpclib.server.Stream[EventsRequest, Event]"
+    ) -> None:
+        request = await stream.recv_message()
+        await self._call_rpc_handler_server_stream(
+            self.events,
             stream,
             request,
         )
@@ -814,6 +2037,46 @@ class MachineServiceBase(ServiceBase):
         response = await self.etcd_member_list(request)
         await stream.send_message(response)
 
+    async def __rpc_etcd_remove_member(
+        self,
+        stream: "grpclib.server.Stream[EtcdRemoveMemberRequest, EtcdRemoveMemberResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.etcd_remove_member(request)
+        await stream.send_message(response)
+
+    async def __rpc_etcd_leave_cluster(
+        self,
+        stream: "grpclib.server.Stream[EtcdLeaveClusterRequest, EtcdLeaveClusterResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.etcd_leave_cluster(request)
+        await stream.send_message(response)
+
+    async def __rpc_etcd_forfeit_leadership(
+        self,
+        stream: "grpclib.server.Stream[EtcdForfeitLeadershipRequest, EtcdForfeitLeadershipResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.etcd_forfeit_leadership(request)
+        await stream.send_message(response)
+
+    async def __rpc_generate_configuration(
+        self,
+        stream: "grpclib.server.Stream[GenerateConfigurationRequest, GenerateConfigurationResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.generate_configuration(request)
+        await stream.send_message(response)
+
+    async def __rpc_hostname(
+        self,
+        stream: "grpclib.server.Stream[betterproto_lib_google_protobuf.Empty, HostnameResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.hostname(request)
+        await stream.send_message(response)
+
     async def __rpc_kubeconfig(
         self,
         stream: "grpclib.server.Stream[betterproto_lib_google_protobuf.Empty, _common__.Data]",
@@ -824,6 +2087,34 @@ class MachineServiceBase(ServiceBase):
             stream,
             request,
         )
+
+    async def __rpc_list(
+        self, stream: "grpclib.server.Stream[ListRequest, FileInfo]"
+    ) -> None:
+        request = await stream.recv_message()
+        await self._call_rpc_handler_server_stream(
+            self.list,
+            stream,
+            request,
+        )
+
+    async def __rpc_disk_usage(
+        self, stream: "grpclib.server.Stream[DiskUsageRequest, DiskUsageInfo]"
+    ) -> None:
+        request = await stream.recv_message()
+        await self._call_rpc_handler_server_stream(
+            self.disk_usage,
+            stream,
+            request,
+        )
+
+    async def __rpc_load_avg(
+        self,
+        stream: "grpclib.server.Stream[betterproto_lib_google_protobuf.Empty, LoadAvgResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.load_avg(request)
+        await stream.send_message(response)
 
     async def __rpc_logs(
         self, stream: "grpclib.server.Stream[LogsRequest, _common__.Data]"
@@ -843,6 +2134,22 @@ class MachineServiceBase(ServiceBase):
         response = await self.memory(request)
         await stream.send_message(response)
 
+    async def __rpc_mounts(
+        self,
+        stream: "grpclib.server.Stream[betterproto_lib_google_protobuf.Empty, MountsResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.mounts(request)
+        await stream.send_message(response)
+
+    async def __rpc_network_device_stats(
+        self,
+        stream: "grpclib.server.Stream[betterproto_lib_google_protobuf.Empty, NetworkDeviceStatsResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.network_device_stats(request)
+        await stream.send_message(response)
+
     async def __rpc_processes(
         self,
         stream: "grpclib.server.Stream[betterproto_lib_google_protobuf.Empty, ProcessesResponse]",
@@ -851,6 +2158,16 @@ class MachineServiceBase(ServiceBase):
         response = await self.processes(request)
         await stream.send_message(response)
 
+    async def __rpc_read(
+        self, stream: "grpclib.server.Stream[ReadRequest, _common__.Data]"
+    ) -> None:
+        request = await stream.recv_message()
+        await self._call_rpc_handler_server_stream(
+            self.read,
+            stream,
+            request,
+        )
+
     async def __rpc_reboot(
         self, stream: "grpclib.server.Stream[RebootRequest, RebootResponse]"
     ) -> None:
@@ -858,11 +2175,40 @@ class MachineServiceBase(ServiceBase):
         response = await self.reboot(request)
         await stream.send_message(response)
 
+    async def __rpc_restart(
+        self, stream: "grpclib.server.Stream[RestartRequest, RestartResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.restart(request)
+        await stream.send_message(response)
+
+    async def __rpc_rollback(
+        self, stream: "grpclib.server.Stream[RollbackRequest, RollbackResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.rollback(request)
+        await stream.send_message(response)
+
     async def __rpc_reset(
         self, stream: "grpclib.server.Stream[ResetRequest, ResetResponse]"
     ) -> None:
         request = await stream.recv_message()
         response = await self.reset(request)
+        await stream.send_message(response)
+
+    async def __rpc_recover(
+        self, stream: "grpclib.server.Stream[RecoverRequest, RecoverResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.recover(request)
+        await stream.send_message(response)
+
+    async def __rpc_remove_bootkube_initialized_key(
+        self,
+        stream: "grpclib.server.Stream[betterproto_lib_google_protobuf.Empty, RemoveBootkubeInitializedKeyResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.remove_bootkube_initialized_key(request)
         await stream.send_message(response)
 
     async def __rpc_service_list(
@@ -902,6 +2248,28 @@ class MachineServiceBase(ServiceBase):
         response = await self.shutdown(request)
         await stream.send_message(response)
 
+    async def __rpc_stats(
+        self, stream: "grpclib.server.Stream[StatsRequest, StatsResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.stats(request)
+        await stream.send_message(response)
+
+    async def __rpc_system_stat(
+        self,
+        stream: "grpclib.server.Stream[betterproto_lib_google_protobuf.Empty, SystemStatResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.system_stat(request)
+        await stream.send_message(response)
+
+    async def __rpc_upgrade(
+        self, stream: "grpclib.server.Stream[UpgradeRequest, UpgradeResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.upgrade(request)
+        await stream.send_message(response)
+
     async def __rpc_version(
         self,
         stream: "grpclib.server.Stream[betterproto_lib_google_protobuf.Empty, VersionResponse]",
@@ -924,11 +2292,41 @@ class MachineServiceBase(ServiceBase):
                 BootstrapRequest,
                 BootstrapResponse,
             ),
+            "/machine.MachineService/Containers": grpclib.const.Handler(
+                self.__rpc_containers,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ContainersRequest,
+                ContainersResponse,
+            ),
+            "/machine.MachineService/Copy": grpclib.const.Handler(
+                self.__rpc_copy,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                CopyRequest,
+                _common__.Data,
+            ),
+            "/machine.MachineService/CPUInfo": grpclib.const.Handler(
+                self.__rpc_cpu_info,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                betterproto_lib_google_protobuf.Empty,
+                CpuInfoResponse,
+            ),
+            "/machine.MachineService/DiskStats": grpclib.const.Handler(
+                self.__rpc_disk_stats,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                betterproto_lib_google_protobuf.Empty,
+                DiskStatsResponse,
+            ),
             "/machine.MachineService/Dmesg": grpclib.const.Handler(
                 self.__rpc_dmesg,
                 grpclib.const.Cardinality.UNARY_STREAM,
                 DmesgRequest,
                 _common__.Data,
+            ),
+            "/machine.MachineService/Events": grpclib.const.Handler(
+                self.__rpc_events,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                EventsRequest,
+                Event,
             ),
             "/machine.MachineService/EtcdMemberList": grpclib.const.Handler(
                 self.__rpc_etcd_member_list,
@@ -936,11 +2334,59 @@ class MachineServiceBase(ServiceBase):
                 EtcdMemberListRequest,
                 EtcdMemberListResponse,
             ),
+            "/machine.MachineService/EtcdRemoveMember": grpclib.const.Handler(
+                self.__rpc_etcd_remove_member,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                EtcdRemoveMemberRequest,
+                EtcdRemoveMemberResponse,
+            ),
+            "/machine.MachineService/EtcdLeaveCluster": grpclib.const.Handler(
+                self.__rpc_etcd_leave_cluster,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                EtcdLeaveClusterRequest,
+                EtcdLeaveClusterResponse,
+            ),
+            "/machine.MachineService/EtcdForfeitLeadership": grpclib.const.Handler(
+                self.__rpc_etcd_forfeit_leadership,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                EtcdForfeitLeadershipRequest,
+                EtcdForfeitLeadershipResponse,
+            ),
+            "/machine.MachineService/GenerateConfiguration": grpclib.const.Handler(
+                self.__rpc_generate_configuration,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                GenerateConfigurationRequest,
+                GenerateConfigurationResponse,
+            ),
+            "/machine.MachineService/Hostname": grpclib.const.Handler(
+                self.__rpc_hostname,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                betterproto_lib_google_protobuf.Empty,
+                HostnameResponse,
+            ),
             "/machine.MachineService/Kubeconfig": grpclib.const.Handler(
                 self.__rpc_kubeconfig,
                 grpclib.const.Cardinality.UNARY_STREAM,
                 betterproto_lib_google_protobuf.Empty,
                 _common__.Data,
+            ),
+            "/machine.MachineService/List": grpclib.const.Handler(
+                self.__rpc_list,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                ListRequest,
+                FileInfo,
+            ),
+            "/machine.MachineService/DiskUsage": grpclib.const.Handler(
+                self.__rpc_disk_usage,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                DiskUsageRequest,
+                DiskUsageInfo,
+            ),
+            "/machine.MachineService/LoadAvg": grpclib.const.Handler(
+                self.__rpc_load_avg,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                betterproto_lib_google_protobuf.Empty,
+                LoadAvgResponse,
             ),
             "/machine.MachineService/Logs": grpclib.const.Handler(
                 self.__rpc_logs,
@@ -954,11 +2400,29 @@ class MachineServiceBase(ServiceBase):
                 betterproto_lib_google_protobuf.Empty,
                 MemoryResponse,
             ),
+            "/machine.MachineService/Mounts": grpclib.const.Handler(
+                self.__rpc_mounts,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                betterproto_lib_google_protobuf.Empty,
+                MountsResponse,
+            ),
+            "/machine.MachineService/NetworkDeviceStats": grpclib.const.Handler(
+                self.__rpc_network_device_stats,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                betterproto_lib_google_protobuf.Empty,
+                NetworkDeviceStatsResponse,
+            ),
             "/machine.MachineService/Processes": grpclib.const.Handler(
                 self.__rpc_processes,
                 grpclib.const.Cardinality.UNARY_UNARY,
                 betterproto_lib_google_protobuf.Empty,
                 ProcessesResponse,
+            ),
+            "/machine.MachineService/Read": grpclib.const.Handler(
+                self.__rpc_read,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                ReadRequest,
+                _common__.Data,
             ),
             "/machine.MachineService/Reboot": grpclib.const.Handler(
                 self.__rpc_reboot,
@@ -966,11 +2430,35 @@ class MachineServiceBase(ServiceBase):
                 RebootRequest,
                 RebootResponse,
             ),
+            "/machine.MachineService/Restart": grpclib.const.Handler(
+                self.__rpc_restart,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                RestartRequest,
+                RestartResponse,
+            ),
+            "/machine.MachineService/Rollback": grpclib.const.Handler(
+                self.__rpc_rollback,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                RollbackRequest,
+                RollbackResponse,
+            ),
             "/machine.MachineService/Reset": grpclib.const.Handler(
                 self.__rpc_reset,
                 grpclib.const.Cardinality.UNARY_UNARY,
                 ResetRequest,
                 ResetResponse,
+            ),
+            "/machine.MachineService/Recover": grpclib.const.Handler(
+                self.__rpc_recover,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                RecoverRequest,
+                RecoverResponse,
+            ),
+            "/machine.MachineService/RemoveBootkubeInitializedKey": grpclib.const.Handler(
+                self.__rpc_remove_bootkube_initialized_key,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                betterproto_lib_google_protobuf.Empty,
+                RemoveBootkubeInitializedKeyResponse,
             ),
             "/machine.MachineService/ServiceList": grpclib.const.Handler(
                 self.__rpc_service_list,
@@ -1001,6 +2489,24 @@ class MachineServiceBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 ShutdownRequest,
                 ShutdownResponse,
+            ),
+            "/machine.MachineService/Stats": grpclib.const.Handler(
+                self.__rpc_stats,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                StatsRequest,
+                StatsResponse,
+            ),
+            "/machine.MachineService/SystemStat": grpclib.const.Handler(
+                self.__rpc_system_stat,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                betterproto_lib_google_protobuf.Empty,
+                SystemStatResponse,
+            ),
+            "/machine.MachineService/Upgrade": grpclib.const.Handler(
+                self.__rpc_upgrade,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                UpgradeRequest,
+                UpgradeResponse,
             ),
             "/machine.MachineService/Version": grpclib.const.Handler(
                 self.__rpc_version,

@@ -8,9 +8,10 @@ from talos_apply.options import Globals
 
 
 def unary(
-    g: Globals, method: str, request: Any, *, single: str = ""
+    g: Globals, method: str, request: Any, *, single: str = "", stub: Any = None
 ) -> tuple[list[Any], list[Any]]:
-    """Call ``method`` on the target nodes; ``single`` names a command that takes one node."""
+    """Call ``method`` on the target nodes; ``single`` names a command that takes one node;
+    ``stub``: the generated stub class of another service than machine.MachineService."""
     from libtalos.errors import UsageError
     from talos_apply import client  # grpclib: loaded only by the commands that dial
 
@@ -18,7 +19,8 @@ def unary(
     if single and len(target.nodes) != 1:
         raise UsageError(f"{single} takes exactly one node (--nodes IP)")
     c = client.Client(target)
-    result: tuple[list[Any], list[Any]] = client.run(c.unary(method, request))
+    call = c.unary(method, request) if stub is None else c.unary(method, request, stub=stub)
+    result: tuple[list[Any], list[Any]] = client.run(call)
     return result
 
 

@@ -1,4 +1,5 @@
-"""``dmesg [-f] [--tail]``, ``memory [-v]``, ``processes`` (``ps``): looking into the nodes.
+"""``dmesg [-f] [--tail]``, ``memory [-v]``, ``processes`` (``ps``, ``p``;
+``--watch``): looking into the nodes.
 
 Columns as talosctl prints them: memory in MiB (``-v``: every /proc/meminfo line, in kB), processes
 sorted by resident memory (``--sort cpu``: by CPU time) with human-readable sizes.
@@ -109,36 +110,80 @@ def _command_line(p: Any) -> str:
     return str(p.args or p.executable)
 
 
+def _process_table(messages: list[Any], sort: SortBy) -> str:
+    rows = []
+    for m in messages:
+        key = (lambda p: p.cpu_time) if sort is SortBy.cpu else (lambda p: p.resident_memory)
+        for p in sorted(m.processes, key=key, reverse=True):
+            rows.append(
+                [
+                    node_of(m),
+                    str(p.pid),
+                    p.state,
+                    str(p.threads),
+                    f"{p.cpu_time:.2f}",
+                    human_bytes(p.virtual_memory),
+                    human_bytes(p.resident_memory),
+                    _command_line(p),
+                ]
+            )
+    headers = ["NODE", "PID", "STATE", "THREADS", "CPU-TIME", "VIRTMEM", "RESMEM", "COMMAND"]
+    return table(headers, rows)
+
+
+WATCH_INTERVAL = 1.0  # seconds between refreshes, as talosctl's processes --watch
+_CLEAR = "\x1b[H\x1b[2J"  # cursor home, erase the screen
+
+
 @global_options()
 def processes(
     ctx: typer.Context,
     sort: Annotated[
         SortBy, typer.Option("--sort", "-s", help="Column to sort by: rss or cpu.")
     ] = SortBy.rss,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", "-w", help="Refresh every second until Ctrl-C (exit 130)."),
+    ] = False,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """List the processes of each node."""
     from google.protobuf import empty_pb2
 
     g = globals_of(ctx)
+    if watch:
+        _watch(g, sort, output)
+        return
     messages, errors = unary(g, "Processes", empty_pb2.Empty())
     if not emit_structured(messages, output):
-        rows = []
-        for m in messages:
-            key = (lambda p: p.cpu_time) if sort is SortBy.cpu else (lambda p: p.resident_memory)
-            for p in sorted(m.processes, key=key, reverse=True):
-                rows.append(
-                    [
-                        node_of(m),
-                        str(p.pid),
-                        p.state,
-                        str(p.threads),
-                        f"{p.cpu_time:.2f}",
-                        human_bytes(p.virtual_memory),
-                        human_bytes(p.resident_memory),
-                        _command_line(p),
-                    ]
-                )
-        headers = ["NODE", "PID", "STATE", "THREADS", "CPU-TIME", "VIRTMEM", "RESMEM", "COMMAND"]
-        sys.stdout.write(table(headers, rows))
+        sys.stdout.write(_process_table(messages, sort))
     report_errors(errors)
+
+
+def _watch(g: Any, sort: SortBy, output: OutputFormat) -> None:
+    """Print the processes every second, in one event loop, until interrupted. On a
+    terminal each refresh replaces the screen; otherwise the tables follow one another. A
+    node's error is printed and the watch goes on (the next refresh may succeed)."""
+    import asyncio
+
+    from google.protobuf import empty_pb2
+
+    from talos_apply import client
+
+    target = client.secure_target(g)
+    c = client.Client(target)
+    clear = sys.stdout.isatty()
+
+    async def refresh() -> None:
+        while True:
+            messages, errors = await c.unary("Processes", empty_pb2.Empty())
+            if clear:
+                sys.stdout.write(_CLEAR)
+            if not emit_structured(messages, output):
+                sys.stdout.write(_process_table(messages, sort))
+            sys.stdout.flush()
+            for e in errors:
+                sys.stderr.write(f"error: {e.node or '<endpoint>'}: {e.message}\n")
+            await asyncio.sleep(WATCH_INTERVAL)
+
+    client.run(refresh())

@@ -2,8 +2,10 @@
 
 By default it is merged into ``~/.kube/config`` (as talosctl does); a clash is renamed unless
 ``--force``. ``--merge=false`` writes the file (an existing one only with ``--force``). A PATH
-that is a directory receives ``PATH/kubeconfig``. Files are written atomically, 0600 (they hold
-a private key; talosctl writes 0640).
+that is a directory receives ``PATH/kubeconfig``. ``--force-context-name NAME`` names the new
+context NAME (its cluster and user keep their names, as with talosctl); a clash with an
+existing NAME is renamed ``NAME-1`` or, with ``--force``, replaced. Files are written
+atomically, 0600 (they hold a private key; talosctl writes 0640).
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ def kubeconfig(
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Replace clashing entries / an existing file.")
     ] = False,
+    force_context_name: Annotated[
+        str,
+        typer.Option("--force-context-name", help="Name the new context so (kept on a merge)."),
+    ] = "",
 ) -> None:
     """Download the admin kubeconfig from a control-plane node."""
     from google.protobuf import empty_pb2
@@ -46,6 +52,8 @@ def kubeconfig(
     from libtalos.talosconfig import decode_text
     from talos_apply import client, kubemerge
 
+    if force_context_name:
+        _check_context_name(force_context_name)
     g = globals_of(ctx)
     api_target = client.secure_target(g, need_nodes=False)  # no node: the endpoint answers
     if len(api_target.nodes) > 1:
@@ -82,11 +90,32 @@ def kubeconfig(
     if path == "-":
         sys.stdout.buffer.write(data)
         return
+    if force_context_name and existing is None:
+        existing = {}  # the file is written from the merge, so that the context gets its name
     if existing is not None:
         new = kubemerge.parse(decode_text(data, "kubeconfig reply"), "kubeconfig reply")
+        if force_context_name:
+            _name_context(new, force_context_name)
         for note in kubemerge.merge(existing, new, force=force):
             sys.stderr.write(f"{note}\n")
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         atomic_write(target, yamlio.dump(existing), mode=SECRET_MODE)
         return
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     atomic_write(target, data, mode=SECRET_MODE)
+
+
+def _check_context_name(name: str) -> None:
+    from libtalos.errors import UsageError
+
+    if not name.strip() or any(ord(c) < 32 for c in name):
+        raise UsageError(f"--force-context-name: {name!r} is not a usable context name")
+
+
+def _name_context(kubeconfig: dict[str, Any], name: str) -> None:
+    """Rename the contexts of a fetched kubeconfig (Talos's holds one) to ``name``."""
+    for entry in kubeconfig.get("contexts") or []:
+        if isinstance(entry, dict):
+            entry["name"] = name
+    if kubeconfig.get("current-context"):
+        kubeconfig["current-context"] = name

@@ -1,4 +1,8 @@
-"""``services`` (table of every service) and ``service ID [start|stop|restart]``."""
+"""``services`` (table of every service) and ``service [ID [status|start|stop|restart]]``.
+
+As with talosctl, ``service`` without an ID lists every service and ``service ID`` is
+``service ID status``.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +41,10 @@ def services(
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """List the services of each node: state, health, last event."""
-    g = globals_of(ctx)
+    _show_list(globals_of(ctx), output)
+
+
+def _show_list(g: Any, output: OutputFormat) -> None:
     messages, errors = _list(g)
     if not emit_structured(messages, output):
         rows = []
@@ -60,6 +67,7 @@ def services(
 
 
 class Action(enum.StrEnum):
+    status = "status"
     start = "start"
     stop = "stop"
     restart = "restart"
@@ -68,17 +76,22 @@ class Action(enum.StrEnum):
 @global_options()
 def service(
     ctx: typer.Context,
-    service_id: Annotated[str, typer.Argument(metavar="ID", help="The service, e.g. etcd.")],
-    action: Annotated[
-        Action | None, typer.Argument(help="start, stop or restart; none: show its status.")
+    service_id: Annotated[
+        str | None, typer.Argument(metavar="[ID]", help="The service, e.g. etcd; none: list all.")
     ] = None,
+    action: Annotated[
+        Action, typer.Argument(help="status (the default), start, stop or restart.")
+    ] = Action.status,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
-    """Show one service, or start, stop or restart it."""
+    """Show one service (or, without ID, list them all), or start, stop or restart it."""
     from libtalos.api import machine_pb2
 
     g = globals_of(ctx)
-    if action is not None:
+    if service_id is None:
+        _show_list(g, output)
+        return
+    if action is not Action.status:
         method, request_type = {
             Action.start: ("ServiceStart", machine_pb2.ServiceStartRequest),
             Action.stop: ("ServiceStop", machine_pb2.ServiceStopRequest),

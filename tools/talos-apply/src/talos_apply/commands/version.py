@@ -17,6 +17,9 @@ from talos_apply.output import emit_structured, report_errors
 def version(
     ctx: typer.Context,
     client_only: Annotated[bool, typer.Option("--client", help="Print the client only.")] = False,
+    short: Annotated[
+        bool, typer.Option("--short", help="The client's version on one line: Client VERSION.")
+    ] = False,
     insecure: Annotated[
         bool, typer.Option("--insecure", "-i", help="Maintenance mode: no client certificate.")
     ] = False,
@@ -25,11 +28,16 @@ def version(
     """Print the client version and the version of each node."""
     arch = platform.machine()
     runtime = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    # talosctl's --short prints its build name and tag on one line under "Client:"
+    # (docs/talos-facts.md#talosctl-version-short); the server's part stays long.
+    client_text = (
+        f"Client:\nClient {__version__}\n"
+        if short
+        else f"Client:\n\tTag:         {__version__}\n\tRuntime:     {runtime}\n"
+        f"\tOS/Arch:     linux/{arch}\n"
+    )
     if client_only:
-        sys.stdout.write(
-            f"Client:\n\tTag:         {__version__}\n\tRuntime:     {runtime}\n"
-            f"\tOS/Arch:     linux/{arch}\n"
-        )
+        sys.stdout.write(client_text)
         return
     from google.protobuf import empty_pb2
 
@@ -42,10 +50,7 @@ def version(
         for m in messages:
             m.metadata.hostname = m.metadata.hostname or target.nodes[0]
     if not emit_structured(messages, output):
-        out = [
-            f"Client:\n\tTag:         {__version__}\n\tRuntime:     {runtime}\n"
-            f"\tOS/Arch:     linux/{arch}\nServer:\n"
-        ]
+        out = [client_text, "Server:\n"]
         for m in messages:
             v = m.version
             if m.metadata.hostname:

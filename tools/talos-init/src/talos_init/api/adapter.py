@@ -3,21 +3,24 @@
 :class:`InitBackend` translates the API's calls into the node's (:class:`talos_init.node.Node`,
 its supervisor and its :class:`~talos_init.etcdmanager.EtcdManager`): apply (maintenance,
 reboot, no_reboot, staged, try), bootstrap (etcd as a new cluster), reset, services, logs, etcd
-members, the admin kubeconfig. Everything runs on the node's asyncio loop.
+members, the admin kubeconfig, the runtime events. Everything runs on the node's asyncio loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import platform
 import shutil
 import sys
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from libtalos.errors import DocumentError, TalosError
 from talos_init import __version__
+from talos_init.api.files import FileAccess
 from talos_init.api.node import (
     AppliedConfig,
     ApplyMode,
@@ -28,17 +31,19 @@ from talos_init.api.node import (
     Status,
     VersionInfo,
 )
-from talos_init.etcdmanager import EtcdExistsError
+from talos_init.etcdmanager import EtcdExistsError, EtcdRefusedError
 from talos_init.supervisor import State, UnknownServiceError
 
 if TYPE_CHECKING:
     from talos_init.api.issuer import Issuer
     from talos_init.configsource import NodeConfig
     from talos_init.etcdmanager import EtcdManager
+    from talos_init.events import EventRing
     from talos_init.node import Node
 
 NO_KUBELET = "kubelet binary not found: the kubelet service is skipped"
 SYSTEM_LABELS = {"STATE", "EPHEMERAL"}  # the partitions a reset can wipe
+T = TypeVar("T")
 
 
 def _ts(seconds: float) -> dt.datetime:
@@ -97,6 +102,11 @@ class InitBackend:
     def config_text(self) -> str | None:
         config = self._node.config
         return config.text if config is not None else None
+
+    @property
+    def event_ring(self) -> EventRing:
+        """The node's runtime events (the ``Events`` method replays and follows them)."""
+        return self._node.events
 
     # -- config ---------------------------------------------------------------------------
 
@@ -280,6 +290,52 @@ class InitBackend:
         except TalosError as exc:
             raise NodeCallError(Status.UNAVAILABLE, exc.message) from None
         return [_member(m) for m in members]
+
+    def _etcd_member_node(self) -> None:
+        """This node runs etcd; FAILED_PRECONDITION otherwise."""
+        config = self._node.config
+        if config is not None and config.model.machine.is_worker():
+            raise NodeCallError(Status.FAILED_PRECONDITION, "etcd does not run on workers")
+        if not self._etcd.running():
+            raise NodeCallError(
+                Status.FAILED_PRECONDITION, "etcd is not running on this node (bootstrap first)"
+            )
+
+    async def _etcd_call(self, call: Callable[[], Awaitable[T]]) -> T:
+        self._etcd_member_node()
+        try:
+            return await call()
+        except EtcdRefusedError as exc:
+            raise NodeCallError(Status(exc.status), exc.message) from None
+        except TalosError as exc:
+            raise NodeCallError(Status.UNAVAILABLE, exc.message) from None
+
+    async def etcd_leave(self) -> None:
+        """EtcdLeaveCluster: this member leaves; etcd stops and its data is removed."""
+        await self._etcd_call(self._etcd.leave_cluster)
+
+    async def etcd_remove_member(self, name: str) -> None:
+        await self._etcd_call(lambda: self._etcd.remove_member(name))
+
+    async def etcd_forfeit_leadership(self) -> str:
+        """The member that leads now ("" when this node was not the leader)."""
+        return await self._etcd_call(self._etcd.forfeit_leadership)
+
+    # -- files ----------------------------------------------------------------------------
+
+    def file_access(self) -> FileAccess | None:
+        """The node's root for the file methods: ``/`` once it is the node's own (a container
+        node that built its root, or metal), else None (a ``--no-isolate`` node shares the
+        host's)."""
+        node = self._node
+        if node.mode == "metal":
+            return FileAccess("/", node.console.log)
+        if node.system_dir() == Path("/system"):
+            from talos_init.mounts import NODE_OWNED
+
+            shared = frozenset(name for name in os.listdir("/") if name not in NODE_OWNED)
+            return FileAccess("/", node.console.log, shared)
+        return None
 
 
 def _member(m: dict[str, Any]) -> EtcdMember:

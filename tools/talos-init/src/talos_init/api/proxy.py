@@ -95,6 +95,7 @@ class Forwarder:
             timeout = stream.deadline.time_remaining() if stream.deadline else FORWARD_TIMEOUT
             forward = self._metadata(md)
             call = _Call(self, name, handler, request, forward, timeout, _local_address(stream))
+            call.peer = stream.peer  # a part run here still knows who called
             if one:
                 return await call.one_to_one(stream, one[0])
             if handler.cardinality is Cardinality.UNARY_UNARY:
@@ -119,12 +120,16 @@ class _LocalStream:
     request, a sink for the replies it sends, and metadata saying it was forwarded already."""
 
     def __init__(
-        self, request: Any, metadata: list[tuple[str, str]], sink: Callable[[Any], Awaitable[None]]
+        self,
+        request: Any,
+        metadata: list[tuple[str, str]],
+        sink: Callable[[Any], Awaitable[None]],
+        peer: Any = None,
     ) -> None:
         self._request: Any = request
         self.metadata = _Metadata(metadata)
         self.deadline = None
-        self.peer = None
+        self.peer = peer
         self.send_message = sink
 
     async def recv_message(self) -> Any:
@@ -162,6 +167,7 @@ class _Call:
         self.fwd, self.name, self.handler = fwd, name, handler
         self.request, self.metadata, self.timeout = request, metadata, timeout
         self.local = local
+        self.peer: Any = None  # the caller's connection (its certificate names it)
 
     def _is_here(self, target: str) -> bool:
         if self.local is None:
@@ -171,7 +177,8 @@ class _Call:
 
     async def _run_here(self, sink: Callable[[Any], Awaitable[None]]) -> None:
         """Run the call in this node (its handler, unwrapped), passing each reply to ``sink``."""
-        await self.fwd.local_handlers[self.name](_LocalStream(self.request, self.metadata, sink))
+        here = _LocalStream(self.request, self.metadata, sink, self.peer)
+        await self.fwd.local_handlers[self.name](here)
 
     def _open(self, target: str) -> Any:
         return self.fwd.channel(target).request(

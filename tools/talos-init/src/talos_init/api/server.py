@@ -7,6 +7,12 @@ carry ``nodes``/``node`` metadata to other nodes (:mod:`talos_init.api.proxy`).
 Every handler refuses a request message larger than its method's limit as soon as the message's
 length prefix arrives (RESOURCE_EXHAUSTED): the body is never read, and HTTP/2 flow control
 keeps what a client can send unread to one window (4 MiB).
+
+The node routes every service of v0.9.3's API (machine, network, storage, time); a method it
+does not serve, and any path that names no method at all, is answered UNIMPLEMENTED with a
+complete gRPC response (``content-type: application/grpc``, ``grpc-status`` in the trailers).
+grpclib's own reply to an unknown path lacks the content-type, which grpclib and Go clients
+report as UNKNOWN instead.
 """
 
 from __future__ import annotations
@@ -14,18 +20,23 @@ from __future__ import annotations
 import asyncio
 import ssl
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
+from google.protobuf import empty_pb2
 from grpclib import GRPCError
-from grpclib.const import Handler
+from grpclib.const import Cardinality, Handler
 from grpclib.const import Status as GrpcStatus
 from grpclib.server import Server, Stream
 
 from libtalos.api import API_PORT, channel, tls
 from libtalos.secrets import CertKey
+from talos_init.api.network import NetworkService
 from talos_init.api.node import ApiBackend
 from talos_init.api.proxy import Forwarder, proxied_mapping
 from talos_init.api.service import MAX_CONFIG_BYTES, MachineService
+from talos_init.api.storage import StorageService
+from talos_init.api.time import TimeService
 
 REQUEST_LIMIT = 64 << 10  # bytes of one request message: every request but a config is small
 REQUEST_LIMITS = {
@@ -37,12 +48,36 @@ if TYPE_CHECKING:
     from talos_init.api.certs import MaintenanceCert
 
 
+MAX_PATH_REPORTED = 200  # characters of an unknown path repeated in grpc-message
+
+
+def _unknown_method(path: str) -> Handler:
+    """A handler answering UNIMPLEMENTED for ``path``, which names no method of this node. It
+    reads nothing of the request; the declared types only satisfy grpclib's Stream."""
+    shown = path if len(path) <= MAX_PATH_REPORTED else path[:MAX_PATH_REPORTED] + "..."
+
+    async def unknown(stream: Stream[Any, Any]) -> None:
+        raise GRPCError(GrpcStatus.UNIMPLEMENTED, f"unknown method {shown}")
+
+    return Handler(unknown, Cardinality.UNARY_UNARY, empty_pb2.Empty, empty_pb2.Empty)
+
+
+class _Routes(dict[str, Handler]):
+    """The method table grpclib looks paths up in (``mapping.get(path)``): a path that is not in
+    it gets :func:`_unknown_method` instead of grpclib's incomplete "method not found" reply."""
+
+    def get(self, key: str, default: Any = None) -> Handler:
+        found = super().get(key)
+        return found if found is not None else _unknown_method(key)
+
+
 class _Server(Server):
     """grpclib's Server, keeping its connections so that stopping closes them too (asyncio's
     server close, before Python 3.12, leaves accepted connections open)."""
 
     def __init__(self, handlers: list[Any]) -> None:
         super().__init__(handlers)
+        self._mapping = _Routes(self._mapping)
         self.transports: weakref.WeakSet[asyncio.Transport] = weakref.WeakSet()
 
     def _protocol_factory(self) -> Any:
@@ -113,17 +148,33 @@ class _Servable:
         return self._mapping
 
 
+def node_services(node: ApiBackend, *, maintenance: bool) -> list[Any]:
+    """The services beside MachineService that a node routes."""
+    return [
+        NetworkService(node, maintenance=maintenance),
+        StorageService(node, maintenance=maintenance),
+        TimeService(node, maintenance=maintenance),
+    ]
+
+
 class ApiServer:
     def __init__(
         self,
         service: MachineService,
         server_ssl: ssl.SSLContext,
         forwarder: Forwarder | None = None,
+        others: Sequence[Any] | None = None,
     ) -> None:
+        """Serve ``service`` and ``others`` (default: :func:`node_services` of the same node
+        and mode); with ``forwarder``, calls carrying ``nodes``/``node`` are proxied."""
         self.service = service
         self.ssl = server_ssl
         self.forwarder = forwarder
+        if others is None:
+            others = node_services(service.node, maintenance=service.maintenance)
         mapping = service.__mapping__()
+        for other in others:
+            mapping.update(other.__mapping__())
         if forwarder is not None:
             mapping = proxied_mapping(mapping, forwarder)
         self._server = _Server([_Servable(bounded_mapping(mapping))])

@@ -1,10 +1,10 @@
 # ruff: noqa: N802 - handler names are the proto's method names (the generated base class)
 """``machine.MachineService``: gRPC calls into the :class:`~talos_init.api.node.ApiBackend`.
 
-Maintenance mode serves only ApplyConfiguration and Version (grpclib answers everything else
-with UNIMPLEMENTED, since the other methods are not in the mapping). Configured mode serves all
-of them. Applies are serialized by one lock; a config is parsed and validated before the node
-sees it.
+Maintenance mode serves only ApplyConfiguration, GenerateConfiguration and Version and answers
+every other method UNIMPLEMENTED. Configured mode serves the methods implemented here; the rest
+of v0.9.3's methods (grouped at the end of the class) answer UNIMPLEMENTED in either mode.
+Applies are serialized by one lock; a config is parsed and validated before the node sees it.
 
 Hostile input is bounded before it costs anything: request messages over their limit are
 refused while they arrive (:mod:`talos_init.api.server`), a config of more than
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +36,7 @@ from libtalos.api._gen.machine import machine_grpc
 from libtalos.api.wire import kubeconfig_archive
 from libtalos.errors import DocumentError, TalosError
 from talos_init.api.node import ApiBackend, ApplyMode, NodeCallError
+from talos_init.events import EventsOverrunError
 
 MAX_CONFIG_BYTES = 4 << 20  # a machine config is a few KiB; refuse anything absurd
 MAX_CONFIG_NODES = 20_000  # a generated config has about 300; each costs ~0.5 KiB once built
@@ -41,7 +44,15 @@ LOAD_BUDGET = 30.0  # seconds for parsing and validating one config in the worke
 MAX_REPORTED = 20  # problems (and warnings) named in one reply; the rest are counted
 MAX_MESSAGE_BYTES = 4096  # UTF-8 bytes of an error message
 DEFAULT_TRY_TIMEOUT = dt.timedelta(minutes=1)
-MAINTENANCE_METHODS = ("ApplyConfiguration", "Version")
+# GenerateConfiguration: the interactive installer asks a node in maintenance mode for its config
+MAINTENANCE_METHODS = ("ApplyConfiguration", "GenerateConfiguration", "Version")
+# Containers and Stats: Talos's containerd sockets and namespaces (constants.go)
+SYSTEM_NAMESPACE = "system"
+K8S_NAMESPACE = "k8s.io"
+SYSTEM_CONTAINERD_SOCKET = "/system/run/containerd/containerd.sock"
+CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
+NO_RUNTIME = "no container runtime on this node"
+NAMESPACE_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,74}[A-Za-z0-9])?")  # containerd's
 _Req = machine_pb2.ApplyConfigurationRequest
 
 
@@ -57,6 +68,23 @@ def _unimplemented(name: str) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
         )
 
     return handler
+
+
+def maintenance_mapping(
+    mapping: dict[str, Any], service: str, methods: tuple[str, ...]
+) -> dict[str, Any]:
+    """``mapping`` of the gRPC ``service`` with every method outside ``methods`` answering
+    UNIMPLEMENTED: maintenance mode serves only those (each service names its own)."""
+    # Methods outside the maintenance set stay routed, to a handler that answers
+    # UNIMPLEMENTED with a full gRPC response (grpclib's own "method not found" reply
+    # lacks content-type, which grpclib clients then misreport as UNKNOWN).
+    keep = {f"/{service}/{m}" for m in methods}
+    return {k: v if k in keep else Handler(_unimplemented(k), *v[1:]) for k, v in mapping.items()}
+
+
+def not_implemented(name: str) -> GRPCError:
+    """The answer of a method this node does not serve (yet)."""
+    return GRPCError(GrpcStatus.UNIMPLEMENTED, f"{name} is not implemented on this node")
 
 
 def bounded(message: str, limit: int = MAX_MESSAGE_BYTES) -> str:
@@ -116,6 +144,60 @@ async def _guard(call: Callable[[], Awaitable[Any]]) -> Any:
         raise _fail(GrpcStatus(int(exc.status)), exc.message) from None
 
 
+MAX_MEMBER_NAME = 253  # an etcd member is named after its node's hostname (a DNS name)
+
+
+def _member_name(name: str) -> str:
+    """An etcd member name from a request; INVALID_ARGUMENT when it cannot be one."""
+    if not name:
+        raise _fail(GrpcStatus.INVALID_ARGUMENT, "member: the name is empty")
+    if len(name) > MAX_MEMBER_NAME:
+        raise _fail(
+            GrpcStatus.INVALID_ARGUMENT,
+            f"member: the name is {len(name)} characters long; the limit is {MAX_MEMBER_NAME}",
+        )
+    if not name.isprintable():
+        raise _fail(GrpcStatus.INVALID_ARGUMENT, f"member {name!r}: control characters")
+    if name.startswith(".") or not all(c.isascii() and (c.isalnum() or c in "._-") for c in name):
+        # members are named by their nodes' hostnames
+        raise _fail(GrpcStatus.INVALID_ARGUMENT, f"member {name!r} is not a hostname")
+    return name
+
+
+MAX_SERVICE_ID = 128  # characters of a service id in a request
+
+
+def _service_id(value: str) -> str:
+    """A service id from a request; INVALID_ARGUMENT, naming it, when it cannot be one (ids are
+    names such as ``etcd``, ``kubelet`` or ``ext-NAME``: letters, digits, ``.``, ``_``, ``-``)."""
+    if not value:
+        raise _fail(GrpcStatus.INVALID_ARGUMENT, "service id is empty")
+    if len(value) > MAX_SERVICE_ID:
+        raise _fail(
+            GrpcStatus.INVALID_ARGUMENT,
+            f"service id is {len(value)} characters long; the limit is {MAX_SERVICE_ID}",
+        )
+    if value.startswith(".") or not all(c.isascii() and (c.isalnum() or c in "._-") for c in value):
+        raise _fail(GrpcStatus.INVALID_ARGUMENT, f"service id {value!r} is not a service name")
+    return value
+
+
+def _client_name(stream: Any) -> str:
+    """The caller as its certificate names it (its common name, else its serial number), for
+    the node's log."""
+    peer = getattr(stream, "peer", None)
+    try:
+        cert = peer.cert() if peer is not None else None
+    except Exception:  # noqa: BLE001 - a peer without TLS details is simply unnamed
+        cert = None
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName" and value:
+                return f"client {value!r}"
+    serial = (cert or {}).get("serialNumber")
+    return f"the client with certificate serial {serial}" if serial else "an unnamed client"
+
+
 class MachineService(machine_grpc.MachineServiceBase):
     def __init__(self, node: ApiBackend, *, maintenance: bool) -> None:
         self.node = node
@@ -126,14 +208,7 @@ class MachineService(machine_grpc.MachineServiceBase):
     def __mapping__(self) -> dict[str, Any]:
         mapping = super().__mapping__()
         if self.maintenance:
-            # Methods outside the maintenance set stay routed, to a handler that answers
-            # UNIMPLEMENTED with a full gRPC response (grpclib's own "method not found" reply
-            # lacks content-type, which grpclib clients then misreport as UNKNOWN).
-            keep = {f"/machine.MachineService/{m}" for m in MAINTENANCE_METHODS}
-            mapping = {
-                k: v if k in keep else Handler(_unimplemented(k), *v[1:])
-                for k, v in mapping.items()
-            }
+            mapping = maintenance_mapping(mapping, "machine.MachineService", MAINTENANCE_METHODS)
         return mapping
 
     # ------------------------------------------------------------ ApplyConfiguration
@@ -256,8 +331,10 @@ class MachineService(machine_grpc.MachineServiceBase):
     # ------------------------------------------------------------ Version
 
     async def Version(self, stream: Stream[Any, Any]) -> None:
+        from talos_init import imageinfo
+
         await stream.recv_message()
-        v = self.node.version()
+        v = imageinfo.overlay(self.node.version())  # a node booted from the image names it
         msg = machine_pb2.Version(
             version=machine_pb2.VersionInfo(
                 tag=v.tag, sha=v.sha, built=v.built, go_version=v.runtime, os=v.os, arch=v.arch
@@ -361,9 +438,8 @@ class MachineService(machine_grpc.MachineServiceBase):
     async def _service(self, stream: Stream[Any, Any], action: str, reply: Any, item: Any) -> None:
         req = await stream.recv_message()
         assert req is not None  # noqa: S101
-        if not req.id:
-            raise _fail(GrpcStatus.INVALID_ARGUMENT, "service id is empty")
-        resp = await _guard(lambda: self.node.service_action(req.id, action))
+        sid = _service_id(req.id)
+        resp = await _guard(lambda: self.node.service_action(sid, action))
         await stream.send_message(reply(messages=[item(resp=resp)]))
 
     async def ServiceStart(self, stream: Stream[Any, Any]) -> None:
@@ -384,11 +460,12 @@ class MachineService(machine_grpc.MachineServiceBase):
     async def Logs(self, stream: Stream[Any, Any]) -> None:
         req = await stream.recv_message()
         assert req is not None  # noqa: S101
+        sid = _service_id(req.id)
         if req.tail_lines < -1:
             raise _fail(GrpcStatus.INVALID_ARGUMENT, "tail_lines must be -1 (all) or more")
         tail = None if req.tail_lines < 0 else req.tail_lines  # -1: all (talosctl's default)
         try:
-            async for chunk in self.node.logs(req.id, req.follow, tail):
+            async for chunk in self.node.logs(sid, req.follow, tail):
                 await stream.send_message(common_pb2.Data(bytes=chunk))
         except NodeCallError as exc:
             raise _fail(GrpcStatus(int(exc.status)), exc.message) from None
@@ -431,6 +508,120 @@ class MachineService(machine_grpc.MachineServiceBase):
             machine_pb2.ProcessesResponse(messages=[machine_pb2.Process(processes=infos)])
         )
 
+    # ------------------------------------------------------------ system views
+    # /proc as the node sees it (talos_init.api.stats; docs/talos-facts.md#system-views)
+
+    async def _proc(self, stream: Stream[Any, Any], what: str, read: Callable[[], Any]) -> Any:
+        await stream.recv_message()
+        try:
+            return await asyncio.to_thread(read)
+        except OSError as exc:
+            raise _fail(GrpcStatus.UNAVAILABLE, f"{what}: {exc.strerror or exc}") from None
+        except (ValueError, IndexError):
+            raise _fail(GrpcStatus.INTERNAL, f"{what}: unexpected contents") from None
+
+    async def LoadAvg(self, stream: Stream[Any, Any]) -> None:
+        from talos_init.api.stats import loadavg
+
+        values = await self._proc(stream, "/proc/loadavg", loadavg)
+        await stream.send_message(
+            machine_pb2.LoadAvgResponse(messages=[machine_pb2.LoadAvg(**values)])
+        )
+
+    async def SystemStat(self, stream: Stream[Any, Any]) -> None:
+        from talos_init.api.stats import system_stat
+
+        values = await self._proc(stream, "/proc/stat", system_stat)
+        msg = machine_pb2.SystemStat(
+            **{k: v for k, v in values.items() if k not in ("cpu_total", "cpu", "soft_irq")}
+        )
+        if "cpu_total" in values:
+            msg.cpu_total.CopyFrom(machine_pb2.CPUStat(**values["cpu_total"]))
+        msg.cpu.extend(machine_pb2.CPUStat(**c) for c in values["cpu"])
+        if "soft_irq" in values:
+            msg.soft_irq.CopyFrom(machine_pb2.SoftIRQStat(**values["soft_irq"]))
+        await stream.send_message(machine_pb2.SystemStatResponse(messages=[msg]))
+
+    async def CPUInfo(self, stream: Stream[Any, Any]) -> None:
+        from talos_init.api.stats import cpu_info
+
+        blocks = await self._proc(stream, "/proc/cpuinfo", cpu_info)
+        msg = machine_pb2.CPUsInfo(cpu_info=[machine_pb2.CPUInfo(**b) for b in blocks])
+        await stream.send_message(machine_pb2.CPUInfoResponse(messages=[msg]))
+
+    async def NetworkDeviceStats(self, stream: Stream[Any, Any]) -> None:
+        from talos_init.api.stats import net_dev
+
+        total, rows = await self._proc(stream, "/proc/net/dev", net_dev)
+        msg = machine_pb2.NetworkDeviceStats(
+            total=machine_pb2.NetDev(**total), devices=[machine_pb2.NetDev(**r) for r in rows]
+        )
+        await stream.send_message(machine_pb2.NetworkDeviceStatsResponse(messages=[msg]))
+
+    async def DiskStats(self, stream: Stream[Any, Any]) -> None:
+        from talos_init.api.stats import disk_stats
+
+        total, rows = await self._proc(stream, "/proc/diskstats", disk_stats)
+        msg = machine_pb2.DiskStats(
+            total=machine_pb2.DiskStat(**total), devices=[machine_pb2.DiskStat(**r) for r in rows]
+        )
+        await stream.send_message(machine_pb2.DiskStatsResponse(messages=[msg]))
+
+    # ------------------------------------------------------------ containers
+    # No container runtime runs on these nodes (docs/talos-facts.md#system-views).
+
+    async def _containers(self, stream: Stream[Any, Any]) -> None:
+        req = await stream.recv_message()
+        assert req is not None  # noqa: S101
+        if not NAMESPACE_RE.fullmatch(req.namespace):
+            shown = req.namespace[:80] + ("..." if len(req.namespace) > 80 else "")
+            raise _fail(
+                GrpcStatus.INVALID_ARGUMENT,
+                f"namespace {shown!r} is not a containerd namespace name",
+            )
+        if req.driver not in (common_pb2.CONTAINERD, common_pb2.CRI):
+            raise _fail(GrpcStatus.INVALID_ARGUMENT, f"unsupported driver {req.driver}")
+        if req.driver == common_pb2.CRI and req.namespace != K8S_NAMESPACE:
+            raise _fail(
+                GrpcStatus.INVALID_ARGUMENT,
+                f"driver CRI is supported only for namespace {K8S_NAMESPACE}",
+            )
+        socket_path = (
+            SYSTEM_CONTAINERD_SOCKET if req.namespace == SYSTEM_NAMESPACE else CONTAINERD_SOCKET
+        )
+        if not os.path.exists(socket_path):
+            raise _fail(GrpcStatus.FAILED_PRECONDITION, NO_RUNTIME)
+        raise _fail(
+            GrpcStatus.UNIMPLEMENTED,
+            f"a container runtime listens on {socket_path}, but this node cannot inspect it",
+        )
+
+    async def Containers(self, stream: Stream[Any, Any]) -> None:
+        await self._containers(stream)
+
+    async def Stats(self, stream: Stream[Any, Any]) -> None:
+        await self._containers(stream)
+
+    # ------------------------------------------------------------ events
+
+    async def Events(self, stream: Stream[Any, Any]) -> None:
+        from talos_init.api.eventwire import event_message, parse_request
+
+        req = await stream.recv_message()
+        assert req is not None  # noqa: S101
+        ring = getattr(self.node, "event_ring", None)
+        if ring is None:
+            raise _fail(GrpcStatus.UNIMPLEMENTED, "this node keeps no runtime events")
+        try:
+            options = parse_request(req.tail_events, req.tail_id, req.tail_seconds)
+        except ValueError as exc:
+            raise _fail(GrpcStatus.INVALID_ARGUMENT, str(exc)) from None
+        try:
+            async for event in ring.watch(*options):
+                await stream.send_message(event_message(event))
+        except EventsOverrunError as exc:
+            raise _fail(GrpcStatus.RESOURCE_EXHAUSTED, f"events: {exc}") from None
+
     # ------------------------------------------------------------ etcd
 
     async def EtcdMemberList(self, stream: Stream[Any, Any]) -> None:
@@ -450,3 +641,146 @@ class MachineService(machine_grpc.MachineServiceBase):
             ],
         )
         await stream.send_message(machine_pb2.EtcdMemberListResponse(messages=[msg]))
+
+    async def EtcdLeaveCluster(self, stream: Stream[Any, Any]) -> None:
+        await stream.recv_message()
+        await _guard(self._etcd("etcd_leave"))
+        reply = machine_pb2.EtcdLeaveClusterResponse(messages=[machine_pb2.EtcdLeaveCluster()])
+        await stream.send_message(reply)
+
+    async def EtcdRemoveMember(self, stream: Stream[Any, Any]) -> None:
+        req = await stream.recv_message()
+        assert req is not None  # noqa: S101
+        member = _member_name(req.member)
+        await _guard(lambda: self._etcd("etcd_remove_member")(member))
+        await stream.send_message(
+            machine_pb2.EtcdRemoveMemberResponse(messages=[machine_pb2.EtcdRemoveMember()])
+        )
+
+    async def EtcdForfeitLeadership(self, stream: Stream[Any, Any]) -> None:
+        await stream.recv_message()
+        leader = await _guard(self._etcd("etcd_forfeit_leadership"))
+        msg = machine_pb2.EtcdForfeitLeadership(member=leader)
+        await stream.send_message(machine_pb2.EtcdForfeitLeadershipResponse(messages=[msg]))
+
+    def _etcd(self, name: str) -> Callable[..., Awaitable[Any]]:
+        call = getattr(self.node, name, None)
+        if call is None:
+            raise _fail(GrpcStatus.UNIMPLEMENTED, f"{name} is not available on this node")
+        return call  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ files and mounts
+
+    def _files(self) -> Any:
+        """The node's :class:`~talos_init.api.files.FileAccess`, or FAILED_PRECONDITION."""
+        own = getattr(self.node, "file_access", None)
+        access = own() if own is not None else None
+        if access is None:
+            raise _fail(
+                GrpcStatus.FAILED_PRECONDITION,
+                "files are served only by a node with its own root "
+                "(container mode with --isolate, or metal)",
+            )
+        return access
+
+    async def _send_all(self, stream: Stream[Any, Any], items: Any, make: Any) -> None:
+        from talos_init.api.files import pull
+
+        try:
+            async for item in pull(items):
+                await stream.send_message(make(item))
+        except NodeCallError as exc:
+            raise _fail(GrpcStatus(int(exc.status)), exc.message) from None
+
+    async def List(self, stream: Stream[Any, Any]) -> None:
+        from talos_init.api.files import list_entries
+
+        req = await stream.recv_message()
+        assert req is not None  # noqa: S101
+        access = self._files()
+        depth = req.recursion_depth
+        if depth < 0:
+            raise _fail(GrpcStatus.INVALID_ARGUMENT, "recursion_depth must be 0 or more")
+        entries = list_entries(access, req.root, req.recurse, depth, set(req.types))
+        await self._send_all(stream, entries, lambda e: machine_pb2.FileInfo(**e))
+
+    async def DiskUsage(self, stream: Stream[Any, Any]) -> None:
+        from talos_init.api.files import disk_usage
+
+        req = await stream.recv_message()
+        assert req is not None  # noqa: S101
+        access = self._files()
+        entries = disk_usage(access, list(req.paths), req.recursion_depth, req.all, req.threshold)
+        await self._send_all(stream, entries, lambda e: machine_pb2.DiskUsageInfo(**e))
+
+    async def Read(self, stream: Stream[Any, Any]) -> None:
+        from talos_init.api.files import read_chunks
+
+        req = await stream.recv_message()
+        assert req is not None  # noqa: S101
+        chunks = read_chunks(self._files(), req.path, _client_name(stream))
+        await self._send_all(stream, chunks, lambda b: common_pb2.Data(bytes=b))
+
+    async def Copy(self, stream: Stream[Any, Any]) -> None:
+        from talos_init.api.files import tar_chunks
+
+        req = await stream.recv_message()
+        assert req is not None  # noqa: S101
+        skipped: list[str] = []
+        chunks = tar_chunks(self._files(), req.root_path, skipped)
+        await self._send_all(stream, chunks, lambda b: common_pb2.Data(bytes=b))
+        if skipped:  # as Talos: one last frame naming what was left out
+            text = bounded("\n".join(_first(skipped, "file")))
+            await stream.send_message(common_pb2.Data(metadata=common_pb2.Metadata(error=text)))
+
+    async def Mounts(self, stream: Stream[Any, Any]) -> None:
+        from talos_init.api.files import mounts
+
+        await stream.recv_message()
+        access = self._files()
+        try:
+            found = await asyncio.to_thread(mounts, access)
+        except OSError as exc:
+            raise _fail(GrpcStatus.UNAVAILABLE, f"/proc/self/mounts: {exc.strerror}") from None
+        stats = [machine_pb2.MountStat(**vars(m)) for m in found]
+        await stream.send_message(
+            machine_pb2.MountsResponse(messages=[machine_pb2.Mounts(stats=stats)])
+        )
+
+    async def Hostname(self, stream: Stream[Any, Any]) -> None:
+        await stream.recv_message()
+        msg = machine_pb2.Hostname(hostname=self.node.hostname)
+        await stream.send_message(machine_pb2.HostnameResponse(messages=[msg]))
+
+    # ------------------------------------------------------------ GenerateConfiguration
+
+    async def GenerateConfiguration(self, stream: Stream[Any, Any]) -> None:
+        from talos_init.api.genconfig import generate_configuration
+
+        req = await stream.recv_message()
+        assert req is not None  # noqa: S101 - grpclib delivers the unary request
+        reply = await asyncio.to_thread(
+            generate_configuration,
+            req,
+            maintenance=self.maintenance,
+            running_config=None if self.maintenance else self.node.config_text(),
+            platform_mode=self.node.platform_mode,
+        )
+        await stream.send_message(reply)
+
+    # ------------------------------------------------------------ not served (yet)
+
+    async def Recover(self, stream: Stream[Any, Any]) -> None:
+        raise not_implemented("Recover")
+
+    async def RemoveBootkubeInitializedKey(self, stream: Stream[Any, Any]) -> None:
+        raise not_implemented("RemoveBootkubeInitializedKey")
+
+    async def Restart(self, stream: Stream[Any, Any]) -> None:
+        raise not_implemented("Restart")
+
+    async def Rollback(self, stream: Stream[Any, Any]) -> None:
+        raise not_implemented("Rollback")
+
+    async def Upgrade(self, stream: Stream[Any, Any]) -> None:
+        raise not_implemented("Upgrade")

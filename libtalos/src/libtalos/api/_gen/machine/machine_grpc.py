@@ -12,6 +12,7 @@ if typing.TYPE_CHECKING:
 
 import libtalos.api._gen.common.common_pb2
 from libtalos.api._gen import common
+import google.protobuf.any_pb2
 import google.protobuf.duration_pb2
 import google.protobuf.empty_pb2
 import google.protobuf.timestamp_pb2
@@ -30,7 +31,27 @@ class MachineServiceBase(abc.ABC):
         pass
 
     @abc.abstractmethod
+    async def Containers(self, stream: 'grpclib.server.Stream[machine.machine_pb2.ContainersRequest, machine.machine_pb2.ContainersResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def Copy(self, stream: 'grpclib.server.Stream[machine.machine_pb2.CopyRequest, common.common_pb2.Data]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def CPUInfo(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, machine.machine_pb2.CPUInfoResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def DiskStats(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, machine.machine_pb2.DiskStatsResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
     async def Dmesg(self, stream: 'grpclib.server.Stream[machine.machine_pb2.DmesgRequest, common.common_pb2.Data]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def Events(self, stream: 'grpclib.server.Stream[machine.machine_pb2.EventsRequest, machine.machine_pb2.Event]') -> None:
         pass
 
     @abc.abstractmethod
@@ -38,7 +59,39 @@ class MachineServiceBase(abc.ABC):
         pass
 
     @abc.abstractmethod
+    async def EtcdRemoveMember(self, stream: 'grpclib.server.Stream[machine.machine_pb2.EtcdRemoveMemberRequest, machine.machine_pb2.EtcdRemoveMemberResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def EtcdLeaveCluster(self, stream: 'grpclib.server.Stream[machine.machine_pb2.EtcdLeaveClusterRequest, machine.machine_pb2.EtcdLeaveClusterResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def EtcdForfeitLeadership(self, stream: 'grpclib.server.Stream[machine.machine_pb2.EtcdForfeitLeadershipRequest, machine.machine_pb2.EtcdForfeitLeadershipResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def GenerateConfiguration(self, stream: 'grpclib.server.Stream[machine.machine_pb2.GenerateConfigurationRequest, machine.machine_pb2.GenerateConfigurationResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def Hostname(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, machine.machine_pb2.HostnameResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
     async def Kubeconfig(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, common.common_pb2.Data]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def List(self, stream: 'grpclib.server.Stream[machine.machine_pb2.ListRequest, machine.machine_pb2.FileInfo]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def DiskUsage(self, stream: 'grpclib.server.Stream[machine.machine_pb2.DiskUsageRequest, machine.machine_pb2.DiskUsageInfo]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def LoadAvg(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, machine.machine_pb2.LoadAvgResponse]') -> None:
         pass
 
     @abc.abstractmethod
@@ -50,7 +103,19 @@ class MachineServiceBase(abc.ABC):
         pass
 
     @abc.abstractmethod
+    async def Mounts(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, machine.machine_pb2.MountsResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def NetworkDeviceStats(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, machine.machine_pb2.NetworkDeviceStatsResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
     async def Processes(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, machine.machine_pb2.ProcessesResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def Read(self, stream: 'grpclib.server.Stream[machine.machine_pb2.ReadRequest, common.common_pb2.Data]') -> None:
         pass
 
     @abc.abstractmethod
@@ -58,7 +123,23 @@ class MachineServiceBase(abc.ABC):
         pass
 
     @abc.abstractmethod
+    async def Restart(self, stream: 'grpclib.server.Stream[machine.machine_pb2.RestartRequest, machine.machine_pb2.RestartResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def Rollback(self, stream: 'grpclib.server.Stream[machine.machine_pb2.RollbackRequest, machine.machine_pb2.RollbackResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
     async def Reset(self, stream: 'grpclib.server.Stream[machine.machine_pb2.ResetRequest, machine.machine_pb2.ResetResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def Recover(self, stream: 'grpclib.server.Stream[machine.machine_pb2.RecoverRequest, machine.machine_pb2.RecoverResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def RemoveBootkubeInitializedKey(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, machine.machine_pb2.RemoveBootkubeInitializedKeyResponse]') -> None:
         pass
 
     @abc.abstractmethod
@@ -82,6 +163,18 @@ class MachineServiceBase(abc.ABC):
         pass
 
     @abc.abstractmethod
+    async def Stats(self, stream: 'grpclib.server.Stream[machine.machine_pb2.StatsRequest, machine.machine_pb2.StatsResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def SystemStat(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, machine.machine_pb2.SystemStatResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def Upgrade(self, stream: 'grpclib.server.Stream[machine.machine_pb2.UpgradeRequest, machine.machine_pb2.UpgradeResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
     async def Version(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, machine.machine_pb2.VersionResponse]') -> None:
         pass
 
@@ -99,11 +192,41 @@ class MachineServiceBase(abc.ABC):
                 machine.machine_pb2.BootstrapRequest,
                 machine.machine_pb2.BootstrapResponse,
             ),
+            '/machine.MachineService/Containers': grpclib.const.Handler(
+                self.Containers,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                machine.machine_pb2.ContainersRequest,
+                machine.machine_pb2.ContainersResponse,
+            ),
+            '/machine.MachineService/Copy': grpclib.const.Handler(
+                self.Copy,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                machine.machine_pb2.CopyRequest,
+                common.common_pb2.Data,
+            ),
+            '/machine.MachineService/CPUInfo': grpclib.const.Handler(
+                self.CPUInfo,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                google.protobuf.empty_pb2.Empty,
+                machine.machine_pb2.CPUInfoResponse,
+            ),
+            '/machine.MachineService/DiskStats': grpclib.const.Handler(
+                self.DiskStats,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                google.protobuf.empty_pb2.Empty,
+                machine.machine_pb2.DiskStatsResponse,
+            ),
             '/machine.MachineService/Dmesg': grpclib.const.Handler(
                 self.Dmesg,
                 grpclib.const.Cardinality.UNARY_STREAM,
                 machine.machine_pb2.DmesgRequest,
                 common.common_pb2.Data,
+            ),
+            '/machine.MachineService/Events': grpclib.const.Handler(
+                self.Events,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                machine.machine_pb2.EventsRequest,
+                machine.machine_pb2.Event,
             ),
             '/machine.MachineService/EtcdMemberList': grpclib.const.Handler(
                 self.EtcdMemberList,
@@ -111,11 +234,59 @@ class MachineServiceBase(abc.ABC):
                 machine.machine_pb2.EtcdMemberListRequest,
                 machine.machine_pb2.EtcdMemberListResponse,
             ),
+            '/machine.MachineService/EtcdRemoveMember': grpclib.const.Handler(
+                self.EtcdRemoveMember,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                machine.machine_pb2.EtcdRemoveMemberRequest,
+                machine.machine_pb2.EtcdRemoveMemberResponse,
+            ),
+            '/machine.MachineService/EtcdLeaveCluster': grpclib.const.Handler(
+                self.EtcdLeaveCluster,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                machine.machine_pb2.EtcdLeaveClusterRequest,
+                machine.machine_pb2.EtcdLeaveClusterResponse,
+            ),
+            '/machine.MachineService/EtcdForfeitLeadership': grpclib.const.Handler(
+                self.EtcdForfeitLeadership,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                machine.machine_pb2.EtcdForfeitLeadershipRequest,
+                machine.machine_pb2.EtcdForfeitLeadershipResponse,
+            ),
+            '/machine.MachineService/GenerateConfiguration': grpclib.const.Handler(
+                self.GenerateConfiguration,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                machine.machine_pb2.GenerateConfigurationRequest,
+                machine.machine_pb2.GenerateConfigurationResponse,
+            ),
+            '/machine.MachineService/Hostname': grpclib.const.Handler(
+                self.Hostname,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                google.protobuf.empty_pb2.Empty,
+                machine.machine_pb2.HostnameResponse,
+            ),
             '/machine.MachineService/Kubeconfig': grpclib.const.Handler(
                 self.Kubeconfig,
                 grpclib.const.Cardinality.UNARY_STREAM,
                 google.protobuf.empty_pb2.Empty,
                 common.common_pb2.Data,
+            ),
+            '/machine.MachineService/List': grpclib.const.Handler(
+                self.List,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                machine.machine_pb2.ListRequest,
+                machine.machine_pb2.FileInfo,
+            ),
+            '/machine.MachineService/DiskUsage': grpclib.const.Handler(
+                self.DiskUsage,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                machine.machine_pb2.DiskUsageRequest,
+                machine.machine_pb2.DiskUsageInfo,
+            ),
+            '/machine.MachineService/LoadAvg': grpclib.const.Handler(
+                self.LoadAvg,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                google.protobuf.empty_pb2.Empty,
+                machine.machine_pb2.LoadAvgResponse,
             ),
             '/machine.MachineService/Logs': grpclib.const.Handler(
                 self.Logs,
@@ -129,11 +300,29 @@ class MachineServiceBase(abc.ABC):
                 google.protobuf.empty_pb2.Empty,
                 machine.machine_pb2.MemoryResponse,
             ),
+            '/machine.MachineService/Mounts': grpclib.const.Handler(
+                self.Mounts,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                google.protobuf.empty_pb2.Empty,
+                machine.machine_pb2.MountsResponse,
+            ),
+            '/machine.MachineService/NetworkDeviceStats': grpclib.const.Handler(
+                self.NetworkDeviceStats,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                google.protobuf.empty_pb2.Empty,
+                machine.machine_pb2.NetworkDeviceStatsResponse,
+            ),
             '/machine.MachineService/Processes': grpclib.const.Handler(
                 self.Processes,
                 grpclib.const.Cardinality.UNARY_UNARY,
                 google.protobuf.empty_pb2.Empty,
                 machine.machine_pb2.ProcessesResponse,
+            ),
+            '/machine.MachineService/Read': grpclib.const.Handler(
+                self.Read,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                machine.machine_pb2.ReadRequest,
+                common.common_pb2.Data,
             ),
             '/machine.MachineService/Reboot': grpclib.const.Handler(
                 self.Reboot,
@@ -141,11 +330,35 @@ class MachineServiceBase(abc.ABC):
                 machine.machine_pb2.RebootRequest,
                 machine.machine_pb2.RebootResponse,
             ),
+            '/machine.MachineService/Restart': grpclib.const.Handler(
+                self.Restart,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                machine.machine_pb2.RestartRequest,
+                machine.machine_pb2.RestartResponse,
+            ),
+            '/machine.MachineService/Rollback': grpclib.const.Handler(
+                self.Rollback,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                machine.machine_pb2.RollbackRequest,
+                machine.machine_pb2.RollbackResponse,
+            ),
             '/machine.MachineService/Reset': grpclib.const.Handler(
                 self.Reset,
                 grpclib.const.Cardinality.UNARY_UNARY,
                 machine.machine_pb2.ResetRequest,
                 machine.machine_pb2.ResetResponse,
+            ),
+            '/machine.MachineService/Recover': grpclib.const.Handler(
+                self.Recover,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                machine.machine_pb2.RecoverRequest,
+                machine.machine_pb2.RecoverResponse,
+            ),
+            '/machine.MachineService/RemoveBootkubeInitializedKey': grpclib.const.Handler(
+                self.RemoveBootkubeInitializedKey,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                google.protobuf.empty_pb2.Empty,
+                machine.machine_pb2.RemoveBootkubeInitializedKeyResponse,
             ),
             '/machine.MachineService/ServiceList': grpclib.const.Handler(
                 self.ServiceList,
@@ -177,6 +390,24 @@ class MachineServiceBase(abc.ABC):
                 machine.machine_pb2.ShutdownRequest,
                 machine.machine_pb2.ShutdownResponse,
             ),
+            '/machine.MachineService/Stats': grpclib.const.Handler(
+                self.Stats,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                machine.machine_pb2.StatsRequest,
+                machine.machine_pb2.StatsResponse,
+            ),
+            '/machine.MachineService/SystemStat': grpclib.const.Handler(
+                self.SystemStat,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                google.protobuf.empty_pb2.Empty,
+                machine.machine_pb2.SystemStatResponse,
+            ),
+            '/machine.MachineService/Upgrade': grpclib.const.Handler(
+                self.Upgrade,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                machine.machine_pb2.UpgradeRequest,
+                machine.machine_pb2.UpgradeResponse,
+            ),
             '/machine.MachineService/Version': grpclib.const.Handler(
                 self.Version,
                 grpclib.const.Cardinality.UNARY_UNARY,
@@ -201,11 +432,41 @@ class MachineServiceStub:
             machine.machine_pb2.BootstrapRequest,
             machine.machine_pb2.BootstrapResponse,
         )
+        self.Containers = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/Containers',
+            machine.machine_pb2.ContainersRequest,
+            machine.machine_pb2.ContainersResponse,
+        )
+        self.Copy = grpclib.client.UnaryStreamMethod(
+            channel,
+            '/machine.MachineService/Copy',
+            machine.machine_pb2.CopyRequest,
+            common.common_pb2.Data,
+        )
+        self.CPUInfo = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/CPUInfo',
+            google.protobuf.empty_pb2.Empty,
+            machine.machine_pb2.CPUInfoResponse,
+        )
+        self.DiskStats = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/DiskStats',
+            google.protobuf.empty_pb2.Empty,
+            machine.machine_pb2.DiskStatsResponse,
+        )
         self.Dmesg = grpclib.client.UnaryStreamMethod(
             channel,
             '/machine.MachineService/Dmesg',
             machine.machine_pb2.DmesgRequest,
             common.common_pb2.Data,
+        )
+        self.Events = grpclib.client.UnaryStreamMethod(
+            channel,
+            '/machine.MachineService/Events',
+            machine.machine_pb2.EventsRequest,
+            machine.machine_pb2.Event,
         )
         self.EtcdMemberList = grpclib.client.UnaryUnaryMethod(
             channel,
@@ -213,11 +474,59 @@ class MachineServiceStub:
             machine.machine_pb2.EtcdMemberListRequest,
             machine.machine_pb2.EtcdMemberListResponse,
         )
+        self.EtcdRemoveMember = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/EtcdRemoveMember',
+            machine.machine_pb2.EtcdRemoveMemberRequest,
+            machine.machine_pb2.EtcdRemoveMemberResponse,
+        )
+        self.EtcdLeaveCluster = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/EtcdLeaveCluster',
+            machine.machine_pb2.EtcdLeaveClusterRequest,
+            machine.machine_pb2.EtcdLeaveClusterResponse,
+        )
+        self.EtcdForfeitLeadership = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/EtcdForfeitLeadership',
+            machine.machine_pb2.EtcdForfeitLeadershipRequest,
+            machine.machine_pb2.EtcdForfeitLeadershipResponse,
+        )
+        self.GenerateConfiguration = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/GenerateConfiguration',
+            machine.machine_pb2.GenerateConfigurationRequest,
+            machine.machine_pb2.GenerateConfigurationResponse,
+        )
+        self.Hostname = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/Hostname',
+            google.protobuf.empty_pb2.Empty,
+            machine.machine_pb2.HostnameResponse,
+        )
         self.Kubeconfig = grpclib.client.UnaryStreamMethod(
             channel,
             '/machine.MachineService/Kubeconfig',
             google.protobuf.empty_pb2.Empty,
             common.common_pb2.Data,
+        )
+        self.List = grpclib.client.UnaryStreamMethod(
+            channel,
+            '/machine.MachineService/List',
+            machine.machine_pb2.ListRequest,
+            machine.machine_pb2.FileInfo,
+        )
+        self.DiskUsage = grpclib.client.UnaryStreamMethod(
+            channel,
+            '/machine.MachineService/DiskUsage',
+            machine.machine_pb2.DiskUsageRequest,
+            machine.machine_pb2.DiskUsageInfo,
+        )
+        self.LoadAvg = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/LoadAvg',
+            google.protobuf.empty_pb2.Empty,
+            machine.machine_pb2.LoadAvgResponse,
         )
         self.Logs = grpclib.client.UnaryStreamMethod(
             channel,
@@ -231,11 +540,29 @@ class MachineServiceStub:
             google.protobuf.empty_pb2.Empty,
             machine.machine_pb2.MemoryResponse,
         )
+        self.Mounts = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/Mounts',
+            google.protobuf.empty_pb2.Empty,
+            machine.machine_pb2.MountsResponse,
+        )
+        self.NetworkDeviceStats = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/NetworkDeviceStats',
+            google.protobuf.empty_pb2.Empty,
+            machine.machine_pb2.NetworkDeviceStatsResponse,
+        )
         self.Processes = grpclib.client.UnaryUnaryMethod(
             channel,
             '/machine.MachineService/Processes',
             google.protobuf.empty_pb2.Empty,
             machine.machine_pb2.ProcessesResponse,
+        )
+        self.Read = grpclib.client.UnaryStreamMethod(
+            channel,
+            '/machine.MachineService/Read',
+            machine.machine_pb2.ReadRequest,
+            common.common_pb2.Data,
         )
         self.Reboot = grpclib.client.UnaryUnaryMethod(
             channel,
@@ -243,11 +570,35 @@ class MachineServiceStub:
             machine.machine_pb2.RebootRequest,
             machine.machine_pb2.RebootResponse,
         )
+        self.Restart = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/Restart',
+            machine.machine_pb2.RestartRequest,
+            machine.machine_pb2.RestartResponse,
+        )
+        self.Rollback = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/Rollback',
+            machine.machine_pb2.RollbackRequest,
+            machine.machine_pb2.RollbackResponse,
+        )
         self.Reset = grpclib.client.UnaryUnaryMethod(
             channel,
             '/machine.MachineService/Reset',
             machine.machine_pb2.ResetRequest,
             machine.machine_pb2.ResetResponse,
+        )
+        self.Recover = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/Recover',
+            machine.machine_pb2.RecoverRequest,
+            machine.machine_pb2.RecoverResponse,
+        )
+        self.RemoveBootkubeInitializedKey = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/RemoveBootkubeInitializedKey',
+            google.protobuf.empty_pb2.Empty,
+            machine.machine_pb2.RemoveBootkubeInitializedKeyResponse,
         )
         self.ServiceList = grpclib.client.UnaryUnaryMethod(
             channel,
@@ -278,6 +629,24 @@ class MachineServiceStub:
             '/machine.MachineService/Shutdown',
             machine.machine_pb2.ShutdownRequest,
             machine.machine_pb2.ShutdownResponse,
+        )
+        self.Stats = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/Stats',
+            machine.machine_pb2.StatsRequest,
+            machine.machine_pb2.StatsResponse,
+        )
+        self.SystemStat = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/SystemStat',
+            google.protobuf.empty_pb2.Empty,
+            machine.machine_pb2.SystemStatResponse,
+        )
+        self.Upgrade = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/Upgrade',
+            machine.machine_pb2.UpgradeRequest,
+            machine.machine_pb2.UpgradeResponse,
         )
         self.Version = grpclib.client.UnaryUnaryMethod(
             channel,

@@ -2,6 +2,7 @@
 import datetime
 
 from libtalos.api._gen.common import common_pb2 as _common_pb2
+from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -541,3 +542,893 @@ class MemoryResponse(_message.Message):
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[Memory]
     def __init__(self, messages: _Optional[_Iterable[_Union[Memory, _Mapping]]] = ...) -> None: ...
+
+class SequenceEvent(_message.Message):
+    __slots__ = ("sequence", "action", "error")
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        NOOP: _ClassVar[SequenceEvent.Action]
+        START: _ClassVar[SequenceEvent.Action]
+        STOP: _ClassVar[SequenceEvent.Action]
+    NOOP: SequenceEvent.Action
+    START: SequenceEvent.Action
+    STOP: SequenceEvent.Action
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    sequence: str
+    action: SequenceEvent.Action
+    error: _common_pb2.Error
+    def __init__(self, sequence: _Optional[str] = ..., action: _Optional[_Union[SequenceEvent.Action, str]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ...) -> None: ...
+
+class PhaseEvent(_message.Message):
+    __slots__ = ("phase", "action")
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        START: _ClassVar[PhaseEvent.Action]
+        STOP: _ClassVar[PhaseEvent.Action]
+    START: PhaseEvent.Action
+    STOP: PhaseEvent.Action
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    phase: str
+    action: PhaseEvent.Action
+    def __init__(self, phase: _Optional[str] = ..., action: _Optional[_Union[PhaseEvent.Action, str]] = ...) -> None: ...
+
+class TaskEvent(_message.Message):
+    __slots__ = ("task", "action")
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        START: _ClassVar[TaskEvent.Action]
+        STOP: _ClassVar[TaskEvent.Action]
+    START: TaskEvent.Action
+    STOP: TaskEvent.Action
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    action: TaskEvent.Action
+    def __init__(self, task: _Optional[str] = ..., action: _Optional[_Union[TaskEvent.Action, str]] = ...) -> None: ...
+
+class ServiceStateEvent(_message.Message):
+    __slots__ = ("service", "action", "message", "health")
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        INITIALIZED: _ClassVar[ServiceStateEvent.Action]
+        PREPARING: _ClassVar[ServiceStateEvent.Action]
+        WAITING: _ClassVar[ServiceStateEvent.Action]
+        RUNNING: _ClassVar[ServiceStateEvent.Action]
+        STOPPING: _ClassVar[ServiceStateEvent.Action]
+        FINISHED: _ClassVar[ServiceStateEvent.Action]
+        FAILED: _ClassVar[ServiceStateEvent.Action]
+        SKIPPED: _ClassVar[ServiceStateEvent.Action]
+    INITIALIZED: ServiceStateEvent.Action
+    PREPARING: ServiceStateEvent.Action
+    WAITING: ServiceStateEvent.Action
+    RUNNING: ServiceStateEvent.Action
+    STOPPING: ServiceStateEvent.Action
+    FINISHED: ServiceStateEvent.Action
+    FAILED: ServiceStateEvent.Action
+    SKIPPED: ServiceStateEvent.Action
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    action: ServiceStateEvent.Action
+    message: str
+    health: ServiceHealth
+    def __init__(self, service: _Optional[str] = ..., action: _Optional[_Union[ServiceStateEvent.Action, str]] = ..., message: _Optional[str] = ..., health: _Optional[_Union[ServiceHealth, _Mapping]] = ...) -> None: ...
+
+class RestartEvent(_message.Message):
+    __slots__ = ("cmd",)
+    CMD_FIELD_NUMBER: _ClassVar[int]
+    cmd: int
+    def __init__(self, cmd: _Optional[int] = ...) -> None: ...
+
+class EventsRequest(_message.Message):
+    __slots__ = ("tail_events", "tail_id", "tail_seconds")
+    TAIL_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    TAIL_ID_FIELD_NUMBER: _ClassVar[int]
+    TAIL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    tail_events: int
+    tail_id: str
+    tail_seconds: int
+    def __init__(self, tail_events: _Optional[int] = ..., tail_id: _Optional[str] = ..., tail_seconds: _Optional[int] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("metadata", "data", "id")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    data: _any_pb2.Any
+    id: str
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., data: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., id: _Optional[str] = ...) -> None: ...
+
+class RecoverRequest(_message.Message):
+    __slots__ = ("source",)
+    class Source(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ETCD: _ClassVar[RecoverRequest.Source]
+        APISERVER: _ClassVar[RecoverRequest.Source]
+    ETCD: RecoverRequest.Source
+    APISERVER: RecoverRequest.Source
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    source: RecoverRequest.Source
+    def __init__(self, source: _Optional[_Union[RecoverRequest.Source, str]] = ...) -> None: ...
+
+class Recover(_message.Message):
+    __slots__ = ("metadata",)
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ...) -> None: ...
+
+class RecoverResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[Recover]
+    def __init__(self, messages: _Optional[_Iterable[_Union[Recover, _Mapping]]] = ...) -> None: ...
+
+class UpgradeRequest(_message.Message):
+    __slots__ = ("image", "preserve", "stage", "force")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    PRESERVE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    preserve: bool
+    stage: bool
+    force: bool
+    def __init__(self, image: _Optional[str] = ..., preserve: _Optional[bool] = ..., stage: _Optional[bool] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class Upgrade(_message.Message):
+    __slots__ = ("metadata", "ack")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    ack: str
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., ack: _Optional[str] = ...) -> None: ...
+
+class UpgradeResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[Upgrade]
+    def __init__(self, messages: _Optional[_Iterable[_Union[Upgrade, _Mapping]]] = ...) -> None: ...
+
+class RollbackRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Rollback(_message.Message):
+    __slots__ = ("metadata",)
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ...) -> None: ...
+
+class RollbackResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[Rollback]
+    def __init__(self, messages: _Optional[_Iterable[_Union[Rollback, _Mapping]]] = ...) -> None: ...
+
+class StartRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class StartResponse(_message.Message):
+    __slots__ = ("resp",)
+    RESP_FIELD_NUMBER: _ClassVar[int]
+    resp: str
+    def __init__(self, resp: _Optional[str] = ...) -> None: ...
+
+class StopRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class StopResponse(_message.Message):
+    __slots__ = ("resp",)
+    RESP_FIELD_NUMBER: _ClassVar[int]
+    resp: str
+    def __init__(self, resp: _Optional[str] = ...) -> None: ...
+
+class CopyRequest(_message.Message):
+    __slots__ = ("root_path",)
+    ROOT_PATH_FIELD_NUMBER: _ClassVar[int]
+    root_path: str
+    def __init__(self, root_path: _Optional[str] = ...) -> None: ...
+
+class ListRequest(_message.Message):
+    __slots__ = ("root", "recurse", "recursion_depth", "types")
+    class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        REGULAR: _ClassVar[ListRequest.Type]
+        DIRECTORY: _ClassVar[ListRequest.Type]
+        SYMLINK: _ClassVar[ListRequest.Type]
+    REGULAR: ListRequest.Type
+    DIRECTORY: ListRequest.Type
+    SYMLINK: ListRequest.Type
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    RECURSE_FIELD_NUMBER: _ClassVar[int]
+    RECURSION_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    TYPES_FIELD_NUMBER: _ClassVar[int]
+    root: str
+    recurse: bool
+    recursion_depth: int
+    types: _containers.RepeatedScalarFieldContainer[ListRequest.Type]
+    def __init__(self, root: _Optional[str] = ..., recurse: _Optional[bool] = ..., recursion_depth: _Optional[int] = ..., types: _Optional[_Iterable[_Union[ListRequest.Type, str]]] = ...) -> None: ...
+
+class DiskUsageRequest(_message.Message):
+    __slots__ = ("recursion_depth", "all", "threshold", "paths")
+    RECURSION_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    recursion_depth: int
+    all: bool
+    threshold: int
+    paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, recursion_depth: _Optional[int] = ..., all: _Optional[bool] = ..., threshold: _Optional[int] = ..., paths: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FileInfo(_message.Message):
+    __slots__ = ("metadata", "name", "size", "mode", "modified", "is_dir", "error", "link", "relative_name")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    MODIFIED_FIELD_NUMBER: _ClassVar[int]
+    IS_DIR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    LINK_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_NAME_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    name: str
+    size: int
+    mode: int
+    modified: int
+    is_dir: bool
+    error: str
+    link: str
+    relative_name: str
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., name: _Optional[str] = ..., size: _Optional[int] = ..., mode: _Optional[int] = ..., modified: _Optional[int] = ..., is_dir: _Optional[bool] = ..., error: _Optional[str] = ..., link: _Optional[str] = ..., relative_name: _Optional[str] = ...) -> None: ...
+
+class DiskUsageInfo(_message.Message):
+    __slots__ = ("metadata", "name", "size", "error", "relative_name")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_NAME_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    name: str
+    size: int
+    error: str
+    relative_name: str
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., name: _Optional[str] = ..., size: _Optional[int] = ..., error: _Optional[str] = ..., relative_name: _Optional[str] = ...) -> None: ...
+
+class ReadRequest(_message.Message):
+    __slots__ = ("path",)
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    def __init__(self, path: _Optional[str] = ...) -> None: ...
+
+class MountStat(_message.Message):
+    __slots__ = ("filesystem", "size", "available", "mounted_on")
+    FILESYSTEM_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    MOUNTED_ON_FIELD_NUMBER: _ClassVar[int]
+    filesystem: str
+    size: int
+    available: int
+    mounted_on: str
+    def __init__(self, filesystem: _Optional[str] = ..., size: _Optional[int] = ..., available: _Optional[int] = ..., mounted_on: _Optional[str] = ...) -> None: ...
+
+class Mounts(_message.Message):
+    __slots__ = ("metadata", "stats")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    stats: _containers.RepeatedCompositeFieldContainer[MountStat]
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., stats: _Optional[_Iterable[_Union[MountStat, _Mapping]]] = ...) -> None: ...
+
+class MountsResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[Mounts]
+    def __init__(self, messages: _Optional[_Iterable[_Union[Mounts, _Mapping]]] = ...) -> None: ...
+
+class ContainersRequest(_message.Message):
+    __slots__ = ("namespace", "driver")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    driver: _common_pb2.ContainerDriver
+    def __init__(self, namespace: _Optional[str] = ..., driver: _Optional[_Union[_common_pb2.ContainerDriver, str]] = ...) -> None: ...
+
+class ContainerInfo(_message.Message):
+    __slots__ = ("namespace", "id", "image", "pid", "status", "pod_id", "name")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    POD_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    id: str
+    image: str
+    pid: int
+    status: str
+    pod_id: str
+    name: str
+    def __init__(self, namespace: _Optional[str] = ..., id: _Optional[str] = ..., image: _Optional[str] = ..., pid: _Optional[int] = ..., status: _Optional[str] = ..., pod_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class Container(_message.Message):
+    __slots__ = ("metadata", "containers")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    containers: _containers.RepeatedCompositeFieldContainer[ContainerInfo]
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., containers: _Optional[_Iterable[_Union[ContainerInfo, _Mapping]]] = ...) -> None: ...
+
+class ContainersResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[Container]
+    def __init__(self, messages: _Optional[_Iterable[_Union[Container, _Mapping]]] = ...) -> None: ...
+
+class RestartRequest(_message.Message):
+    __slots__ = ("namespace", "id", "driver")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    id: str
+    driver: _common_pb2.ContainerDriver
+    def __init__(self, namespace: _Optional[str] = ..., id: _Optional[str] = ..., driver: _Optional[_Union[_common_pb2.ContainerDriver, str]] = ...) -> None: ...
+
+class Restart(_message.Message):
+    __slots__ = ("metadata",)
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ...) -> None: ...
+
+class RestartResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[Restart]
+    def __init__(self, messages: _Optional[_Iterable[_Union[Restart, _Mapping]]] = ...) -> None: ...
+
+class StatsRequest(_message.Message):
+    __slots__ = ("namespace", "driver")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    driver: _common_pb2.ContainerDriver
+    def __init__(self, namespace: _Optional[str] = ..., driver: _Optional[_Union[_common_pb2.ContainerDriver, str]] = ...) -> None: ...
+
+class Stat(_message.Message):
+    __slots__ = ("namespace", "id", "memory_usage", "cpu_usage", "pod_id", "name")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USAGE_FIELD_NUMBER: _ClassVar[int]
+    CPU_USAGE_FIELD_NUMBER: _ClassVar[int]
+    POD_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    id: str
+    memory_usage: int
+    cpu_usage: int
+    pod_id: str
+    name: str
+    def __init__(self, namespace: _Optional[str] = ..., id: _Optional[str] = ..., memory_usage: _Optional[int] = ..., cpu_usage: _Optional[int] = ..., pod_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class Stats(_message.Message):
+    __slots__ = ("metadata", "stats")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    stats: _containers.RepeatedCompositeFieldContainer[Stat]
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., stats: _Optional[_Iterable[_Union[Stat, _Mapping]]] = ...) -> None: ...
+
+class StatsResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[Stats]
+    def __init__(self, messages: _Optional[_Iterable[_Union[Stats, _Mapping]]] = ...) -> None: ...
+
+class ProcessesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Hostname(_message.Message):
+    __slots__ = ("metadata", "hostname")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    hostname: str
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., hostname: _Optional[str] = ...) -> None: ...
+
+class HostnameResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[Hostname]
+    def __init__(self, messages: _Optional[_Iterable[_Union[Hostname, _Mapping]]] = ...) -> None: ...
+
+class LoadAvg(_message.Message):
+    __slots__ = ("metadata", "load1", "load5", "load15")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    LOAD1_FIELD_NUMBER: _ClassVar[int]
+    LOAD5_FIELD_NUMBER: _ClassVar[int]
+    LOAD15_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    load1: float
+    load5: float
+    load15: float
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., load1: _Optional[float] = ..., load5: _Optional[float] = ..., load15: _Optional[float] = ...) -> None: ...
+
+class LoadAvgResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[LoadAvg]
+    def __init__(self, messages: _Optional[_Iterable[_Union[LoadAvg, _Mapping]]] = ...) -> None: ...
+
+class CPUStat(_message.Message):
+    __slots__ = ("user", "nice", "system", "idle", "iowait", "irq", "soft_irq", "steal", "guest", "guest_nice")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    NICE_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    IDLE_FIELD_NUMBER: _ClassVar[int]
+    IOWAIT_FIELD_NUMBER: _ClassVar[int]
+    IRQ_FIELD_NUMBER: _ClassVar[int]
+    SOFT_IRQ_FIELD_NUMBER: _ClassVar[int]
+    STEAL_FIELD_NUMBER: _ClassVar[int]
+    GUEST_FIELD_NUMBER: _ClassVar[int]
+    GUEST_NICE_FIELD_NUMBER: _ClassVar[int]
+    user: float
+    nice: float
+    system: float
+    idle: float
+    iowait: float
+    irq: float
+    soft_irq: float
+    steal: float
+    guest: float
+    guest_nice: float
+    def __init__(self, user: _Optional[float] = ..., nice: _Optional[float] = ..., system: _Optional[float] = ..., idle: _Optional[float] = ..., iowait: _Optional[float] = ..., irq: _Optional[float] = ..., soft_irq: _Optional[float] = ..., steal: _Optional[float] = ..., guest: _Optional[float] = ..., guest_nice: _Optional[float] = ...) -> None: ...
+
+class SoftIRQStat(_message.Message):
+    __slots__ = ("hi", "timer", "net_tx", "net_rx", "block", "block_io_poll", "tasklet", "sched", "hrtimer", "rcu")
+    HI_FIELD_NUMBER: _ClassVar[int]
+    TIMER_FIELD_NUMBER: _ClassVar[int]
+    NET_TX_FIELD_NUMBER: _ClassVar[int]
+    NET_RX_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_IO_POLL_FIELD_NUMBER: _ClassVar[int]
+    TASKLET_FIELD_NUMBER: _ClassVar[int]
+    SCHED_FIELD_NUMBER: _ClassVar[int]
+    HRTIMER_FIELD_NUMBER: _ClassVar[int]
+    RCU_FIELD_NUMBER: _ClassVar[int]
+    hi: int
+    timer: int
+    net_tx: int
+    net_rx: int
+    block: int
+    block_io_poll: int
+    tasklet: int
+    sched: int
+    hrtimer: int
+    rcu: int
+    def __init__(self, hi: _Optional[int] = ..., timer: _Optional[int] = ..., net_tx: _Optional[int] = ..., net_rx: _Optional[int] = ..., block: _Optional[int] = ..., block_io_poll: _Optional[int] = ..., tasklet: _Optional[int] = ..., sched: _Optional[int] = ..., hrtimer: _Optional[int] = ..., rcu: _Optional[int] = ...) -> None: ...
+
+class SystemStat(_message.Message):
+    __slots__ = ("metadata", "boot_time", "cpu_total", "cpu", "irq_total", "irq", "context_switches", "process_created", "process_running", "process_blocked", "soft_irq_total", "soft_irq")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    BOOT_TIME_FIELD_NUMBER: _ClassVar[int]
+    CPU_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    IRQ_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    IRQ_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_SWITCHES_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_CREATED_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_BLOCKED_FIELD_NUMBER: _ClassVar[int]
+    SOFT_IRQ_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SOFT_IRQ_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    boot_time: int
+    cpu_total: CPUStat
+    cpu: _containers.RepeatedCompositeFieldContainer[CPUStat]
+    irq_total: int
+    irq: _containers.RepeatedScalarFieldContainer[int]
+    context_switches: int
+    process_created: int
+    process_running: int
+    process_blocked: int
+    soft_irq_total: int
+    soft_irq: SoftIRQStat
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., boot_time: _Optional[int] = ..., cpu_total: _Optional[_Union[CPUStat, _Mapping]] = ..., cpu: _Optional[_Iterable[_Union[CPUStat, _Mapping]]] = ..., irq_total: _Optional[int] = ..., irq: _Optional[_Iterable[int]] = ..., context_switches: _Optional[int] = ..., process_created: _Optional[int] = ..., process_running: _Optional[int] = ..., process_blocked: _Optional[int] = ..., soft_irq_total: _Optional[int] = ..., soft_irq: _Optional[_Union[SoftIRQStat, _Mapping]] = ...) -> None: ...
+
+class SystemStatResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[SystemStat]
+    def __init__(self, messages: _Optional[_Iterable[_Union[SystemStat, _Mapping]]] = ...) -> None: ...
+
+class CPUInfo(_message.Message):
+    __slots__ = ("processor", "vendor_id", "cpu_family", "model", "model_name", "stepping", "microcode", "cpu_mhz", "cache_size", "physical_id", "siblings", "core_id", "cpu_cores", "apic_id", "initial_apic_id", "fpu", "fpu_exception", "cpu_id_level", "wp", "flags", "bugs", "bogo_mips", "cl_flush_size", "cache_alignment", "address_sizes", "power_management")
+    PROCESSOR_FIELD_NUMBER: _ClassVar[int]
+    VENDOR_ID_FIELD_NUMBER: _ClassVar[int]
+    CPU_FAMILY_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    STEPPING_FIELD_NUMBER: _ClassVar[int]
+    MICROCODE_FIELD_NUMBER: _ClassVar[int]
+    CPU_MHZ_FIELD_NUMBER: _ClassVar[int]
+    CACHE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PHYSICAL_ID_FIELD_NUMBER: _ClassVar[int]
+    SIBLINGS_FIELD_NUMBER: _ClassVar[int]
+    CORE_ID_FIELD_NUMBER: _ClassVar[int]
+    CPU_CORES_FIELD_NUMBER: _ClassVar[int]
+    APIC_ID_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_APIC_ID_FIELD_NUMBER: _ClassVar[int]
+    FPU_FIELD_NUMBER: _ClassVar[int]
+    FPU_EXCEPTION_FIELD_NUMBER: _ClassVar[int]
+    CPU_ID_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    WP_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    BUGS_FIELD_NUMBER: _ClassVar[int]
+    BOGO_MIPS_FIELD_NUMBER: _ClassVar[int]
+    CL_FLUSH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CACHE_ALIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_SIZES_FIELD_NUMBER: _ClassVar[int]
+    POWER_MANAGEMENT_FIELD_NUMBER: _ClassVar[int]
+    processor: int
+    vendor_id: str
+    cpu_family: str
+    model: str
+    model_name: str
+    stepping: str
+    microcode: str
+    cpu_mhz: float
+    cache_size: str
+    physical_id: str
+    siblings: int
+    core_id: str
+    cpu_cores: int
+    apic_id: str
+    initial_apic_id: str
+    fpu: str
+    fpu_exception: str
+    cpu_id_level: int
+    wp: str
+    flags: _containers.RepeatedScalarFieldContainer[str]
+    bugs: _containers.RepeatedScalarFieldContainer[str]
+    bogo_mips: float
+    cl_flush_size: int
+    cache_alignment: int
+    address_sizes: str
+    power_management: str
+    def __init__(self, processor: _Optional[int] = ..., vendor_id: _Optional[str] = ..., cpu_family: _Optional[str] = ..., model: _Optional[str] = ..., model_name: _Optional[str] = ..., stepping: _Optional[str] = ..., microcode: _Optional[str] = ..., cpu_mhz: _Optional[float] = ..., cache_size: _Optional[str] = ..., physical_id: _Optional[str] = ..., siblings: _Optional[int] = ..., core_id: _Optional[str] = ..., cpu_cores: _Optional[int] = ..., apic_id: _Optional[str] = ..., initial_apic_id: _Optional[str] = ..., fpu: _Optional[str] = ..., fpu_exception: _Optional[str] = ..., cpu_id_level: _Optional[int] = ..., wp: _Optional[str] = ..., flags: _Optional[_Iterable[str]] = ..., bugs: _Optional[_Iterable[str]] = ..., bogo_mips: _Optional[float] = ..., cl_flush_size: _Optional[int] = ..., cache_alignment: _Optional[int] = ..., address_sizes: _Optional[str] = ..., power_management: _Optional[str] = ...) -> None: ...
+
+class CPUsInfo(_message.Message):
+    __slots__ = ("metadata", "cpu_info")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    CPU_INFO_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    cpu_info: _containers.RepeatedCompositeFieldContainer[CPUInfo]
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., cpu_info: _Optional[_Iterable[_Union[CPUInfo, _Mapping]]] = ...) -> None: ...
+
+class CPUInfoResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[CPUsInfo]
+    def __init__(self, messages: _Optional[_Iterable[_Union[CPUsInfo, _Mapping]]] = ...) -> None: ...
+
+class NetDev(_message.Message):
+    __slots__ = ("name", "rx_bytes", "rx_packets", "rx_errors", "rx_dropped", "rx_fifo", "rx_frame", "rx_compressed", "rx_multicast", "tx_bytes", "tx_packets", "tx_errors", "tx_dropped", "tx_fifo", "tx_collisions", "tx_carrier", "tx_compressed")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RX_PACKETS_FIELD_NUMBER: _ClassVar[int]
+    RX_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    RX_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    RX_FIFO_FIELD_NUMBER: _ClassVar[int]
+    RX_FRAME_FIELD_NUMBER: _ClassVar[int]
+    RX_COMPRESSED_FIELD_NUMBER: _ClassVar[int]
+    RX_MULTICAST_FIELD_NUMBER: _ClassVar[int]
+    TX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TX_PACKETS_FIELD_NUMBER: _ClassVar[int]
+    TX_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    TX_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    TX_FIFO_FIELD_NUMBER: _ClassVar[int]
+    TX_COLLISIONS_FIELD_NUMBER: _ClassVar[int]
+    TX_CARRIER_FIELD_NUMBER: _ClassVar[int]
+    TX_COMPRESSED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    rx_bytes: int
+    rx_packets: int
+    rx_errors: int
+    rx_dropped: int
+    rx_fifo: int
+    rx_frame: int
+    rx_compressed: int
+    rx_multicast: int
+    tx_bytes: int
+    tx_packets: int
+    tx_errors: int
+    tx_dropped: int
+    tx_fifo: int
+    tx_collisions: int
+    tx_carrier: int
+    tx_compressed: int
+    def __init__(self, name: _Optional[str] = ..., rx_bytes: _Optional[int] = ..., rx_packets: _Optional[int] = ..., rx_errors: _Optional[int] = ..., rx_dropped: _Optional[int] = ..., rx_fifo: _Optional[int] = ..., rx_frame: _Optional[int] = ..., rx_compressed: _Optional[int] = ..., rx_multicast: _Optional[int] = ..., tx_bytes: _Optional[int] = ..., tx_packets: _Optional[int] = ..., tx_errors: _Optional[int] = ..., tx_dropped: _Optional[int] = ..., tx_fifo: _Optional[int] = ..., tx_collisions: _Optional[int] = ..., tx_carrier: _Optional[int] = ..., tx_compressed: _Optional[int] = ...) -> None: ...
+
+class NetworkDeviceStats(_message.Message):
+    __slots__ = ("metadata", "total", "devices")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    total: NetDev
+    devices: _containers.RepeatedCompositeFieldContainer[NetDev]
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., total: _Optional[_Union[NetDev, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[NetDev, _Mapping]]] = ...) -> None: ...
+
+class NetworkDeviceStatsResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[NetworkDeviceStats]
+    def __init__(self, messages: _Optional[_Iterable[_Union[NetworkDeviceStats, _Mapping]]] = ...) -> None: ...
+
+class DiskStat(_message.Message):
+    __slots__ = ("name", "read_completed", "read_merged", "read_sectors", "read_time_ms", "write_completed", "write_merged", "write_sectors", "write_time_ms", "io_in_progress", "io_time_ms", "io_time_weighted_ms", "discard_completed", "discard_merged", "discard_sectors", "discard_time_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    READ_COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    READ_MERGED_FIELD_NUMBER: _ClassVar[int]
+    READ_SECTORS_FIELD_NUMBER: _ClassVar[int]
+    READ_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    WRITE_COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    WRITE_MERGED_FIELD_NUMBER: _ClassVar[int]
+    WRITE_SECTORS_FIELD_NUMBER: _ClassVar[int]
+    WRITE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    IO_IN_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    IO_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    IO_TIME_WEIGHTED_MS_FIELD_NUMBER: _ClassVar[int]
+    DISCARD_COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    DISCARD_MERGED_FIELD_NUMBER: _ClassVar[int]
+    DISCARD_SECTORS_FIELD_NUMBER: _ClassVar[int]
+    DISCARD_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    read_completed: int
+    read_merged: int
+    read_sectors: int
+    read_time_ms: int
+    write_completed: int
+    write_merged: int
+    write_sectors: int
+    write_time_ms: int
+    io_in_progress: int
+    io_time_ms: int
+    io_time_weighted_ms: int
+    discard_completed: int
+    discard_merged: int
+    discard_sectors: int
+    discard_time_ms: int
+    def __init__(self, name: _Optional[str] = ..., read_completed: _Optional[int] = ..., read_merged: _Optional[int] = ..., read_sectors: _Optional[int] = ..., read_time_ms: _Optional[int] = ..., write_completed: _Optional[int] = ..., write_merged: _Optional[int] = ..., write_sectors: _Optional[int] = ..., write_time_ms: _Optional[int] = ..., io_in_progress: _Optional[int] = ..., io_time_ms: _Optional[int] = ..., io_time_weighted_ms: _Optional[int] = ..., discard_completed: _Optional[int] = ..., discard_merged: _Optional[int] = ..., discard_sectors: _Optional[int] = ..., discard_time_ms: _Optional[int] = ...) -> None: ...
+
+class DiskStats(_message.Message):
+    __slots__ = ("metadata", "total", "devices")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    total: DiskStat
+    devices: _containers.RepeatedCompositeFieldContainer[DiskStat]
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., total: _Optional[_Union[DiskStat, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[DiskStat, _Mapping]]] = ...) -> None: ...
+
+class DiskStatsResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[DiskStats]
+    def __init__(self, messages: _Optional[_Iterable[_Union[DiskStats, _Mapping]]] = ...) -> None: ...
+
+class EtcdLeaveClusterRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EtcdLeaveCluster(_message.Message):
+    __slots__ = ("metadata",)
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ...) -> None: ...
+
+class EtcdLeaveClusterResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[EtcdLeaveCluster]
+    def __init__(self, messages: _Optional[_Iterable[_Union[EtcdLeaveCluster, _Mapping]]] = ...) -> None: ...
+
+class EtcdRemoveMemberRequest(_message.Message):
+    __slots__ = ("member",)
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    member: str
+    def __init__(self, member: _Optional[str] = ...) -> None: ...
+
+class EtcdRemoveMember(_message.Message):
+    __slots__ = ("metadata",)
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ...) -> None: ...
+
+class EtcdRemoveMemberResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[EtcdRemoveMember]
+    def __init__(self, messages: _Optional[_Iterable[_Union[EtcdRemoveMember, _Mapping]]] = ...) -> None: ...
+
+class EtcdForfeitLeadershipRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EtcdForfeitLeadership(_message.Message):
+    __slots__ = ("metadata", "member")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    member: str
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., member: _Optional[str] = ...) -> None: ...
+
+class EtcdForfeitLeadershipResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[EtcdForfeitLeadership]
+    def __init__(self, messages: _Optional[_Iterable[_Union[EtcdForfeitLeadership, _Mapping]]] = ...) -> None: ...
+
+class RouteConfig(_message.Message):
+    __slots__ = ("network", "gateway", "metric")
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    network: str
+    gateway: str
+    metric: int
+    def __init__(self, network: _Optional[str] = ..., gateway: _Optional[str] = ..., metric: _Optional[int] = ...) -> None: ...
+
+class DHCPOptionsConfig(_message.Message):
+    __slots__ = ("route_metric",)
+    ROUTE_METRIC_FIELD_NUMBER: _ClassVar[int]
+    route_metric: int
+    def __init__(self, route_metric: _Optional[int] = ...) -> None: ...
+
+class NetworkDeviceConfig(_message.Message):
+    __slots__ = ("interface", "cidr", "mtu", "dhcp", "ignore", "dhcp_options", "routes")
+    INTERFACE_FIELD_NUMBER: _ClassVar[int]
+    CIDR_FIELD_NUMBER: _ClassVar[int]
+    MTU_FIELD_NUMBER: _ClassVar[int]
+    DHCP_FIELD_NUMBER: _ClassVar[int]
+    IGNORE_FIELD_NUMBER: _ClassVar[int]
+    DHCP_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    ROUTES_FIELD_NUMBER: _ClassVar[int]
+    interface: str
+    cidr: str
+    mtu: int
+    dhcp: bool
+    ignore: bool
+    dhcp_options: DHCPOptionsConfig
+    routes: _containers.RepeatedCompositeFieldContainer[RouteConfig]
+    def __init__(self, interface: _Optional[str] = ..., cidr: _Optional[str] = ..., mtu: _Optional[int] = ..., dhcp: _Optional[bool] = ..., ignore: _Optional[bool] = ..., dhcp_options: _Optional[_Union[DHCPOptionsConfig, _Mapping]] = ..., routes: _Optional[_Iterable[_Union[RouteConfig, _Mapping]]] = ...) -> None: ...
+
+class NetworkConfig(_message.Message):
+    __slots__ = ("hostname", "interfaces")
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    INTERFACES_FIELD_NUMBER: _ClassVar[int]
+    hostname: str
+    interfaces: _containers.RepeatedCompositeFieldContainer[NetworkDeviceConfig]
+    def __init__(self, hostname: _Optional[str] = ..., interfaces: _Optional[_Iterable[_Union[NetworkDeviceConfig, _Mapping]]] = ...) -> None: ...
+
+class InstallConfig(_message.Message):
+    __slots__ = ("install_disk", "install_image")
+    INSTALL_DISK_FIELD_NUMBER: _ClassVar[int]
+    INSTALL_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    install_disk: str
+    install_image: str
+    def __init__(self, install_disk: _Optional[str] = ..., install_image: _Optional[str] = ...) -> None: ...
+
+class MachineConfig(_message.Message):
+    __slots__ = ("type", "install_config", "network_config", "kubernetes_version")
+    class MachineType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        TYPE_UNKNOWN: _ClassVar[MachineConfig.MachineType]
+        TYPE_INIT: _ClassVar[MachineConfig.MachineType]
+        TYPE_CONTROL_PLANE: _ClassVar[MachineConfig.MachineType]
+        TYPE_JOIN: _ClassVar[MachineConfig.MachineType]
+    TYPE_UNKNOWN: MachineConfig.MachineType
+    TYPE_INIT: MachineConfig.MachineType
+    TYPE_CONTROL_PLANE: MachineConfig.MachineType
+    TYPE_JOIN: MachineConfig.MachineType
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    INSTALL_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    KUBERNETES_VERSION_FIELD_NUMBER: _ClassVar[int]
+    type: MachineConfig.MachineType
+    install_config: InstallConfig
+    network_config: NetworkConfig
+    kubernetes_version: str
+    def __init__(self, type: _Optional[_Union[MachineConfig.MachineType, str]] = ..., install_config: _Optional[_Union[InstallConfig, _Mapping]] = ..., network_config: _Optional[_Union[NetworkConfig, _Mapping]] = ..., kubernetes_version: _Optional[str] = ...) -> None: ...
+
+class ControlPlaneConfig(_message.Message):
+    __slots__ = ("endpoint",)
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    endpoint: str
+    def __init__(self, endpoint: _Optional[str] = ...) -> None: ...
+
+class CNIConfig(_message.Message):
+    __slots__ = ("name", "urls")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    URLS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    urls: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., urls: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ClusterNetworkConfig(_message.Message):
+    __slots__ = ("dns_domain", "cni_config")
+    DNS_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    CNI_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    dns_domain: str
+    cni_config: CNIConfig
+    def __init__(self, dns_domain: _Optional[str] = ..., cni_config: _Optional[_Union[CNIConfig, _Mapping]] = ...) -> None: ...
+
+class ClusterConfig(_message.Message):
+    __slots__ = ("name", "control_plane", "cluster_network", "allow_scheduling_on_masters")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_PLANE_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_NETWORK_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_SCHEDULING_ON_MASTERS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    control_plane: ControlPlaneConfig
+    cluster_network: ClusterNetworkConfig
+    allow_scheduling_on_masters: bool
+    def __init__(self, name: _Optional[str] = ..., control_plane: _Optional[_Union[ControlPlaneConfig, _Mapping]] = ..., cluster_network: _Optional[_Union[ClusterNetworkConfig, _Mapping]] = ..., allow_scheduling_on_masters: _Optional[bool] = ...) -> None: ...
+
+class GenerateConfigurationRequest(_message.Message):
+    __slots__ = ("config_version", "cluster_config", "machine_config", "override_time")
+    CONFIG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    MACHINE_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDE_TIME_FIELD_NUMBER: _ClassVar[int]
+    config_version: str
+    cluster_config: ClusterConfig
+    machine_config: MachineConfig
+    override_time: _timestamp_pb2.Timestamp
+    def __init__(self, config_version: _Optional[str] = ..., cluster_config: _Optional[_Union[ClusterConfig, _Mapping]] = ..., machine_config: _Optional[_Union[MachineConfig, _Mapping]] = ..., override_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GenerateConfiguration(_message.Message):
+    __slots__ = ("metadata", "data", "talosconfig")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    TALOSCONFIG_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    data: _containers.RepeatedScalarFieldContainer[bytes]
+    talosconfig: bytes
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., data: _Optional[_Iterable[bytes]] = ..., talosconfig: _Optional[bytes] = ...) -> None: ...
+
+class GenerateConfigurationResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[GenerateConfiguration]
+    def __init__(self, messages: _Optional[_Iterable[_Union[GenerateConfiguration, _Mapping]]] = ...) -> None: ...
+
+class RemoveBootkubeInitializedKey(_message.Message):
+    __slots__ = ("metadata",)
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ...) -> None: ...
+
+class RemoveBootkubeInitializedKeyResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[RemoveBootkubeInitializedKey]
+    def __init__(self, messages: _Optional[_Iterable[_Union[RemoveBootkubeInitializedKey, _Mapping]]] = ...) -> None: ...
