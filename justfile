@@ -49,8 +49,13 @@ test *args:
 image:
     talos-image rootfs -o _out --work _build
 
-# Run the image tests: builds from Debian's packages, boots the ISO and PXE media under QEMU
-test-image *args:
+# The builds the image tests read: `just image`, and a second build from the same .deb cache
+# into _build/again/ (the tests compare the two byte for byte). The tests themselves run offline.
+image-builds: image
+    talos-image rootfs -o _build/again/out --work _build/again/work --cache _build/cache/debs
+
+# Run the image tests: the two builds, then their contents and the ISO and PXE boots under QEMU
+test-image *args: image-builds
     pytest -m image tests/image {{args}}
 
 # Run only the VM tests (QEMU guests with Debian's kernel)
@@ -79,5 +84,5 @@ proto-check:
 bench *names:
     python bench/run.py {{names}}
 
-# Everything CI checks: lint, types, generated docs and code, tests
-ci: lint type docs-check proto-check test
+# Everything CI checks: lint, types, generated docs and code, the image builds, tests
+ci: lint type docs-check proto-check image-builds test

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["startup", "gen", "pki", "api", "hostile", "luks", "vip", "init", "cluster"]
+ORDER = ["startup", "gen", "pki", "api", "hostile", "luks", "vip", "init", "cluster", "image"]
 
 
 def main(argv: list[str]) -> int:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from talos_image import __version__, layout
-from talos_image.rootfs import RootImage, forbidden
+from talos_image.rootfs import RESOLV_CONF, RootImage, forbidden, kept_modules, module_glob
 
 pytestmark = [pytest.mark.slow, pytest.mark.image, pytest.mark.timeout(900)]
 
@@ -82,6 +81,83 @@ def test_forbidden_finds_a_shell_and_a_package_manager(tmp_path: Path) -> None:
     assert forbidden(tmp_path) == ["bin/sh", "usr/bin/apt-get", "usr/share/doc", "var/lib/dpkg"]
 
 
+def test_resolv_conf_links_to_the_file_talos_init_writes(built_root: RootImage) -> None:
+    link = built_root.root_dir / "etc/resolv.conf"
+    assert link.is_symlink()
+    assert str(link.readlink()) == RESOLV_CONF == "/system/resolved/resolv.conf"
+    for name in ("vmlinuz", "initrd.img"):  # the kernel package's links into /boot
+        assert not (built_root.root_dir / name).is_symlink(), name
+
+
+def test_the_modules_a_node_needs_and_no_others(built_root: RootImage) -> None:
+    modules = layout.modules_dir(built_root.root_dir, built_root.kernel_version)
+    present = {p.relative_to(modules).as_posix() for p in modules.rglob("*.ko")}
+    names = {p.rsplit("/", 1)[-1] for p in present}
+    needed = {
+        "sr_mod.ko",
+        "isofs.ko",
+        "ata_piix.ko",
+        "ahci.ko",
+        "nvme.ko",
+        "virtio_blk.ko",
+        "virtio_scsi.ko",
+        "virtio_net.ko",
+        "e1000e.ko",
+        "igb.ko",
+        "ixgbe.ko",
+        "mlx5_core.ko",
+        "bnxt_en.ko",
+        "r8169.ko",
+        "xfs.ko",
+        "ext4.ko",
+        "vfat.ko",
+        "overlay.ko",
+        "squashfs.ko",
+        "loop.ko",
+        "dm-crypt.ko",
+        "bridge.ko",
+        "br_netfilter.ko",
+        "8021q.ko",
+        "bonding.ko",
+        "vxlan.ko",
+        "nf_tables.ko",
+        "ip_vs.ko",
+        "wireguard.ko",
+        "efivarfs.ko",
+    }
+    assert needed <= names, sorted(needed - names)
+    for tree in (
+        "kernel/sound",
+        "kernel/drivers/gpu",
+        "kernel/drivers/media",
+        "kernel/net/wireless",
+    ):
+        assert not (modules / tree).exists(), tree
+    assert not any(p.startswith("kernel/drivers/scsi/lpfc/") for p in present)
+    # depmod ran on the pruned tree: it lists exactly the modules left, and all they need
+    listed = {}
+    for line in (modules / "modules.dep").read_text().splitlines():
+        module, _, deps = line.partition(":")
+        listed[module] = deps.split()
+    assert set(listed) == present
+    assert all(dep in present for deps in listed.values() for dep in deps)
+
+
+def test_module_globs_and_the_kept_closure() -> None:
+    assert module_glob("kernel/fs/xfs/xfs.ko", "kernel/fs/xfs/*")
+    assert module_glob("kernel/drivers/scsi/sr_mod.ko", "kernel/drivers/scsi/*.ko")
+    assert not module_glob("kernel/drivers/scsi/lpfc/lpfc.ko", "kernel/drivers/scsi/*.ko")
+    assert not module_glob("kernel/fs/xfsx/a.ko", "kernel/fs/xfs/*")
+    dep = (
+        "kernel/fs/xfs/xfs.ko: kernel/drivers/misc/helper.ko\n"
+        "kernel/drivers/misc/helper.ko:\n"
+        "kernel/sound/core/snd.ko: kernel/drivers/base/soundcore.ko\n"
+        "kernel/drivers/base/soundcore.ko:\n"
+        "kernel/drivers/md/bcache/bcache.ko:\n"
+    )
+    assert kept_modules(dep) == {"kernel/fs/xfs/xfs.ko", "kernel/drivers/misc/helper.ko"}
+
+
 def test_package_list_has_versions(built_root: RootImage) -> None:
     lines = built_root.packages.read_text().splitlines()
     assert lines == sorted(lines)
@@ -109,13 +185,11 @@ def test_kernel_is_debians(built_root: RootImage) -> None:
     assert built_root.kernel_version.endswith("-amd64")
 
 
-def test_two_builds_are_identical(
-    built_root: RootImage,
-    image_builder: Callable[[Path, int], RootImage],
-    tmp_path_factory: pytest.TempPathFactory,
-    image_epoch: int,
-) -> None:
-    again = image_builder(tmp_path_factory.mktemp("image-again"), image_epoch)
-    assert _sha256(again.packages) == _sha256(built_root.packages)
-    assert _sha256(again.kernel) == _sha256(built_root.kernel)
-    assert _sha256(again.squashfs) == _sha256(built_root.squashfs)
+def test_two_builds_are_identical(built_root: RootImage, again_root: RootImage) -> None:
+    """``just image-builds`` built the root twice, into other directories, from the same
+    packages and commit."""
+    assert again_root.squashfs.resolve() != built_root.squashfs.resolve()  # two builds, not one
+    assert again_root.root_dir.resolve() != built_root.root_dir.resolve()
+    assert _sha256(again_root.packages) == _sha256(built_root.packages)
+    assert _sha256(again_root.kernel) == _sha256(built_root.kernel)
+    assert _sha256(again_root.squashfs) == _sha256(built_root.squashfs)

@@ -111,8 +111,16 @@ class Lab:
         """dnsmasq (DHCP only, DNS off) on the server's end of the veth pair."""
         self.dnsmasq = subprocess.Popen(
             [
-                "ip", "netns", "exec", self.server_ns, "dnsmasq", "--no-daemon",
-                "--conf-file=/dev/null", "--port=0", "--interface=srv0", "--bind-interfaces",
+                "ip",
+                "netns",
+                "exec",
+                self.server_ns,
+                "dnsmasq",
+                "--no-daemon",
+                "--conf-file=/dev/null",
+                "--port=0",
+                "--interface=srv0",
+                "--bind-interfaces",
                 "--dhcp-range=10.77.0.50,10.77.0.99,255.255.255.0,120",
                 "--dhcp-option=option:router,10.77.0.1",
                 "--dhcp-option=option:dns-server,10.77.0.53",
@@ -120,7 +128,7 @@ class Lab:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
 
     def node(self, *args: str) -> str:
         return _ip("-n", self.node_ns, *args)
@@ -138,9 +146,19 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     _ip("netns", "add", lab.server_ns)
     try:
         _ip(
-            "link", "add", "eth0", "netns", lab.node_ns, "type", "veth",
-            "peer", "name", "srv0", "netns", lab.server_ns,
-        )  # fmt: skip
+            "link",
+            "add",
+            "eth0",
+            "netns",
+            lab.node_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "srv0",
+            "netns",
+            lab.server_ns,
+        )
         _ip("-n", lab.server_ns, "addr", "add", "10.77.0.1/24", "dev", "srv0")
         _ip("-n", lab.server_ns, "link", "set", "srv0", "up")
         _ip("-n", lab.node_ns, "link", "set", "lo", "up")
@@ -200,11 +218,19 @@ def test_dhcp_without_a_server_leaves_no_address_and_the_wait_is_bounded(lab: La
         started = time.monotonic()
         found = subprocess.run(
             [
-                "ip", "netns", "exec", lab.node_ns, PYTHON, "-c",
+                "ip",
+                "netns",
+                "exec",
+                lab.node_ns,
+                PYTHON,
+                "-c",
                 "from talos_init import network; print(network.wait_for_leases(['eth0'], 3.0))",
             ],
-            capture_output=True, text=True, check=True, timeout=30,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
         assert found.stdout.strip() == "{}"
         assert 3.0 <= time.monotonic() - started < 15
         assert "inet " not in lab.node("-4", "-o", "addr", "show", "dev", "eth0")

@@ -140,10 +140,21 @@ def _give_eth0(node: NodeRun) -> None:
     """A veth pair: one end stays in the test's namespace, the other is the node's eth0."""
     host_end = f"tui{uuid.uuid4().hex[:6]}"
     subprocess.run(
-        ["ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns",
-         str(node.pid1)],
+        [
+            "ip",
+            "link",
+            "add",
+            host_end,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            str(node.pid1),
+        ],
         check=True,
-    )  # fmt: skip
+    )
     inside = ["nsenter", f"--net=/proc/{node.pid1}/ns/net", "--", "ip"]
     subprocess.run([*inside, "link", "set", "eth0", "up"], check=True)
     subprocess.run([*inside, "addr", "add", "192.0.2.10/24", "dev", "eth0"], check=True)

@@ -1,20 +1,30 @@
-"""The initramfs: a small ``/init`` that mounts the root squashfs and hands the machine to
-talos-init.
+"""The initramfs: a small ``/init`` that finds the root squashfs, mounts it and hands the
+machine to talos-init.
 
-The archive is what the kernel unpacks into its first root: busybox (static), the kernel
-modules needed to find and mount the root, ``/init``, and the root squashfs itself as
-``/rootfs.sqsh`` (the ISO and PXE boots run from RAM). ``/init`` loads the modules, mounts the
-squashfs read-only at ``/newroot``, puts tmpfs on its ``/run``, ``/system``, ``/var`` and
-``/tmp``, moves ``/dev``, ``/proc`` and ``/sys`` there and ``switch_root``s into talos-init as
-PID 1. ``switch_root`` empties the initramfs: busybox and the modules are gone, and the
-squashfs stays only as the loop device's open file.
+The archive is what the kernel unpacks into its first root, a RAM filesystem: busybox (static),
+the kernel modules needed to find and mount the root, ``/init`` and ``/etc/initramfs.conf``,
+which says where the root squashfs is:
 
-The file is two archives back to back, which the kernel reads in turn: an xz-compressed newc
-cpio (``xz --check=crc32``, as the kernel's decompressor wants) of everything but the
-squashfs, then an uncompressed newc cpio holding the squashfs, whose blocks are already
-compressed (a second compression would cost the build tens of seconds and the boot its
-decompression time, for nothing). Both are reproducible: entries sorted by name, every mtime
-the build's epoch, owner and group 0, inode numbers in order.
+- ``ROOT=archive`` (PXE, the installer's bundle): in the initramfs itself, as ``/rootfs.sqsh``;
+- ``ROOT=medium`` (the ISO): a file on the boot medium. ``/init`` then also loads the CD, SATA,
+  SCSI and USB storage drivers, waits (at most ``MEDIUM_WAIT`` seconds) for a block device
+  holding an ISO 9660 volume named ``MEDIUM_VOLID`` with a file ``MEDIUM_PATH`` of
+  ``MEDIUM_SIZE`` bytes (the squashfs the initramfs was built for), copies that file into the
+  RAM filesystem as ``/rootfs.sqsh`` and unmounts the medium: the node runs from RAM, the CD
+  can be ejected and the disk it was written to overwritten by an install.
+
+Then, either way, ``/init`` mounts ``/rootfs.sqsh`` read-only (a loop device) at ``/newroot``,
+puts tmpfs on its ``/run``, ``/system``, ``/var`` and ``/tmp``, moves ``/dev``, ``/proc`` and
+``/sys`` there and ``switch_root``s into talos-init as PID 1. ``switch_root`` empties the
+initramfs: busybox and the modules are gone, and the squashfs stays only as the loop device's
+open file.
+
+The file is one or two archives back to back, which the kernel reads in turn: an xz-compressed
+newc cpio (``xz --check=crc32``, as the kernel's decompressor wants) of everything but the
+squashfs, then, for ``ROOT=archive``, an uncompressed newc cpio holding the squashfs, whose
+blocks are already compressed (a second compression would cost the build tens of seconds and
+the boot its decompression time, for nothing). Both are reproducible: entries sorted by name,
+every mtime the build's epoch, owner and group 0, inode numbers in order.
 """
 
 from __future__ import annotations
@@ -42,14 +52,31 @@ BOOT_MODULES = (
 """What /init loads: the root squashfs on a loop device, and the disk drivers a later boot from
 an installed disk needs (talos-init loads every other driver itself)."""
 
+MEDIUM_MODULES = (
+    "isofs",
+    "sr_mod",
+    "ata_piix",
+    "usb_storage",
+    "uas",
+    "xhci_pci",
+    "ehci_pci",
+    "ohci_pci",
+    "uhci_hcd",
+)
+"""What /init loads besides :data:`BOOT_MODULES` to find a boot medium: ISO 9660, CD drives,
+PATA/SATA (PIIX; AHCI is a boot module), USB sticks and their host controllers (all modules in
+Debian's kernel, none built in)."""
+
 TALOS_INIT = ("/usr/bin/talos-init", "--mode", "metal", "--state-dir", "/system")
 """PID 1 after the switch (talos-init reads the kernel's command line itself)."""
 
 ROOTFS_NAME = "rootfs.sqsh"
 LOAD_ORDER = "lib/modules/load.order"
+CONF = "etc/initramfs.conf"
 
 INIT = r"""#!/bin/busybox sh
-# The initramfs's init: mount the read-only root squashfs and switch to talos-init as PID 1.
+# The initramfs's init: find the read-only root squashfs (in this archive, or on the boot
+# medium, copied to RAM), mount it and switch to talos-init as PID 1. /@CONF@ says where it is.
 B=/bin/busybox
 fail() {
     echo "initramfs: $*; cannot boot"
@@ -58,9 +85,47 @@ fail() {
 $B mount -t proc -o nosuid,nodev,noexec proc /proc
 $B mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 $B mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev
+. /@CONF@
 for m in $($B cat /@LOAD_ORDER@); do
     $B insmod "/lib/modules/$m" 2>/dev/null || echo "initramfs: insmod $m failed"
 done
+
+# ISO 9660 (ECMA-119): the primary volume descriptor is the 2048-byte sector 16, "CD001" at its
+# byte 1 and the volume identifier, space-padded to 32 bytes, at its byte 40.
+is_medium() {
+    [ "$($B dd if="$1" bs=1 skip=32769 count=5 2>/dev/null)" = CD001 ] &&
+        [ "$($B dd if="$1" bs=1 skip=32808 count=32 2>/dev/null)" = "$MEDIUM_VOLID" ]
+}
+
+# Copy the squashfs from the medium in $1 to /@ROOTFS@ when $1 is the boot medium.
+from_medium() {
+    is_medium "$1" || return 1
+    $B mount -t iso9660 -o ro,nodev,nosuid "$1" /medium 2>/dev/null || return 1
+    f="/medium/$MEDIUM_PATH"
+    if [ -f "$f" ] && [ "$($B stat -c %s "$f")" = "$MEDIUM_SIZE" ]; then
+        $B cp "$f" /@ROOTFS@ || { $B umount /medium; fail "cannot copy $MEDIUM_PATH from $1"; }
+        $B umount /medium || fail "cannot unmount $1"
+        echo "initramfs: root copied to RAM from $1 ($MEDIUM_SIZE bytes), $1 unmounted"
+        return 0
+    fi
+    $B umount /medium
+    return 1
+}
+
+if [ "$ROOT" = medium ]; then
+    $B mkdir -p /medium
+    n=0
+    until [ -f /@ROOTFS@ ]; do
+        for dev in /dev/sr* /dev/sd* /dev/vd* /dev/nvme* /dev/mmcblk* /dev/xvd*; do
+            [ -b "$dev" ] && from_medium "$dev" && break
+        done
+        [ -f /@ROOTFS@ ] && break
+        n=$((n + 1))
+        [ $n -le $((MEDIUM_WAIT * 10)) ] ||
+            fail "no boot medium (volume $MEDIUM_VOLID with /$MEDIUM_PATH) after $MEDIUM_WAIT s"
+        $B sleep 0.1
+    done
+fi
 $B mount -t squashfs -o ro,loop /@ROOTFS@ /newroot || fail "cannot mount /@ROOTFS@"
 for d in run system var tmp; do
     [ -d "/newroot/$d" ] || fail "the root has no /$d to mount tmpfs on"
@@ -77,6 +142,9 @@ export PATH=/usr/sbin:/usr/bin
 exec $B switch_root /newroot @TALOS_INIT@
 """
 
+MEDIUM_WAIT = 10
+"""Seconds /init waits for the boot medium to appear."""
+
 DIR, FILE, EXEC, CHAR = 0o040755, 0o100644, 0o100755, 0o020600
 
 
@@ -90,12 +158,43 @@ class Entry:
     rdev: tuple[int, int] = (0, 0)
 
 
+@dataclass(frozen=True)
+class Medium:
+    """Where the root squashfs is when it is not in the initramfs: the file ``path`` (relative
+    to the medium's top) of ``size`` bytes on an ISO 9660 volume named ``volume_id``."""
+
+    volume_id: str
+    path: str
+    size: int
+    wait: int = MEDIUM_WAIT
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.volume_id) <= 32 or not self.volume_id.isprintable():
+            raise ValueError(f"ISO 9660 volume id {self.volume_id!r}: 1 to 32 printable chars")
+        if "'" in self.volume_id or "'" in self.path or self.path.startswith("/"):
+            raise ValueError(f"medium path {self.path!r}: relative, without quotes")
+
+
 def init_script(argv: Sequence[str] = TALOS_INIT) -> str:
     """The ``/init`` shell script, switching to ``argv``."""
     return (
         INIT.replace("@LOAD_ORDER@", LOAD_ORDER)
+        .replace("@CONF@", CONF)
         .replace("@ROOTFS@", ROOTFS_NAME)
         .replace("@TALOS_INIT@", " ".join(argv))
+    )
+
+
+def config(medium: Medium | None) -> str:
+    """``/etc/initramfs.conf``: where ``/init`` finds the root squashfs (sourced by the shell)."""
+    if medium is None:
+        return "ROOT=archive\n"
+    return (
+        "ROOT=medium\n"
+        f"MEDIUM_VOLID='{medium.volume_id.ljust(32)}'\n"
+        f"MEDIUM_PATH='{medium.path}'\n"
+        f"MEDIUM_SIZE={medium.size}\n"
+        f"MEDIUM_WAIT={medium.wait}\n"
     )
 
 
@@ -170,13 +269,18 @@ def _with_parents(entries: list[Entry]) -> list[Entry]:
     return sorted([*entries, *extra], key=lambda e: e.name)
 
 
-def head_entries(modules_dir: Path, *, busybox: Path = BUSYBOX) -> list[Entry]:
-    """Everything of the initramfs but the squashfs: busybox, the modules, /init."""
-    modules = module_order(modules_dir, BOOT_MODULES)
+def head_entries(
+    modules_dir: Path, *, busybox: Path = BUSYBOX, medium: Medium | None = None
+) -> list[Entry]:
+    """Everything of the initramfs but the squashfs: busybox, the modules, /init, its config
+    (the root on ``medium``, else in the archive)."""
+    names = BOOT_MODULES if medium is None else (*BOOT_MODULES, *MEDIUM_MODULES)
+    modules = module_order(modules_dir, names)
     entries = [
         Entry("bin/busybox", EXEC, busybox.read_bytes()),
         Entry("dev", DIR),
         Entry("dev/console", CHAR, rdev=(5, 1)),
+        Entry(CONF, FILE, config(medium).encode()),
         Entry("init", EXEC, init_script().encode()),
         Entry("newroot", DIR),
         Entry("proc", DIR),
@@ -200,10 +304,15 @@ def build(
     *,
     epoch: int,
     busybox: Path = BUSYBOX,
+    medium: Medium | None = None,
 ) -> Path:
-    """Write the initramfs to ``out``: the compressed head, then (with ``rootfs``) the
-    uncompressed archive holding the root squashfs as ``/rootfs.sqsh``."""
-    head = xz(newc(head_entries(modules_dir, busybox=busybox), mtime=epoch))
+    """Write the initramfs to ``out``: the compressed head, then the uncompressed archive
+    holding ``rootfs`` as ``/rootfs.sqsh`` (``ROOT=archive``); or, with ``medium`` instead of
+    ``rootfs``, the head alone (``ROOT=medium``)."""
+    if (rootfs is None) == (medium is None):
+        raise ValueError("the initramfs needs either the root squashfs or its medium")
+    entries = head_entries(modules_dir, busybox=busybox, medium=medium)
+    head = xz(newc(entries, mtime=epoch))
     tmp = out.with_name(f".{out.name}.tmp")
     with tmp.open("wb") as f:
         f.write(head + b"\0" * (-len(head) % 4))  # the next archive starts 4-byte aligned

@@ -1,22 +1,46 @@
 """The installer bundle: one uncompressed tar of what an install or upgrade writes to disk.
 
 Members, in order: ``vmlinuz``, ``initramfs.xz``, ``rootfs.sqsh``, ``version.json`` (the
-root's manifest) and ``SHA256SUMS`` (``sha256sum`` format, one line for each of the others).
-The initramfs is the PXE one, which holds the squashfs too: a boot from disk runs from RAM
-like the ISO until an initramfs that mounts the squashfs from its partition exists.
+root's manifest), GRUB's images ``grub/boot.img``, ``grub/core.img`` (BIOS) and
+``grub/BOOTX64.EFI`` (UEFI), and ``SHA256SUMS`` (``sha256sum`` format, one line for each of the
+others). The initramfs is the PXE one, which holds the squashfs too: a boot from disk runs from
+RAM like the ISO until an initramfs that mounts the squashfs from its partition exists.
+
+GRUB's images are made here with ``grub-mkimage`` (:func:`grub_images`), every module the
+installed system's grub.cfg uses built in, so that the node installs GRUB without GRUB's tools
+in its root (Debian's grub-common brings debconf and perl, which the root must not hold): the
+node writes the BIOS boot sector and core image itself and copies the UEFI image to the EFI
+partition's removable path (talos-init's ``talos_init.bootloader``). Both images find the BOOT
+partition by its filesystem label and read ``grub/grub.cfg`` there.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
+from libtalos.errors import TalosError
 from talos_image import layout, pxe, tarball
 from talos_image.media import Inputs
 
 BUNDLE = f"installer-{layout.ARCH}.tar"
 SUMS = "SHA256SUMS"
+GRUB_LIB = Path("/usr/lib/grub")
+GRUB_MODULES = (
+    "part_gpt", "xfs", "fat", "search", "search_label", "normal", "configfile", "linux",
+    "test", "loadenv", "serial", "terminfo", "terminal", "echo",
+)  # fmt: skip
+"""Built into both images: what grub.cfg's script and entries use, and BOOT's filesystem."""
+GRUB_PLATFORM_MODULES = {"i386-pc": ("biosdisk",), "x86_64-efi": ("efi_gop",)}
+GRUB_EARLY_CFG = "search --no-floppy --label BOOT --set=root\nset prefix=($root)/grub\n"
+"""The images' embedded config: BOOT by its label; normal mode then reads grub/grub.cfg."""
+
+
+class InstallerError(TalosError):
+    """grub-mkimage failed or GRUB's platform files are missing (the message says which)."""
 
 
 def sha256(path: Path) -> str:
@@ -27,17 +51,52 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def grub_missing() -> str | None:
+    """The first tool or GRUB platform the bundle needs that is not installed, or ``None``."""
+    if shutil.which("grub-mkimage") is None:
+        return "grub-mkimage (Debian package grub-common)"
+    for platform, package in (("i386-pc", "grub-pc-bin"), ("x86_64-efi", "grub-efi-amd64-bin")):
+        if not (GRUB_LIB / platform / "moddep.lst").exists():
+            return f"{GRUB_LIB / platform} (Debian package {package})"
+    return None
+
+
+def grub_images(work: Path) -> list[tuple[str, Path]]:
+    """``grub/boot.img``, ``grub/core.img`` and ``grub/BOOTX64.EFI`` made in ``work``
+    (reproducible: grub-mkimage writes no dates)."""
+    reason = grub_missing()
+    if reason is not None:
+        raise InstallerError(f"installer: missing {reason}")
+    early = work / "early.cfg"
+    early.write_text(GRUB_EARLY_CFG)
+    made = []
+    for platform, name in (("i386-pc", "core.img"), ("x86_64-efi", "BOOTX64.EFI")):
+        out = work / name
+        argv = [
+            "grub-mkimage", "-O", platform, "-d", str(GRUB_LIB / platform), "-o", str(out),
+            "-c", str(early), "-p", "/grub", *GRUB_PLATFORM_MODULES[platform], *GRUB_MODULES,
+        ]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise InstallerError(
+                f"grub-mkimage -O {platform} exited {done.returncode}: {done.stderr}"
+            )
+        made.append((f"grub/{name}", out))
+    return [("grub/boot.img", GRUB_LIB / "i386-pc" / "boot.img"), *made]
+
+
 def build(out: Path, inputs: Inputs, *, epoch: int, initrd: Path | None = None) -> Path:
     """Write ``installer-amd64.tar`` to ``out`` (with ``initrd``, else a fresh initramfs)."""
     out.mkdir(parents=True, exist_ok=True)
     initrd = initrd or pxe.build_initramfs(out, inputs, epoch=epoch)
-    members = [
-        ("vmlinuz", inputs.kernel),
-        ("initramfs.xz", initrd),
-        ("rootfs.sqsh", inputs.squashfs),
-        ("version.json", inputs.manifest),
-    ]
     with tempfile.TemporaryDirectory(prefix="talos-installer-") as tmp:
+        members = [
+            ("vmlinuz", inputs.kernel),
+            ("initramfs.xz", initrd),
+            ("rootfs.sqsh", inputs.squashfs),
+            ("version.json", inputs.manifest),
+            *grub_images(Path(tmp)),
+        ]
         sums = Path(tmp, SUMS)
         sums.write_text("".join(f"{sha256(path)}  {name}\n" for name, path in members))
         return tarball.write(out / BUNDLE, [*members, (SUMS, sums)], epoch=epoch, compress=False)

@@ -1,8 +1,14 @@
-"""The ISO: GRUB (BIOS and UEFI, through ``grub-mkrescue``), the kernel and the initramfs.
+"""The ISO: GRUB (BIOS and UEFI, through ``grub-mkrescue``), the kernel, the initramfs and the
+root squashfs.
 
 GRUB boots the one entry at once (``timeout=0``) on the serial console and the screen, with the
-kernel command line of Talos's ISO (docs/talos-facts.md#kernel-parameters). The initramfs holds
-the root squashfs: the machine runs from RAM until a config installs it to disk.
+kernel command line of Talos's ISO (docs/talos-facts.md#kernel-parameters). The squashfs is a
+file of its own, ``/boot/rootfs.sqsh``, and the initramfs holds none (:func:`build_image`):
+the firmware and GRUB load only the kernel and a small initramfs (reads through the BIOS are
+slow), and the initramfs's ``/init`` finds the medium by its volume id (``TALOS``), copies the
+squashfs to RAM and unmounts the medium (:mod:`talos_image.initramfs`). The machine runs from
+RAM until a config installs it to disk. :func:`build` also takes an initramfs that holds the
+squashfs itself (the PXE one), for an ISO without the separate file.
 
 The image is reproducible: ``SOURCE_DATE_EPOCH`` is the build's epoch (mtools, which makes
 grub-mkrescue's FAT image for UEFI, and xorriso both read it), xorriso is told the volume
@@ -20,6 +26,9 @@ import time
 from pathlib import Path
 
 from libtalos.errors import TalosError
+from talos_image import initramfs as initrd
+from talos_image import layout
+from talos_image.media import Inputs
 
 CMDLINE = (
     "init_on_alloc=1 slab_nomerge pti=on panic=0 consoleblank=0 printk.devkmsg=on"
@@ -27,10 +36,16 @@ CMDLINE = (
 )
 """The kernel command line of Talos's ISO (docs/talos-facts.md#kernel-parameters)."""
 
-ISO_NAME = "talos-amd64.iso"
-VOLUME_ID = "TALOS"
+ISO_NAME = f"talos-{layout.ARCH}.iso"
+VOLUME_ID = layout.ISO_VOLUME_ID
+ROOTFS_PATH = layout.ISO_ROOTFS
+MAX_SIZE = 100_000_000
+"""The size the ISO stays within (bytes)."""
 GRUB_PLATFORMS = {"i386-pc": "grub-pc-bin", "x86_64-efi": "grub-efi-amd64-bin"}
 """GRUB's platforms on the ISO (BIOS, UEFI) and the Debian packages holding them."""
+
+GRUB_MKRESCUE_OPTIONS = ("--locales=", "--fonts=", "--themes=")
+"""No translations, fonts or themes (about 11 MB): GRUB shows no menu, on a text console."""
 
 GRUB_CFG = """\
 set timeout=0
@@ -95,8 +110,17 @@ def xorriso_dates(epoch: int) -> list[str]:
     ]
 
 
-def build(out: Path, kernel: Path, initramfs: Path, *, epoch: int, cmdline: str = CMDLINE) -> Path:
-    """Write the ISO to ``out`` from ``kernel`` and ``initramfs``."""
+def build(
+    out: Path,
+    kernel: Path,
+    initramfs: Path,
+    *,
+    epoch: int,
+    cmdline: str = CMDLINE,
+    rootfs: Path | None = None,
+) -> Path:
+    """Write the ISO to ``out`` from ``kernel`` and ``initramfs``, with ``rootfs`` as the file
+    :data:`ROOTFS_PATH` (for an initramfs made by :func:`build_initramfs`)."""
     reason = missing()
     if reason is not None:
         raise IsoError(f"cannot build the ISO: missing {reason}")
@@ -106,6 +130,8 @@ def build(out: Path, kernel: Path, initramfs: Path, *, epoch: int, cmdline: str 
         (tree / "boot" / "grub" / "grub.cfg").write_text(grub_cfg(cmdline))
         shutil.copyfile(kernel, tree / "boot" / "vmlinuz")
         shutil.copyfile(initramfs, tree / "boot" / "initramfs.xz")
+        if rootfs is not None:
+            shutil.copyfile(rootfs, tree / ROOTFS_PATH)
         for path in sorted(tree.rglob("*")):
             os.utime(path, (epoch, epoch), follow_symlinks=False)
         os.utime(tree, (epoch, epoch))
@@ -123,6 +149,7 @@ def build(out: Path, kernel: Path, initramfs: Path, *, epoch: int, cmdline: str 
                 "grub-mkrescue",
                 "-o",
                 str(partial),
+                *GRUB_MKRESCUE_OPTIONS,
                 str(tree),
                 "--",
                 *xorriso_dates(epoch),
@@ -138,6 +165,29 @@ def build(out: Path, kernel: Path, initramfs: Path, *, epoch: int, cmdline: str 
             raise IsoError(f"grub-mkrescue exited {result.returncode}: {result.stderr.strip()}")
     partial.replace(out)
     return out
+
+
+def medium(inputs: Inputs) -> initrd.Medium:
+    """Where the ISO's initramfs finds the root: :data:`ROOTFS_PATH` on the volume
+    :data:`VOLUME_ID`, of the squashfs's size."""
+    return initrd.Medium(VOLUME_ID, ROOTFS_PATH, inputs.squashfs.stat().st_size)
+
+
+def build_initramfs(out: Path, inputs: Inputs, *, epoch: int) -> Path:
+    """The ISO's initramfs, ``initramfs-iso-amd64.xz`` in ``out``: no squashfs, ``/init``
+    copies it from the medium."""
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"initramfs-iso-{layout.ARCH}.xz"
+    return initrd.build(target, inputs.modules_dir, None, epoch=epoch, medium=medium(inputs))
+
+
+def build_image(out: Path, inputs: Inputs, *, epoch: int, cmdline: str = CMDLINE) -> Path:
+    """Write the ISO to ``out``: the kernel, the ISO's initramfs and the squashfs as a file."""
+    with tempfile.TemporaryDirectory(prefix="talos-iso-initramfs-") as tmp:
+        initramfs = build_initramfs(Path(tmp), inputs, epoch=epoch)
+        return build(
+            out, inputs.kernel, initramfs, epoch=epoch, cmdline=cmdline, rootfs=inputs.squashfs
+        )
 
 
 def _mformat_wrapper(directory: Path, *, serial: int) -> None:

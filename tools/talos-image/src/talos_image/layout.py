@@ -3,7 +3,9 @@
 Outputs go to an output directory (``_out/`` by default), work trees and the package cache to a
 work directory (``_build/``). The root filesystem command writes, in the output directory,
 the squashfs, the kernel and the package list; in the work directory it leaves the unpacked
-root (``root/``), from which the initramfs takes the kernel modules.
+root (``root/``), from which the initramfs takes the kernel modules. The boot media's own names
+(the ISO's volume id and where it holds the squashfs) are here too: the initramfs looks for
+them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ PACKAGES = f"packages-{ARCH}.txt"
 ROOT_DIR = "root"
 CACHE_DIR = Path("cache") / "debs"
 WHEELS_DIR = "wheels"
+
+ISO_VOLUME_ID = "TALOS"
+"""The ISO's ISO 9660 volume identifier, by which the ISO's initramfs finds its boot medium."""
+
+ISO_ROOTFS = "boot/rootfs.sqsh"
+"""The root squashfs on the ISO (a file beside the kernel and the initramfs)."""
 
 VERSION_FILE = Path("etc") / "talos-image" / "version.json"
 """The image's version manifest, inside the root: version, commit, kernel, packages' sha256."""

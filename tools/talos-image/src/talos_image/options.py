@@ -30,14 +30,23 @@ def epoch_or_default(epoch: int | None) -> int:
     return default_epoch() if epoch is None else epoch
 
 
-def boot_inputs(
+def media_inputs(
     out: Path, work: Path, epoch: int | None, rootfs: Path | None
-) -> tuple[int, Inputs, Path]:
-    """The build's epoch, the root, kernel and modules (the root built when missing or stale),
-    and the initramfs made from them."""
-    from talos_image import pxe
+) -> tuple[int, Inputs]:
+    """The build's epoch and the root, kernel and modules (the root built when missing or
+    stale)."""
     from talos_image.media import inputs
 
     when = epoch_or_default(epoch)
-    found = inputs(out, work, rootfs=rootfs, epoch=when)
+    return when, inputs(out, work, rootfs=rootfs, epoch=when)
+
+
+def boot_inputs(
+    out: Path, work: Path, epoch: int | None, rootfs: Path | None
+) -> tuple[int, Inputs, Path]:
+    """:func:`media_inputs`, and the initramfs holding the squashfs (the PXE one) made from
+    them."""
+    from talos_image import pxe
+
+    when, found = media_inputs(out, work, epoch, rootfs)
     return when, found, pxe.build_initramfs(work / "boot", found, epoch=when)

@@ -26,7 +26,7 @@ class PxeFiles:
 
 
 def build_initramfs(out: Path, inputs: Inputs, *, epoch: int) -> Path:
-    """``initramfs-amd64.xz`` in ``out`` (the ISO and the installer take the same one)."""
+    """``initramfs-amd64.xz`` in ``out``, holding the squashfs (the installer takes it too)."""
     out.mkdir(parents=True, exist_ok=True)
     return initramfs.build(out / INITRAMFS, inputs.modules_dir, inputs.squashfs, epoch=epoch)
 

@@ -14,7 +14,7 @@ def installer(
     epoch: Epoch = None,
     rootfs: Rootfs = None,
 ) -> None:
-    """Build installer-amd64.tar (kernel, initramfs, root squashfs, manifest, SHA256SUMS)."""
+    """Build installer-amd64.tar (kernel, initramfs, root squashfs, manifest, GRUB, SHA256SUMS)."""
     from talos_image import installer as bundle
 
     when, found, initrd = boot_inputs(out, work, epoch, rootfs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from talos_image import layout
-from talos_image.options import Epoch, Out, Rootfs, Work, boot_inputs
+from talos_image.options import Epoch, Out, Rootfs, Work, media_inputs
 
 
 def iso(
@@ -17,6 +17,6 @@ def iso(
     """Build talos-amd64.iso into OUT."""
     from talos_image import iso as iso_image
 
-    when, found, initrd = boot_inputs(out, work, epoch, rootfs)
-    target = iso_image.build(out / iso_image.ISO_NAME, found.kernel, initrd, epoch=when)
+    when, found = media_inputs(out, work, epoch, rootfs)
+    target = iso_image.build_image(out / iso_image.ISO_NAME, found, epoch=when)
     sys.stdout.write(f"{target}\n")
