@@ -30,9 +30,21 @@ BUNDLE = f"installer-{layout.ARCH}.tar"
 SUMS = "SHA256SUMS"
 GRUB_LIB = Path("/usr/lib/grub")
 GRUB_MODULES = (
-    "part_gpt", "xfs", "fat", "search", "search_label", "normal", "configfile", "linux",
-    "test", "loadenv", "serial", "terminfo", "terminal", "echo",
-)  # fmt: skip
+    "part_gpt",
+    "xfs",
+    "fat",
+    "search",
+    "search_label",
+    "normal",
+    "configfile",
+    "linux",
+    "test",
+    "loadenv",
+    "serial",
+    "terminfo",
+    "terminal",
+    "echo",
+)
 """Built into both images: what grub.cfg's script and entries use, and BOOT's filesystem."""
 GRUB_PLATFORM_MODULES = {"i386-pc": ("biosdisk",), "x86_64-efi": ("efi_gop",)}
 GRUB_EARLY_CFG = "search --no-floppy --label BOOT --set=root\nset prefix=($root)/grub\n"
@@ -73,9 +85,20 @@ def grub_images(work: Path) -> list[tuple[str, Path]]:
     for platform, name in (("i386-pc", "core.img"), ("x86_64-efi", "BOOTX64.EFI")):
         out = work / name
         argv = [
-            "grub-mkimage", "-O", platform, "-d", str(GRUB_LIB / platform), "-o", str(out),
-            "-c", str(early), "-p", "/grub", *GRUB_PLATFORM_MODULES[platform], *GRUB_MODULES,
-        ]  # fmt: skip
+            "grub-mkimage",
+            "-O",
+            platform,
+            "-d",
+            str(GRUB_LIB / platform),
+            "-o",
+            str(out),
+            "-c",
+            str(early),
+            "-p",
+            "/grub",
+            *GRUB_PLATFORM_MODULES[platform],
+            *GRUB_MODULES,
+        ]
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise InstallerError(

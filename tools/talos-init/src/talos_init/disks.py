@@ -517,12 +517,19 @@ class SystemDisk:
 
     async def fs_type(self, device: str) -> str | None:
         """The filesystem (or other signature) blkid finds on ``device``; ``None`` for none."""
-        result = await run(self.reaper, ["blkid", "-p", "-o", "value", "-s", "TYPE", device])
+        result = await run(self.reaper, ["blkid", "-p", "-o", "export", device])
         if result.code == 2:  # nothing found
             return None
         if result.code != 0:
             raise DiskError(f"{device}: blkid exited {result.code}")
-        return result.out.strip() or "unknown"
+        tags = dict(line.split("=", 1) for line in result.out.splitlines() if "=" in line)
+        found = tags.get("TYPE") or tags.get("PTTYPE")
+        if found:
+            return found
+        # an empty partition still reports its name and its entry (PART_ENTRY_*) in its disk's
+        # partition table: that is no signature of its own
+        other = [k for k in tags if k != "DEVNAME" and not k.startswith("PART_ENTRY_")]
+        return "unknown" if other else None
 
     async def mkfs_xfs(self, device: str, label: str) -> None:
         env = {**os.environ, **XFS_SMALL_ENV}

@@ -19,8 +19,13 @@ and left alone. Any other disk, blank or not, is zeroed first when ``machine.ins
 true, as Talos's installer zeroes it: the whole disk, with the kernel's BLKZEROOUT, which
 devices that support it do without writing every block. Without ``wipe``, a disk that is not
 blank is refused and left untouched. The partition table is written by ``sfdisk`` (util-linux,
-Debian package fdisk), which also asks the kernel to re-read it. No bootloader or kernel is
-installed: the machine this runs on boots its kernel by other means.
+Debian package fdisk), which also asks the kernel to re-read it.
+
+Then, with ``machine.install.bootloader`` and a ``machine.install.image`` naming an installer
+bundle (an http(s) URL or a path), :mod:`talos_init.bootloader` writes the bundle's kernel and
+initramfs to slot A on BOOT and installs GRUB for BIOS and UEFI (:func:`install_system`): the
+node then reboots from the disk. BOOT's xfs is made without the ``bigtime`` and ``inobtcount``
+features, which GRUB's xfs reader may not know.
 """
 
 from __future__ import annotations
@@ -186,13 +191,29 @@ async def install(console: Console, reaper: Reaper, config: NodeConfig) -> bool:
     efi, boot = parts["EFI"].device, parts["BOOT"].device
     for argv, env in (
         (["mkfs.vfat", "-F", "32", "-n", "EFI", efi], None),
-        (["mkfs.xfs", "-f", "-q", "-L", "BOOT", boot], {**os.environ, **XFS_SMALL_ENV}),
+        (
+            ["mkfs.xfs", "-f", "-q", "-m", "bigtime=0,inobtcount=0", "-L", "BOOT", boot],
+            {**os.environ, **XFS_SMALL_ENV},
+        ),
     ):
         made = await run(reaper, argv, env=env)
         if made.code != 0:
             raise DiskError(f"install: {argv[0]} {argv[-1]} exited {made.code}")
     console.log(f"install: {disk}: partitions written; EFI (vfat) and BOOT (xfs) formatted")
     return True
+
+
+async def install_system(console: Console, reaper: Reaper, config: NodeConfig) -> bool:
+    """The install step: the partition layout (:func:`install`), then slot A and GRUB
+    (:func:`talos_init.bootloader.install`); True when the disk now boots the system, so the
+    node saves its config to STATE and reboots from it."""
+    from talos_init import bootloader
+
+    if not await install(console, reaper, config):
+        return False
+    disk = install_disk(config)
+    assert disk is not None  # noqa: S101 - install() partitioned it
+    return await bootloader.install(console, reaper, config, disk)
 
 
 async def _sfdisk(reaper: Reaper, disk: str, script: str) -> Result:

@@ -144,6 +144,7 @@ class Node:
         self.boots = 0  # completed boot sequences (a container-mode reboot adds one)
         self._booted: list[asyncio.Event] = []
         self._disk: SystemDisk | None = None  # metal mode's STATE and EPHEMERAL
+        self._installed = False  # this boot installed the system disk with its bootloader
         self.hooks: NodeHooks | None = None  # set by whatever serves the node
 
     # -- the surface for the layers above (see the module docstring) -------------------------
@@ -302,7 +303,14 @@ class Node:
         if self.config is None:
             self.config = await self._maintenance()
         if self.options.mode == "metal":
-            await self.sequencer.run("install", [Phase("install", [("install", self._install)])])
+            self._installed = False
+            phases = [Phase("install", [("install", self._install)])]
+            await self.sequencer.run("install", phases)
+            if self._installed:  # the disk boots now: STATE gets the config, then a reboot
+                await self.sequencer.run("install", self._after_install_phases())
+                self.console.log("install: done; rebooting from the installed disk")
+                self.reboot()
+                return
         await self.sequencer.run("boot", self._boot_phases())
         self.boots += 1
         for event in self._booted:
@@ -489,6 +497,14 @@ class Node:
             ),
             Phase("setupNetwork", [("setupNetwork", self._setup_network)]),
             Phase("startEverything", [("startAllServices", self._start_all_services)]),
+            *([Phase("bootloader", [("markBootGood", self._mark_boot_good)])] if metal else []),
+        ]
+
+    def _after_install_phases(self) -> list[Phase]:
+        """Talos's install sequence after the installer: STATE and the config on it."""
+        return [
+            Phase("mountState", [("mountState", self._mount_state)]),
+            Phase("saveConfig", [("saveConfig", self._save_installed_config)]),
         ]
 
     # -- system disk (metal mode): talos_init.disks and talos_init.install -------------------
@@ -505,9 +521,23 @@ class Node:
         self.state = mounted or self.state
 
     async def _install(self) -> None:
-        from talos_init.install import install
+        from talos_init.install import install_system
 
-        await install(self.console, self.reaper, self._config())
+        self._installed = await install_system(self.console, self.reaper, self._config())
+
+    async def _save_installed_config(self) -> None:
+        path = configsource.persist(self.state, self._config())
+        self.console.log(f"config saved to {path}")
+
+    async def _mark_boot_good(self) -> None:
+        """The booted slot becomes GRUB's default (:mod:`talos_init.bootloader`); a failure is
+        logged, and the boot counting in grubenv then decides the next boot."""
+        from talos_init.bootloader import mark_booted_good
+
+        try:
+            await mark_booted_good(self.console, self.reaper, self.options.cmdline)
+        except TalosError as exc:
+            self.console.log(f"bootloader: {exc.message}")
 
     async def _mount_ephemeral(self) -> None:
         mounted = await self._system_disk().mount_ephemeral(self._config())

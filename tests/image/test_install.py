@@ -1,0 +1,304 @@
+"""Install to disk, then boot the disk alone: GRUB for BIOS and UEFI, slot A, boot counting.
+
+One empty sparse virtio disk and the test network (tests/image/netlab.py) inside the pytest
+session's private network namespace; one guest at a time (QEMU under TCG, ``-no-reboot``):
+
+1. the PXE kernel and initramfs with ``talos.config=`` (a metal control plane whose
+   ``machine.install`` names ``/dev/vda``, the installer bundle served over HTTP as
+   ``machine.install.image`` and an extra kernel argument): the node partitions the disk,
+   writes slot A and GRUB, saves its config to STATE and reboots, which ends QEMU;
+2. the disk alone (no ``-kernel``, no ISO) with SeaBIOS: GRUB's menu shows slots A and B and
+   boots A, whose command line carries the extra argument; the node loads its config from
+   STATE (no maintenance mode, no fetch) and answers ``talosctl version`` over mutual TLS with
+   the image's Tag and SHA; the console shows the first boot as GRUB's trial of A (``tries``
+   counted down to 0 by GRUB's ``save_env``) and talos-init marking A good. After QEMU stops,
+   the grubenv read from the disk image holds ``default=A`` and no pending try;
+3. the same disk with OVMF (UEFI, ``EFI/BOOT/BOOTX64.EFI``): the node comes up again, its
+   grubenv has nothing left to mark.
+
+Boot times are kept in :data:`BOOT_SECONDS` and printed; nothing asserts on them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from talos_image import installer, iso, pxe
+from talos_image.media import Inputs
+
+from .netlab import NetLab, Nic, missing
+
+pytestmark = [pytest.mark.image, pytest.mark.vm, pytest.mark.timeout(2400)]
+
+QEMU = "qemu-system-x86_64"
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+BIN = Path(sys.executable).parent
+TALOSCTL = str(BIN / "talosctl")
+TALOS_GEN = str(BIN / "talos-gen")
+DISK_SIZE = 2 << 30
+INSTALL_TIMEOUT = 900.0
+BOOT_TIMEOUT = 600.0
+EXTRA_ARG = "talos.installprobe=1"
+ENV_HEADER = b"# GRUB Environment Block\n"
+BOOT_SECONDS: dict[str, float] = {}
+"""Seconds from QEMU's start to the reboot (install) or to the configured node, per boot."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _need_tools() -> None:
+    for tool, package in ((QEMU, "qemu-system-x86"), ("grub-editenv", "grub-common")):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (Debian package {package})")
+    if not OVMF_CODE.exists():
+        pytest.skip(f"{OVMF_CODE} is missing (Debian package ovmf)")
+    reason = missing() or installer.grub_missing()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[NetLab]:
+    with NetLab(tmp_path / "net", guests=1) as net:
+        yield net
+
+
+class Guest:
+    def __init__(self, name: str, work: Path, nic: Nic, machine: list[str]) -> None:
+        self.name = name
+        self.serial = work / f"{name}.serial"
+        cmd = [
+            QEMU,
+            "-nodefaults",
+            "-nographic",
+            "-monitor",
+            "none",
+            "-no-reboot",
+            "-accel",
+            "tcg,tb-size=64",
+            "-smp",
+            "1",
+            "-m",
+            "1024",
+            "-serial",
+            f"file:{self.serial}",
+            *nic.qemu_args(),
+            *machine,
+        ]
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        self.started = time.monotonic()
+        self._err: str | None = None
+
+    def text(self) -> str:
+        raw = self.serial.read_bytes() if self.serial.exists() else b""
+        return raw.decode("utf-8", "replace")
+
+    def stop(self) -> str:
+        """Kill QEMU (once); its stderr."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        if self._err is None:
+            _, err = self.proc.communicate()
+            self._err = err.decode("utf-8", "replace")
+        return self._err
+
+    def fail(self, what: str) -> None:
+        err = self.stop()
+        pytest.fail(
+            f"{self.name}: {what}\n--- console (end) ---\n{self.text()[-8000:]}"
+            f"\n--- qemu ---\n{err[-2000:]}"
+        )
+
+    def wait(self, pattern: str, timeout: float, key: str = "") -> re.Match[str]:
+        regex = re.compile(pattern, re.M)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = regex.search(self.text())
+            if match is not None:
+                if key:
+                    BOOT_SECONDS[f"{self.name} {key}"] = round(time.monotonic() - self.started, 1)
+                return match
+            if self.proc.poll() is not None:
+                self.fail(f"QEMU exited before {pattern!r}")
+            time.sleep(0.25)
+        self.fail(f"no match for {pattern!r} within {timeout:.0f} s")
+        raise AssertionError  # pragma: no cover - fail() raised
+
+    def wait_exit(self, timeout: float, key: str) -> None:
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.fail(f"still running after {timeout:.0f} s")
+        BOOT_SECONDS[f"{self.name} {key}"] = round(time.monotonic() - self.started, 1)
+
+
+@pytest.fixture
+def guests() -> Iterator[list[Guest]]:
+    started: list[Guest] = []
+    yield started
+    for g in started:
+        g.stop()
+
+
+def _configs(out: Path, endpoint: str, image_url: str) -> Path:
+    patch = out.parent / "install.yaml"
+    patch.write_text(json.dumps({"machine": {"install": {"extraKernelArgs": [EXTRA_ARG]}}}))
+    argv = [
+        TALOS_GEN,
+        "config",
+        "installed",
+        f"https://{endpoint}:6443",
+        "-o",
+        str(out),
+        "--install-disk",
+        "/dev/vda",
+        "--install-image",
+        image_url,
+        "--config-patch",
+        f"@{patch}",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def _version(talosconfig: Path, g: Guest, address: str) -> dict[str, str]:
+    done = subprocess.run(
+        [TALOSCTL, "--talosconfig", str(talosconfig), "version", "-e", address, "-n", address],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        g.fail(f"talosctl version: {done.stdout}{done.stderr}")
+    server = done.stdout.split("Server:", 1)[1]
+    return dict(re.findall(r"^\s*(Tag|SHA):\s*(\S*)\s*$", server, re.M))
+
+
+def _grubenv(disk: Path, work: Path) -> list[str]:
+    """``grub-editenv list`` of the environment block on BOOT, read from the stopped disk."""
+    table = json.loads(
+        subprocess.run(
+            ["sfdisk", "--json", str(disk)], capture_output=True, text=True, check=True
+        ).stdout
+    )["partitiontable"]
+    (boot,) = [p for p in table["partitions"] if p.get("name") == "BOOT"]
+    with disk.open("rb") as fh:
+        fh.seek(int(boot["start"]) * 512)
+        data = fh.read(int(boot["size"]) * 512)
+    at = data.find(ENV_HEADER)
+    assert at >= 0 and data.find(ENV_HEADER, at + 1) < 0, "one grubenv on BOOT"
+    block = work / "grubenv"
+    block.write_bytes(data[at : at + 1024])
+    return subprocess.run(
+        ["grub-editenv", str(block), "list"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+
+
+CONFIGURED = r"^\[talos\] boot sequence: done"
+API = r"^\[talos\] machine API listening on :50000 \(mutual TLS\)"
+
+
+def _configured(g: Guest) -> None:
+    g.wait(CONFIGURED, BOOT_TIMEOUT, key="configured")
+    g.wait(API, BOOT_TIMEOUT)
+
+
+def test_install_to_disk_then_the_disk_boots_with_seabios_and_ovmf(
+    boot_media: Path, image_inputs: Inputs, lab: NetLab, guests: list[Guest], tmp_path: Path
+) -> None:
+    bundle = installer.build(
+        tmp_path / "bundle", image_inputs, epoch=1_700_000_000, initrd=boot_media / pxe.INITRAMFS
+    )
+    image_url = lab.serve("/installer-amd64.tar", bundle.read_bytes())
+    nic = lab.nics[0]
+    configs = _configs(tmp_path / "gen", nic.address, image_url)
+    config_url = lab.serve("/c.yaml", (configs / "controlplane.yaml").read_bytes())
+    disk = tmp_path / "disk.img"
+    with disk.open("wb") as fh:
+        fh.truncate(DISK_SIZE)  # sparse and empty: a blank disk
+    drive = ["-drive", f"file={disk},format=raw,if=virtio"]
+    manifest = json.loads(image_inputs.manifest.read_text())
+    expected = {"Tag": f"v{manifest['version']}", "SHA": manifest["commit"]}
+
+    # 1. PXE boot with the config: install, then the reboot ends QEMU (-no-reboot)
+    pxe_boot = [
+        "-kernel",
+        str(boot_media / pxe.KERNEL),
+        "-initrd",
+        str(boot_media / pxe.INITRAMFS),
+        "-append",
+        f"{iso.CMDLINE} talos.config={config_url}",
+        *drive,
+    ]
+    g = Guest("pxe-install", tmp_path, nic, pxe_boot)
+    guests.append(g)
+    g.wait_exit(INSTALL_TIMEOUT, "installed")
+    text = g.text()
+    for line in (
+        "[talos] install: partitioning /dev/vda",
+        f"[talos] install: writing slot A from {image_url}",
+        "[talos] install: slot A written; sha256 of each member matches SHA256SUMS",
+        "[talos] install: GRUB installed on /dev/vda",
+        "[talos] config saved to /system/state/config.yaml",
+        "[talos] install: done; rebooting from the installed disk",
+    ):
+        assert line in text, f"{line!r} not on the console:\n{text[-6000:]}"
+    assert "[talos] boot sequence" not in text  # the installing boot does not go on
+    assert lab.requests().count("/installer-amd64.tar") == 1
+
+    # 2. the disk alone, SeaBIOS: GRUB's menu, slot A, configured from STATE
+    g = Guest("disk-seabios", tmp_path, nic, drive)
+    guests.append(g)
+    _configured(g)
+    text = g.text()
+    assert "Talos (slot A)" in text and "Talos (slot B)" in text  # GRUB's menu
+    assert "Talos: booting slot A" in text
+    cmdline = re.search(r"Command line: (.*)$", text, re.M)
+    assert cmdline is not None and f"{EXTRA_ARG} talos.slot=A" in cmdline.group(1), text[:6000]
+    assert "talos.config=" not in cmdline.group(1)
+    assert "[talos] config loaded from STATE" in text
+    assert "maintenance" not in text
+    # GRUB counted the trial down (its save_env on xfs); talos-init then marked A good
+    assert "[talos] bootloader: booted slot A; grubenv: default=A next=A tries=0 failed=" in text
+    assert "[talos] bootloader: slot A marked good; grubenv: default=A next= tries= failed=" in text
+    assert _version(configs / "talosconfig", g, nic.address) == expected
+    fetched = lab.requests()
+    g.stop()
+    assert fetched.count("/c.yaml") == 1  # the installed node did not fetch its config again
+    assert _grubenv(disk, tmp_path) == ["default=A", "next=", "tries=", "failed="]
+
+    # 3. the same disk, OVMF (UEFI): GRUB from EFI/BOOT/BOOTX64.EFI, slot A again
+    vars_copy = tmp_path / "OVMF_VARS.fd"
+    shutil.copyfile(OVMF_VARS, vars_copy)
+    uefi = [
+        "-machine",
+        "q35",
+        "-drive",
+        f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+        "-drive",
+        f"if=pflash,format=raw,file={vars_copy}",
+        *drive,
+    ]
+    g = Guest("disk-ovmf", tmp_path, nic, uefi)
+    guests.append(g)
+    _configured(g)
+    text = g.text()
+    assert "Talos: booting slot A" in text and "[talos] config loaded from STATE" in text
+    assert "[talos] bootloader: booted slot A; grubenv: default=A next= tries= failed=" in text
+    assert "marked good" not in text  # nothing was pending
+    assert _version(configs / "talosconfig", g, nic.address) == expected
+    g.stop()
+    assert _grubenv(disk, tmp_path) == ["default=A", "next=", "tries=", "failed="]
+    print(f"boot times: {BOOT_SECONDS}")
