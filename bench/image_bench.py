@@ -178,6 +178,8 @@ def reference_iso(work: Path, kernel: Path, epoch: int) -> Path:
         "exec /bin/busybox poweroff -f\n"
     )
     entries = [
+        initramfs.Entry("bin", initramfs.DIR),
+        initramfs.Entry("dev", initramfs.DIR),
         initramfs.Entry("bin/busybox", initramfs.EXEC, initramfs.BUSYBOX.read_bytes()),
         initramfs.Entry("init", initramfs.EXEC, init.encode()),
         initramfs.Entry("dev/console", initramfs.CHAR, rdev=(5, 1)),

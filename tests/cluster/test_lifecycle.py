@@ -201,6 +201,43 @@ def test_crashed_node_then_destroy(env: Env) -> None:
     assert_nothing_left(env, record, before)
 
 
+def test_destroy_after_a_kill_between_making_a_veth_and_marking_it(env: Env) -> None:
+    """create killed after a node's veth pair was made but before its host end was marked:
+    destroy removes the node's namespace first, and the unmarked end goes with its peer."""
+    before = net_snapshot()
+    assert main(env.create_args("--workers", "1")) == 0
+    record = state.load(env.cluster_dir)
+    assert record is not None
+    veth = record.nodes[1].veth
+    assert veth
+    subprocess.run(["ip", "link", "set", "dev", veth, "alias", ""], check=True)  # as if killed
+    assert (
+        f"talos-cluster:{env.name}"
+        not in subprocess.run(
+            ["ip", "-d", "link", "show", veth], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert main(["destroy", *env.args()]) == 0
+    assert_nothing_left(env, record, before)
+
+
+def test_destroy_leaves_an_unmarked_link_that_is_not_the_clusters(env: Env) -> None:
+    """The negative control: a link of a node's veth name that is not a veth into the node's
+    namespace (a user's) stays, named, and the record is kept."""
+    assert main(env.create_args("--workers", "1")) == 0
+    record = state.load(env.cluster_dir)
+    assert record is not None
+    veth = record.nodes[1].veth
+    subprocess.run(["ip", "link", "delete", veth], check=True)
+    subprocess.run(["ip", "link", "add", veth, "type", "bridge"], check=True)
+    try:
+        assert main(["destroy", *env.args()]) == 1
+        assert state.load(env.cluster_dir) is not None
+    finally:
+        subprocess.run(["ip", "link", "delete", veth], check=False)
+    assert main(["destroy", *env.args()]) == 0
+
+
 def _wait_for(predicate, bound: float = 60.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + bound
     while not predicate():

@@ -18,6 +18,7 @@ import ipaddress
 import os
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from talos_cluster.plan import ClusterPlan, NodePlan, find_clash, marker
 
 NETNS_DIR = Path("/run/netns")
 SELF_NETNS = Path("/proc/self/ns/net")
+UNMARKED_WAIT = 3.0  # seconds destroy waits for an unmarked link to go with its peer's namespace
 
 
 class NetworkSetupError(TalosError):
@@ -212,6 +214,7 @@ def remove_links(name: str, links: list[str]) -> tuple[list[str], list[str]]:
     without the alias is left alone and named in the problems."""
     removed: list[str] = []
     problems: list[str] = []
+    unmarked: list[str] = []
     with _here() as ipr:
         for ifname in links:
             found = ipr.link_lookup(ifname=ifname)
@@ -220,16 +223,25 @@ def remove_links(name: str, links: list[str]) -> tuple[list[str], list[str]]:
             try:
                 (link,) = ipr.link("get", index=found[0])
                 if link.get("ifalias") != marker(name):
-                    problems.append(
-                        f"link {ifname} is not marked {marker(name)}: left alone "
-                        f"(remove it with 'ip link delete {ifname}' if it is the cluster's)"
-                    )
+                    unmarked.append(ifname)
                     continue
                 ipr.link("del", index=found[0])
             except Exception as exc:  # noqa: BLE001 - netlink errors carry errno text only
                 problems.append(_fail(f"link {ifname}: cannot remove", exc).message)
                 continue
             removed.append(ifname)
+        # a veth end whose peer was in a namespace removed just before goes with it, once the
+        # kernel has freed that namespace (asynchronously): wait a little before naming it
+        deadline = time.monotonic() + UNMARKED_WAIT
+        while unmarked and time.monotonic() < deadline:
+            unmarked = [n for n in unmarked if ipr.link_lookup(ifname=n)]
+            if unmarked:
+                time.sleep(0.05)
+    problems.extend(
+        f"link {ifname} is not marked {marker(name)}: left alone "
+        f"(remove it with 'ip link delete {ifname}' if it is the cluster's)"
+        for ifname in unmarked
+    )
     return removed, problems
 
 

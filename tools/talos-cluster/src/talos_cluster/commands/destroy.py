@@ -238,7 +238,16 @@ def destroy_record(record: ClusterRecord, *, grace: float = 15.0) -> None:
     for path in cgroups.remove([*record.cgroup_roots, *node_groups]):
         if path in node_groups:
             problems.append(f"cgroup {path}: cannot remove")
-    # 4. the links beside the user's (shared layout): the veth ends (their peers in the nodes'
+    # 4. namespaces (links go with them), nodes first, the cluster's (bridge) last; before the
+    # links, so that a node's veth end that create had no time to mark (killed between making
+    # the pair and marking it) goes with its peer in the node's namespace
+    for ns in reversed(record.namespaces):
+        try:
+            if netlab.remove_netns(ns):
+                progress(f"removed network namespace {ns}")
+        except TalosError as exc:
+            problems.append(exc.message)
+    # 5. the links beside the user's (shared layout): the veth ends (their peers in the nodes'
     # namespaces go with them), then the bridge, its address and route with it; only in the
     # namespace create made them in (a namespace that is gone took them along)
     if record.layout == "shared" and (
@@ -252,13 +261,6 @@ def destroy_record(record: ClusterRecord, *, grace: float = 15.0) -> None:
         problems.extend(trouble)
         if record.bridge in removed:
             progress(f"removed bridge {record.bridge}")
-    # 5. namespaces (links go with them), nodes first, the cluster's (bridge) last
-    for ns in reversed(record.namespaces):
-        try:
-            if netlab.remove_netns(ns):
-                progress(f"removed network namespace {ns}")
-        except TalosError as exc:
-            problems.append(exc.message)
     if problems:
         raise TalosError(
             f"cluster {record.name}: not everything could be removed: " + "; ".join(problems),
