@@ -14,6 +14,7 @@ removing the namespaces removes every link.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import os
 import signal
@@ -227,8 +228,10 @@ def remove_links(name: str, links: list[str]) -> tuple[list[str], list[str]]:
                     continue
                 ipr.link("del", index=found[0])
             except Exception as exc:  # noqa: BLE001 - netlink errors carry errno text only
-                problems.append(_fail(f"link {ifname}: cannot remove", exc).message)
-                continue
+                if getattr(exc, "code", None) != errno.ENODEV:
+                    problems.append(_fail(f"link {ifname}: cannot remove", exc).message)
+                    continue
+                # gone meanwhile: its peer's namespace, removed just before, took it along
             removed.append(ifname)
         # a veth end whose peer was in a namespace removed just before goes with it, once the
         # kernel has freed that namespace (asynchronously): wait a little before naming it
