@@ -289,8 +289,10 @@ def new_ca(
     clock: Clock | None = None,
     rng: Random | None = None,
     rsa_bits: int = RSA_BITS,
+    ip_addresses: Sequence[str] = (),
 ) -> CertKey:
-    """A self-signed CA (Talos's shape: CertSign+DigitalSignature, ServerAuth+ClientAuth)."""
+    """A self-signed CA (Talos's shape: CertSign+DigitalSignature, ServerAuth+ClientAuth), with
+    ``ip_addresses`` as IP SANs when given (``talosctl gen keypair --ip``)."""
     if ttl <= dt.timedelta(0):
         raise PKIError("CA validity must be positive")
     key = new_private_key(algorithm, rsa_bits=rsa_bits)
@@ -315,6 +317,9 @@ def new_ca(
         )
         .add_extension(ski, critical=False)
     )
+    if ip_addresses:
+        sans = [x509.IPAddress(ipaddress.ip_address(v)) for v in ip_addresses]
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     return CertKey(_sign(builder, key, hash_name), encode_private_key(key))
 
 

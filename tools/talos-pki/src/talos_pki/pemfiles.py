@@ -18,20 +18,17 @@ accepted; a CSR whose signature does not verify is refused (talosctl signs it an
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import ipaddress
 import secrets
 from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from libtalos import pki
+from libtalos import pki, spki
 from libtalos.errors import PKIError
-
-RSA_BITS = 4096
 
 _SERVER_CLIENT = x509.ExtendedKeyUsage(
     [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
@@ -80,32 +77,15 @@ def self_signed_ca(
     use_rsa: bool = False,
     ip_addresses: Sequence[str] = (),
 ) -> pki.CertKey:
-    """A self-signed CA as talosctl's ``gen ca`` (and ``gen keypair``, with IPs) makes it."""
-    key: pki.PrivateKey = (
-        rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
-        if use_rsa
-        else ed25519.Ed25519PrivateKey.generate()
+    """A self-signed CA as talosctl's ``gen ca`` (and ``gen keypair``, with IPs) makes it:
+    libtalos's CA with one O attribute (empty when ``organization`` is) and no CN."""
+    return pki.new_ca(
+        algorithm="rsa" if use_rsa else "ed25519",
+        organizations=[organization],
+        ttl=ttl,
+        clock=pki.FixedClock(not_before),
+        ip_addresses=ip_addresses,
     )
-    name = _organization(organization)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(_serial())
-        .not_valid_before(not_before)
-        .not_valid_after(not_before + ttl)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_key_usage(cert_sign=True), critical=True)
-        .add_extension(_SERVER_CLIENT, critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    if ip_addresses:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(_ips(ip_addresses)), critical=False
-        )
-    cert = builder.sign(key, _hash_for(key))
-    return pki.CertKey(cert.public_bytes(serialization.Encoding.PEM), pki.encode_private_key(key))
 
 
 def new_key() -> bytes:
@@ -116,11 +96,7 @@ def new_key() -> bytes:
 def spki_sha256(cert_pem: bytes) -> str:
     """``sha256:<hex>`` of the certificate's DER SubjectPublicKeyInfo: the ``ORG.sha256`` file
     of ``gen ca`` (the kubeadm-style form, not the base64 ``--cert-fingerprint``)."""
-    cert = pki.load_certificate(cert_pem)
-    der = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return "sha256:" + hashlib.sha256(der).hexdigest()
+    return "sha256:" + spki.digest(spki.certificate_der(cert_pem)).hex()
 
 
 def new_csr(key_pem: bytes, ip_addresses: Sequence[str], *, what: str) -> bytes:
