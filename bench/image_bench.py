@@ -16,8 +16,10 @@ a reference measured in the same run.
   namespace: tests/image/netlab.py), ``talosctl memory`` once its boot sequence is done: used
   memory (total - available) beside the guest's RAM and Talos's 1 GB worker minimum.
 
-Run as root: ``python bench/image_bench.py [--skip-build] [--runs N]``. Needs ``just image``
-first (the cache and ``_out/``).
+Run as root: ``python bench/image_bench.py [--skip-build] [--runs N] [--out DIR --work DIR]``.
+Needs ``just image`` first (the cache and ``_out/``), or the boots and memory take the build in
+``--out`` and ``--work`` (``talos-image rootfs -o DIR --work DIR``'s) instead of ``_out/`` and
+``_build/``.
 """
 
 from __future__ import annotations
@@ -189,10 +191,11 @@ def reference_iso(work: Path, kernel: Path, epoch: int) -> Path:
     return iso.build(work / "ref.iso", kernel, archive, epoch=epoch)
 
 
-def boot_figures(work: Path, runs: int) -> dict[str, list[float]]:
+def boot_figures(work: Path, runs: int, out: Path, build: Path) -> dict[str, list[float]]:
+    """Boots of the media made from the build in ``out`` and ``build``."""
     from talos_image import iso, layout, media, pxe
 
-    inputs = media.inputs(OUT, WORK, rootfs=layout.rootfs(OUT), epoch=EPOCH)
+    inputs = media.inputs(out, build, rootfs=layout.rootfs(out), epoch=EPOCH)
     epoch = EPOCH
     ours_iso = iso.build_image(work / iso.ISO_NAME, inputs, epoch=epoch)
     files = pxe.build(work / "pxe", inputs, epoch=epoch)
@@ -224,10 +227,11 @@ def boot_figures(work: Path, runs: int) -> dict[str, list[float]]:
 # ---------------------------------------------------------------- idle memory
 
 
-def memory_figure(work: Path) -> dict[str, float]:
+def memory_figure(work: Path, out: Path, build: Path) -> dict[str, float]:
     """In a private network namespace (this process re-executed under ``unshare --net``)."""
+    argv = [sys.executable, __file__, "--memory-only", str(work), "--out", str(out)]
     done = subprocess.run(
-        ["unshare", "--net", sys.executable, __file__, "--memory-only", str(work)],
+        ["unshare", "--net", *argv, "--work", str(build)],
         capture_output=True,
         text=True,
         check=False,
@@ -239,7 +243,7 @@ def memory_figure(work: Path) -> dict[str, float]:
     return {"used_mb": used, "total_mb": total}
 
 
-def _memory_in_namespace(work: Path) -> None:
+def _memory_in_namespace(work: Path, out: Path, build: Path) -> None:
     import gzip
 
     sys.path.insert(0, str(ROOT / "tests"))
@@ -248,7 +252,7 @@ def _memory_in_namespace(work: Path) -> None:
     from talos_image import iso, layout, media, pxe
 
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    inputs = media.inputs(OUT, WORK, rootfs=layout.rootfs(OUT), epoch=EPOCH)
+    inputs = media.inputs(out, build, rootfs=layout.rootfs(out), epoch=EPOCH)
     files = pxe.build(work / "pxe-mem", inputs, epoch=EPOCH)
     with NetLab(work, guests=1) as lab:
         nic = lab.nics[0]
@@ -266,7 +270,7 @@ def _memory_in_namespace(work: Path) -> None:
         try:
             nb._wait_configured(guest)
             time.sleep(10)  # idle: let the boot's short-lived work end
-            out = subprocess.run(
+            listing = subprocess.run(
                 [
                     str(BIN / "talosctl"),
                     "--talosconfig",
@@ -284,7 +288,7 @@ def _memory_in_namespace(work: Path) -> None:
             ).stdout
         finally:
             guest.stop()
-    header, row = out.splitlines()[:2]
+    header, row = listing.splitlines()[:2]
     cols = dict(zip(header.split(), row.split(), strict=False))
     total = float(cols["TOTAL"])
     used = total - float(cols["AVAILABLE"])  # talosctl memory's MB columns
@@ -298,16 +302,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-build", action="store_true", help="no build-time figures")
     parser.add_argument("--runs", type=int, default=1, help="boots of each medium")
+    parser.add_argument(
+        "--out", type=Path, default=OUT, help="the build's output directory (default: _out)"
+    )
+    parser.add_argument(
+        "--work", type=Path, default=WORK, help="the build's work directory (default: _build)"
+    )
     parser.add_argument("--memory-only", metavar="WORK", help=argparse.SUPPRESS)
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
+    out, build = args.out.absolute(), args.work.absolute()
     if args.memory_only:
-        _memory_in_namespace(Path(args.memory_only))
+        _memory_in_namespace(Path(args.memory_only), out, build)
         return 0
     if os.geteuid() != 0:
         print("image: skipped (needs root: mmdebstrap, QEMU's taps)")
         return 0
-    if not (OUT / "rootfs-amd64.sqsh").exists():
-        print("image: skipped (no _out/rootfs-amd64.sqsh: run `just image` first)")
+    if not (out / "rootfs-amd64.sqsh").exists():
+        print(f"image: skipped (no {out}/rootfs-amd64.sqsh: run `just image` first)")
         return 0
     with tempfile.TemporaryDirectory(prefix="image-bench-", dir="/var/tmp") as tmp:
         work = Path(tmp)
@@ -324,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{b['ref_squashfs_mb']:5.1f} MB, with ours' options "
                 f"{b['ref_squashfs_ours_comp_mb']:5.1f} MB"
             )
-        f = boot_figures(work, args.runs)
+        f = boot_figures(work, args.runs, out, build)
         med = {k: sorted(v)[len(v) // 2] for k, v in f.items()}
         print(
             f"  ISO:                {med['iso_mb']:6.1f} MB  reference ISO (busybox init) "
@@ -337,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"   ({med[name] / ref:.2f}x; goal 20 s to the banner)"
             )
         print(f"  PXE boot:           {med['pxe']:6.1f} s   (goal 20 s to the banner)")
-        m = memory_figure(work)
+        m = memory_figure(work, out, build)
         print(
             f"  idle memory, configured PXE node: {m['used_mb']:.0f} MB used (total - available) "
             f"of {m['total_mb']:.0f} MB; Talos's worker minimum is 1 GB"

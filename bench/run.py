@@ -11,7 +11,20 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["startup", "gen", "pki", "api", "hostile", "luks", "vip", "init", "cluster", "image"]
+ORDER = [
+    "startup",
+    "gen",
+    "pki",
+    "api",
+    "hostile",
+    "luks",
+    "vip",
+    "init",
+    "cluster",
+    "image",
+    "upgrade",
+    "qemu_cluster",
+]
 
 
 def main(argv: list[str]) -> int:

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import platform
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from libtalos import config as config_model
 from talos_init.api.node import (
     AppliedConfig,
     ApplyMode,
+    BootInfo,
     EtcdMember,
     NodeCallError,
     ServiceEvent,
@@ -78,6 +82,9 @@ class MemoryNode:
         self.applying = 0  # concurrent applies in progress (tests assert it never exceeds 1)
         self.max_applying = 0
         self.apply_delay = 0.0
+        self.boot: BootInfo | None = None  # a node "booted from its disk" reports its slots
+        self.upgrade_refusal: NodeCallError | None = None  # what upgrade() raises, if set
+        self.spool_dir = Path(tempfile.mkdtemp(prefix="memory-node-"))
 
     @staticmethod
     def _type_of(text: str | None) -> str:
@@ -152,6 +159,27 @@ class MemoryNode:
 
     async def reset(self, graceful: bool, reboot: bool, wipe_labels: list[str]) -> None:
         self.actions.append(("reset", (graceful, reboot, tuple(wipe_labels))))
+
+    async def upgrade(
+        self, source: str, label: str, *, preserve: bool, stage: bool, force: bool
+    ) -> str:
+        """Records the source, the flags and the sha256 of the bundle's bytes as read."""
+        if self.upgrade_refusal is not None:
+            raise self.upgrade_refusal
+        digest = ""
+        if source.startswith("/"):
+            digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
+        self.actions.append(("upgrade", (source, label, preserve, stage, force, digest)))
+        return f"Upgrade request received: {label}"
+
+    async def rollback(self) -> None:
+        self.actions.append(("rollback", ()))
+
+    def spool_path(self, name: str) -> Path:
+        return self.spool_dir / name
+
+    def boot_status(self) -> BootInfo | None:
+        return self.boot
 
     def _service(self, sid: str) -> MemoryService:
         try:

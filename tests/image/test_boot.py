@@ -322,10 +322,15 @@ def test_installer_bundle_lists_its_members(inputs: Inputs, media: Path, tmp_pat
         listed = {name: digest for digest, name in (line.split("  ", 1) for line in lines)}
         for member in tar.getmembers():
             assert (member.mtime, member.uid, member.gid) == (EPOCH, 0, 0)
+        line = tar.extractfile("cmdline")
+        assert line is not None
+        cmdline = line.read().decode()
     assert names == [
-        "vmlinuz", "initramfs.xz", "rootfs.sqsh", "version.json",
+        "vmlinuz", "initramfs.xz", "rootfs.sqsh", "version.json", "cmdline",
         "grub/boot.img", "grub/core.img", "grub/BOOTX64.EFI", installer.SUMS,
     ]  # fmt: skip
+    # the installed system's command line: the ISO's, but a panic reboots (boot counting)
+    assert cmdline == iso.CMDLINE.replace("panic=0", "panic=10") + "\n"
     assert listed["rootfs.sqsh"] == _sha256(inputs.squashfs)
     assert listed["initramfs.xz"] == _sha256(media / pxe.INITRAMFS)
 

@@ -11,7 +11,8 @@ session's private network namespace; one guest at a time (QEMU under TCG, ``-no-
    boots A, whose command line carries the extra argument; the node loads its config from
    STATE (no maintenance mode, no fetch) and answers ``talosctl version`` over mutual TLS with
    the image's Tag and SHA; the console shows the first boot as GRUB's trial of A (``tries``
-   counted down to 0 by GRUB's ``save_env``) and talos-init marking A good. After QEMU stops,
+   counted down to 0 by GRUB's ``save_env``) and talos-init marking A good (a control plane
+   not bootstrapped: after 30 s with no etcd). After QEMU stops,
    the grubenv read from the disk image holds ``default=A`` and no pending try;
 3. the same disk with OVMF (UEFI, ``EFI/BOOT/BOOTX64.EFI``): the node comes up again, its
    grubenv has nothing left to mark.
@@ -25,8 +26,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,112 +33,35 @@ import pytest
 from talos_image import installer, iso, pxe
 from talos_image.media import Inputs
 
-from .netlab import NetLab, Nic, missing
+from .netlab import NetLab
+from .vm import (
+    BOOT_SECONDS,
+    OVMF_VARS,
+    TALOS_GEN,
+    Guest,
+    configured,
+    grubenv,
+    skip_without_tools,
+    uefi_args,
+    version,
+)
 
 pytestmark = [pytest.mark.image, pytest.mark.vm, pytest.mark.timeout(2400)]
 
-QEMU = "qemu-system-x86_64"
-OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
-OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
-BIN = Path(sys.executable).parent
-TALOSCTL = str(BIN / "talosctl")
-TALOS_GEN = str(BIN / "talos-gen")
 DISK_SIZE = 2 << 30
 INSTALL_TIMEOUT = 900.0
-BOOT_TIMEOUT = 600.0
 EXTRA_ARG = "talos.installprobe=1"
-ENV_HEADER = b"# GRUB Environment Block\n"
-BOOT_SECONDS: dict[str, float] = {}
-"""Seconds from QEMU's start to the reboot (install) or to the configured node, per boot."""
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _need_tools() -> None:
-    for tool, package in ((QEMU, "qemu-system-x86"), ("grub-editenv", "grub-common")):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (Debian package {package})")
-    if not OVMF_CODE.exists():
-        pytest.skip(f"{OVMF_CODE} is missing (Debian package ovmf)")
-    reason = missing() or installer.grub_missing()
-    if reason is not None:
-        pytest.skip(reason)
+    skip_without_tools(("grub-editenv", "grub-common"))
 
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[NetLab]:
     with NetLab(tmp_path / "net", guests=1) as net:
         yield net
-
-
-class Guest:
-    def __init__(self, name: str, work: Path, nic: Nic, machine: list[str]) -> None:
-        self.name = name
-        self.serial = work / f"{name}.serial"
-        cmd = [
-            QEMU,
-            "-nodefaults",
-            "-nographic",
-            "-monitor",
-            "none",
-            "-no-reboot",
-            "-accel",
-            "tcg,tb-size=64",
-            "-smp",
-            "1",
-            "-m",
-            "1024",
-            "-serial",
-            f"file:{self.serial}",
-            *nic.qemu_args(),
-            *machine,
-        ]
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        self.started = time.monotonic()
-        self._err: str | None = None
-
-    def text(self) -> str:
-        raw = self.serial.read_bytes() if self.serial.exists() else b""
-        return raw.decode("utf-8", "replace")
-
-    def stop(self) -> str:
-        """Kill QEMU (once); its stderr."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        if self._err is None:
-            _, err = self.proc.communicate()
-            self._err = err.decode("utf-8", "replace")
-        return self._err
-
-    def fail(self, what: str) -> None:
-        err = self.stop()
-        pytest.fail(
-            f"{self.name}: {what}\n--- console (end) ---\n{self.text()[-8000:]}"
-            f"\n--- qemu ---\n{err[-2000:]}"
-        )
-
-    def wait(self, pattern: str, timeout: float, key: str = "") -> re.Match[str]:
-        regex = re.compile(pattern, re.M)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = regex.search(self.text())
-            if match is not None:
-                if key:
-                    BOOT_SECONDS[f"{self.name} {key}"] = round(time.monotonic() - self.started, 1)
-                return match
-            if self.proc.poll() is not None:
-                self.fail(f"QEMU exited before {pattern!r}")
-            time.sleep(0.25)
-        self.fail(f"no match for {pattern!r} within {timeout:.0f} s")
-        raise AssertionError  # pragma: no cover - fail() raised
-
-    def wait_exit(self, timeout: float, key: str) -> None:
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.fail(f"still running after {timeout:.0f} s")
-        BOOT_SECONDS[f"{self.name} {key}"] = round(time.monotonic() - self.started, 1)
 
 
 @pytest.fixture
@@ -170,49 +92,6 @@ def _configs(out: Path, endpoint: str, image_url: str) -> Path:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     return out
-
-
-def _version(talosconfig: Path, g: Guest, address: str) -> dict[str, str]:
-    done = subprocess.run(
-        [TALOSCTL, "--talosconfig", str(talosconfig), "version", "-e", address, "-n", address],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if done.returncode != 0:
-        g.fail(f"talosctl version: {done.stdout}{done.stderr}")
-    server = done.stdout.split("Server:", 1)[1]
-    return dict(re.findall(r"^\s*(Tag|SHA):\s*(\S*)\s*$", server, re.M))
-
-
-def _grubenv(disk: Path, work: Path) -> list[str]:
-    """``grub-editenv list`` of the environment block on BOOT, read from the stopped disk."""
-    table = json.loads(
-        subprocess.run(
-            ["sfdisk", "--json", str(disk)], capture_output=True, text=True, check=True
-        ).stdout
-    )["partitiontable"]
-    (boot,) = [p for p in table["partitions"] if p.get("name") == "BOOT"]
-    with disk.open("rb") as fh:
-        fh.seek(int(boot["start"]) * 512)
-        data = fh.read(int(boot["size"]) * 512)
-    at = data.find(ENV_HEADER)
-    assert at >= 0 and data.find(ENV_HEADER, at + 1) < 0, "one grubenv on BOOT"
-    block = work / "grubenv"
-    block.write_bytes(data[at : at + 1024])
-    return subprocess.run(
-        ["grub-editenv", str(block), "list"], capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-
-
-CONFIGURED = r"^\[talos\] boot sequence: done"
-API = r"^\[talos\] machine API listening on :50000 \(mutual TLS\)"
-
-
-def _configured(g: Guest) -> None:
-    g.wait(CONFIGURED, BOOT_TIMEOUT, key="configured")
-    g.wait(API, BOOT_TIMEOUT)
 
 
 def test_install_to_disk_then_the_disk_boots_with_seabios_and_ovmf(
@@ -261,7 +140,7 @@ def test_install_to_disk_then_the_disk_boots_with_seabios_and_ovmf(
     # 2. the disk alone, SeaBIOS: GRUB's menu, slot A, configured from STATE
     g = Guest("disk-seabios", tmp_path, nic, drive)
     guests.append(g)
-    _configured(g)
+    configured(g)
     text = g.text()
     assert "Talos (slot A)" in text and "Talos (slot B)" in text  # GRUB's menu
     assert "Talos: booting slot A" in text
@@ -272,33 +151,31 @@ def test_install_to_disk_then_the_disk_boots_with_seabios_and_ovmf(
     assert "maintenance" not in text
     # GRUB counted the trial down (its save_env on xfs); talos-init then marked A good
     assert "[talos] bootloader: booted slot A; grubenv: default=A next=A tries=0 failed=" in text
-    assert "[talos] bootloader: slot A marked good; grubenv: default=A next= tries= failed=" in text
-    assert _version(configs / "talosconfig", g, nic.address) == expected
+    # a control plane marks its slot good once etcd is healthy, or 30 s without an etcd
+    # service: this one is not bootstrapped
+    g.wait(r"^\[talos\] bootloader: this control plane runs no etcd \(not bootstrapped\)", 300)
+    g.wait(
+        r"^\[talos\] bootloader: slot A marked good; grubenv: default=A next= tries= failed=\r?$",
+        300,
+    )
+    assert version(configs / "talosconfig", g, nic.address) == expected
     fetched = lab.requests()
     g.stop()
     assert fetched.count("/c.yaml") == 1  # the installed node did not fetch its config again
-    assert _grubenv(disk, tmp_path) == ["default=A", "next=", "tries=", "failed="]
+    assert grubenv(disk, tmp_path) == ["default=A", "next=", "tries=", "failed="]
 
     # 3. the same disk, OVMF (UEFI): GRUB from EFI/BOOT/BOOTX64.EFI, slot A again
     vars_copy = tmp_path / "OVMF_VARS.fd"
     shutil.copyfile(OVMF_VARS, vars_copy)
-    uefi = [
-        "-machine",
-        "q35",
-        "-drive",
-        f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
-        "-drive",
-        f"if=pflash,format=raw,file={vars_copy}",
-        *drive,
-    ]
+    uefi = [*uefi_args(vars_copy), *drive]
     g = Guest("disk-ovmf", tmp_path, nic, uefi)
     guests.append(g)
-    _configured(g)
+    configured(g)
     text = g.text()
     assert "Talos: booting slot A" in text and "[talos] config loaded from STATE" in text
     assert "[talos] bootloader: booted slot A; grubenv: default=A next= tries= failed=" in text
     assert "marked good" not in text  # nothing was pending
-    assert _version(configs / "talosconfig", g, nic.address) == expected
+    assert version(configs / "talosconfig", g, nic.address) == expected
     g.stop()
-    assert _grubenv(disk, tmp_path) == ["default=A", "next=", "tries=", "failed="]
+    assert grubenv(disk, tmp_path) == ["default=A", "next=", "tries=", "failed="]
     print(f"boot times: {BOOT_SECONDS}")

@@ -30,6 +30,58 @@ def test_python_imports_the_project_inside_the_root(built_root: RootImage) -> No
     assert done.returncode == 0, done.stderr
 
 
+# What talos-init imports before its maintenance banner: PID 1, the API it serves then, and the
+# certificate child (python -m talos_init.api.issuer).
+BOOT_IMPORTS = (
+    "import talos_init.cli, talos_init.boot, talos_init.wiring, talos_init.api.lifecycle,"
+    " talos_init.api.server, talos_init.api.trustd, talos_init.api.issuer, talos_init.disks,"
+    " talos_init.network, libtalos.pki, talos_init.api.certs"
+)
+
+
+def _compiled_from_source(verbose_stderr: str) -> list[str]:
+    """The modules ``python -v`` compiled from their source: no valid .pyc beside them (in a
+    read-only root the interpreter then compiles them again at every start)."""
+    prefix = "# code object from "  # then the .pyc quoted, or the source file as it is
+    paths = [
+        x[len(prefix) :].strip("'") for x in verbose_stderr.splitlines() if x.startswith(prefix)
+    ]
+    return [path for path in paths if not path.endswith(".pyc")]
+
+
+def test_every_module_of_the_boot_is_read_from_a_valid_pyc(built_root: RootImage) -> None:
+    done = subprocess.run(
+        ["chroot", str(built_root.root_dir), "/usr/bin/python3", "-B", "-v", "-c", BOOT_IMPORTS],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("# code object from ") > 200  # the imports were seen
+    assert _compiled_from_source(done.stderr) == []
+
+
+def test_a_module_without_its_pyc_is_found(tmp_path: Path) -> None:
+    """Negative control of the test above: a module with no .pyc is listed."""
+    (tmp_path / "fresh_module.py").write_text("VALUE = 1\n")
+    done = subprocess.run(
+        ["/usr/bin/python3", "-B", "-v", "-c", "import fresh_module"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _compiled_from_source(done.stderr) == [str(tmp_path / "fresh_module.py")]
+
+
+def test_the_squashfs_is_zstd_on_256_kib_blocks(built_root: RootImage) -> None:
+    """The superblock (squashfs 4.0: block size at byte 12, compressor id at 20, zstd is 6):
+    the root decompresses fast enough for the boot-time goal (rootfs.SQUASHFS_COMPRESSION)."""
+    head = built_root.squashfs.read_bytes()[:96]
+    assert head[:4] == b"hsqs"
+    assert int.from_bytes(head[12:16], "little") == 256 * 1024
+    assert int.from_bytes(head[20:22], "little") == 6
+
+
 def test_console_scripts_run_on_the_roots_python(built_root: RootImage) -> None:
     root = built_root.root_dir
     for name in ("talos-init", "talos-luks", "talos-vip"):

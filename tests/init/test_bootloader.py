@@ -8,7 +8,10 @@
 - the BIOS boot code: the boot sector keeps the disk's partition table and points at the core
   image, whose first sector lists the rest of it;
 - the installer bundle: members written to the slot when every sha256 matches SHA256SUMS, the
-  slot emptied and the member named when one does not.
+  member named and the slot's previous system kept when one does not;
+- each slot boots with its own command line (the bundle's ``cmdline``), ``panic=10`` by default;
+- an upgrade's environment puts the other slot on trial with the running one as the default;
+  the status a node reports (slot, trial, rolled back from, the other slot's version).
 """
 
 from __future__ import annotations
@@ -49,8 +52,10 @@ def test_grub_cfg_passes_grub_script_check_with_both_slots(tmp_path: Path) -> No
         assert f'menuentry "Talos (slot {slot})" --id {slot} {{' in text
         assert f"  linux /{slot}/vmlinuz {args} talos.slot={slot}\n" in text
         assert f"  initrd /{slot}/initramfs.xz\n" in text
-    assert args.startswith(bl.CMDLINE) and args.endswith("reboot=k talos.hostname=n1")
+    assert args.startswith(bl.INSTALLED_CMDLINE) and args.endswith("reboot=k talos.hostname=n1")
     assert "console=ttyS0" in args and "talos.platform=metal" in args
+    # an installed system reboots after a panic (the ISO's panic=0 would wait forever)
+    assert " panic=10 " in args and "panic=0" not in args
 
     broken = tmp_path / "broken.cfg"  # the control: the check does refuse a bad script
     broken.write_text(text.replace("\nfi\n", "\n", 1))
@@ -59,7 +64,7 @@ def test_grub_cfg_passes_grub_script_check_with_both_slots(tmp_path: Path) -> No
 
 
 def test_extra_kernel_args_that_would_break_the_script_are_refused() -> None:
-    for bad in ('a"b', "x=$y", "a\nb"):
+    for bad in ('a"b', "x=$y", "a\nb", "a\\b"):
         with pytest.raises(DiskError, match="machine.install.extraKernelArgs"):
             bl.grub_cfg(bl.kernel_args([bad]))
 
@@ -189,6 +194,16 @@ def test_unpack_refuses_a_member_whose_sha256_differs(tmp_path: Path) -> None:
     with pytest.raises(bl.BundleError, match=r"bundle: sha256 of initramfs.xz does not match"):
         bl.unpack(io.BytesIO(_bundle(MEMBERS, sums)), tmp_path, "A", "bundle")
     assert list((tmp_path / "A").iterdir()) == []  # nothing half-written is left
+    # a slot that holds a system keeps it when a bundle for it is refused
+    bl.unpack(io.BytesIO(_bundle(MEMBERS)), tmp_path, "A", "bundle")
+    with pytest.raises(bl.BundleError, match="sha256 of vmlinuz does not match"):
+        bl.unpack(io.BytesIO(_bundle({**MEMBERS, "vmlinuz": b"new"}, MEMBERS)), tmp_path, "A", "b")
+    assert (tmp_path / "A" / "vmlinuz").read_bytes() == MEMBERS["vmlinuz"]
+    assert sorted(p.name for p in (tmp_path / "A").iterdir()) == [
+        "initramfs.xz",
+        "version.json",
+        "vmlinuz",
+    ]
     missing = {k: v for k, v in MEMBERS.items() if k != bl.CORE_IMG}
     with pytest.raises(bl.BundleError, match="the bundle has no grub/core.img"):
         bl.unpack(io.BytesIO(_bundle(missing)), tmp_path, "A", "bundle")
@@ -200,3 +215,98 @@ def test_bundle_source_accepts_urls_and_paths_only() -> None:
     assert bl.bundle_source("http://10.0.0.1/installer-amd64.tar") is not None
     assert bl.bundle_source("/var/installer-amd64.tar") is not None
     assert bl.bundle_source("ghcr.io/talos-systems/installer:v0.9.3") is None
+
+
+def test_each_slot_boots_with_its_bundles_command_line(tmp_path: Path) -> None:
+    check = _need("grub-script-check")
+    own = "console=ttyS0 talos.platform=metal panic=10 slab_nomerge pti=on rdinit=/nowhere"
+    bl.unpack(io.BytesIO(_bundle({**MEMBERS, "cmdline": own.encode() + b"\n"})), tmp_path, "B", "b")
+    bl.unpack(io.BytesIO(_bundle(MEMBERS)), tmp_path, "A", "bundle")  # no cmdline: the default
+    bl.write_config(tmp_path, ["talos.x=1"], bl.installed_env("A"))
+    cfg = tmp_path / "grub" / "grub.cfg"
+    text = cfg.read_text()
+    assert f"  linux /A/vmlinuz {bl.INSTALLED_CMDLINE} talos.x=1 talos.slot=A\n" in text
+    assert f"  linux /B/vmlinuz {own} talos.x=1 talos.slot=B\n" in text
+    done = subprocess.run([check, str(cfg)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # a later bundle without a cmdline takes the slot back to the default one
+    bl.unpack(io.BytesIO(_bundle(MEMBERS)), tmp_path, "B", "bundle")
+    assert not (tmp_path / "B" / "cmdline").exists()
+    assert bl.slot_cmdline(tmp_path, "B") == bl.INSTALLED_CMDLINE
+    # a command line grub.cfg cannot carry is refused, naming the file
+    (tmp_path / "B" / "cmdline").write_text('quiet "x"\n')
+    with pytest.raises(DiskError, match=r"B/cmdline: newlines, quotes"):
+        bl.write_config(tmp_path, [], bl.installed_env("A"))
+
+
+def test_an_upgrade_puts_the_other_slot_on_trial_and_the_status_tells_the_outcome(
+    tmp_path: Path,
+) -> None:
+    assert bl.other_slot("A") == "B" and bl.other_slot("B") == "A"
+    assert bl.booted_slot({"talos.slot": "B"}) == "B"
+    assert bl.booted_slot({"talos.slot": "C"}) is None and bl.booted_slot({}) is None
+    good = {"default": "A", "next": "", "tries": "", "failed": ""}
+    env = bl.upgraded_env(good, "A", "B")
+    assert env == {"default": "A", "next": "B", "tries": "1", "failed": ""}
+    # upgrading again from a slot still on trial keeps the good default
+    trial = {"default": "A", "next": "B", "tries": "0", "failed": ""}
+    assert bl.upgraded_env(trial, "B", "A")["default"] == "A"
+
+    bl.unpack(io.BytesIO(_bundle(MEMBERS)), tmp_path, "B", "bundle")
+    slot, after = bl.next_boot(env)  # the upgrade's boot: B on trial
+    status = bl.status_of(after, slot, tmp_path)
+    assert status == bl.BootStatus("B", "A", "", "", trial=True)  # A holds nothing here
+    slot, after = bl.next_boot(after)  # B never marked itself good: back to A
+    status = bl.status_of(after, slot, tmp_path)
+    assert status == bl.BootStatus("A", "B", "v0.9.3", rolled_back_from="B", trial=False)
+    marked = bl.mark_good(bl.next_boot(env)[1], "B")
+    assert marked is not None
+    assert bl.status_of(marked, "B", tmp_path).trial is False
+
+
+def test_the_booted_system_is_written_as_a_slot_whose_initramfs_holds_the_root(
+    tmp_path: Path,
+) -> None:
+    import lzma
+
+    from talos_image import initramfs
+
+    cpio = shutil.which("cpio") or pytest.skip("cpio is not installed (Debian package cpio)")
+    booted = tmp_path / "booted"
+    (booted / "grub").mkdir(parents=True)
+    (booted / "vmlinuz").write_bytes(b"K" * 5000)
+    head = initramfs.xz(initramfs.newc([initramfs.Entry("init", 0o100755, b"#!x\n")], mtime=0))
+    (booted / "initramfs.xz").write_bytes(head)
+    for name in bl.GRUB_FILES:
+        (booted / name).write_bytes(name.encode() * 10)
+    assert bl.booted_complete(booted)
+    assert not bl.booted_complete(tmp_path / "nowhere")  # the control: no ISO, no booted files
+    root = tmp_path / "loop0"
+    squash = bytes(range(256)) * 4097  # not a multiple of 4: the archive pads it
+    root.write_bytes(squash)
+    boot = tmp_path / "boot"
+    (boot / "A").mkdir(parents=True)
+    (boot / "A" / "cmdline").write_text("left from an earlier bundle\n")
+    got = bl.write_booted(boot, "A", booted, root=str(root))
+    assert sorted(p.name for p in (boot / "A").iterdir()) == ["initramfs.xz", "vmlinuz"]
+    assert got.grub == {n: n.encode() * 10 for n in bl.GRUB_FILES}
+    data = (boot / "A" / "initramfs.xz").read_bytes()
+    assert data.startswith(head)
+    dec = lzma.LZMADecompressor()
+    dec.decompress(data)
+    rest = dec.unused_data.lstrip(b"\0")  # the archive after the head, 4-byte aligned
+    listed = subprocess.run([cpio, "-t"], input=rest, capture_output=True, check=True)
+    assert listed.stdout.decode().split() == ["rootfs.sqsh"]
+    out = tmp_path / "x"
+    out.mkdir()
+    subprocess.run([cpio, "-i", "--quiet"], input=rest, cwd=out, check=True)
+    assert (out / "rootfs.sqsh").read_bytes() == squash
+
+
+def test_the_root_device_is_read_from_mountinfo() -> None:
+    info = (
+        "22 1 7:0 / / ro,relatime shared:1 - squashfs /dev/loop0 ro,errors=continue\n"
+        "23 22 0:21 / /run rw,nosuid,nodev shared:2 - tmpfs tmpfs rw,mode=755\n"
+    )
+    assert bl.root_device(info) == "/dev/loop0"
+    assert bl.root_device(info.replace("squashfs", "ext4")) is None  # not a squashfs root

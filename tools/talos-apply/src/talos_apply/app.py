@@ -17,6 +17,7 @@ from talos_apply.commands import patch as patch_cmd
 from talos_apply.commands import services as services_cmd
 from talos_apply.commands import sysviews as sysviews_cmd
 from talos_apply.commands import time as time_cmd
+from talos_apply.commands import upgrade as upgrade_cmd
 from talos_apply.commands import version as version_cmd
 from talos_apply.options import global_options
 
@@ -44,6 +45,8 @@ app.command("logs")(logs.logs)
 app.command("reboot")(lifecycle.reboot)
 app.command("shutdown")(lifecycle.shutdown)
 app.command("reset")(lifecycle.reset)
+app.command("upgrade")(upgrade_cmd.upgrade)
+app.command("rollback")(upgrade_cmd.rollback)
 app.command("health")(health_cmd.health)
 app.command("dmesg")(inspect_cmd.dmesg)
 app.command("memory")(inspect_cmd.memory)

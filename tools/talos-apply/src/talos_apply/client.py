@@ -209,7 +209,7 @@ class Client:
         start = random.randrange(len(eps)) if len(eps) > 1 else 0  # noqa: S311 - not crypto
         return eps[start:] + eps[:start]
 
-    async def _each_endpoint(
+    async def each_endpoint(
         self, attempt: Callable[[Any], Any], stub: Callable[[Any], Any] = MachineServiceStub
     ) -> Any:
         reasons: list[str] = []
@@ -242,7 +242,7 @@ class Client:
             call = getattr(service, method)
             return await call(request, timeout=CALL_TIMEOUT, metadata=self.target.metadata)
 
-        reply = await self._each_endpoint(attempt, stub)
+        reply = await self.each_endpoint(attempt, stub)
         return split_errors(reply.messages)
 
     async def stream(self, method: str, request: Any) -> AsyncIterator[Any]:

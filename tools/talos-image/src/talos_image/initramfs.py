@@ -11,7 +11,12 @@ which says where the root squashfs is:
   holding an ISO 9660 volume named ``MEDIUM_VOLID`` with a file ``MEDIUM_PATH`` of
   ``MEDIUM_SIZE`` bytes (the squashfs the initramfs was built for), copies that file into the
   RAM filesystem as ``/rootfs.sqsh`` and unmounts the medium: the node runs from RAM, the CD
-  can be ejected and the disk it was written to overwritten by an install.
+  can be ejected and the disk it was written to overwritten by an install. The medium's kernel,
+  initramfs and GRUB images for an installed disk are copied too, and kept in the new root's
+  ``/run/talos-booted`` (a tmpfs): an install of the booted system writes them, with the root
+  squashfs read back from its loop device (talos-init's ``talos_init.bootloader``). That
+  initramfs followed by an archive holding ``/rootfs.sqsh`` boots like the PXE one: a
+  ``/rootfs.sqsh`` already there is used as it is.
 
 Then, either way, ``/init`` mounts ``/rootfs.sqsh`` read-only (a loop device) at ``/newroot``,
 puts tmpfs on its ``/run``, ``/system``, ``/var`` and ``/tmp``, moves ``/dev``, ``/proc`` and
@@ -35,6 +40,8 @@ import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from talos_image import layout
 
 BUSYBOX = Path("/bin/busybox")
 """Debian's busybox-static: the initramfs's only program."""
@@ -85,6 +92,10 @@ fail() {
 $B mount -t proc -o nosuid,nodev,noexec proc /proc
 $B mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 $B mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev
+# The first read of /dev/urandom before the kernel's random pool is ready makes the kernel
+# gather timing entropy (seconds under emulation, without a hardware RNG): done in the
+# background, it overlaps the waits for devices and the medium instead of delaying talos-init.
+$B dd if=/dev/urandom of=/dev/null bs=1 count=1 2>/dev/null &
 . /@CONF@
 for m in $($B cat /@LOAD_ORDER@); do
     $B insmod "/lib/modules/$m" 2>/dev/null || echo "initramfs: insmod $m failed"
@@ -104,6 +115,10 @@ from_medium() {
     f="/medium/$MEDIUM_PATH"
     if [ -f "$f" ] && [ "$($B stat -c %s "$f")" = "$MEDIUM_SIZE" ]; then
         $B cp "$f" /@ROOTFS@ || { $B umount /medium; fail "cannot copy $MEDIUM_PATH from $1"; }
+        # what an install of this system writes besides the root (talos-init's bootloader)
+        $B mkdir -p /booted/grub
+        $B cp /medium/boot/vmlinuz /medium/boot/initramfs.xz /booted/ 2>/dev/null
+        $B cp /medium/@GRUB_IMAGES@/* /booted/grub/ 2>/dev/null
         $B umount /medium || fail "cannot unmount $1"
         echo "initramfs: root copied to RAM from $1 ($MEDIUM_SIZE bytes), $1 unmounted"
         return 0
@@ -134,6 +149,9 @@ $B mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /newroot/run
 $B mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /newroot/system
 $B mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /newroot/var
 $B mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /newroot/tmp
+if [ -d /booted ]; then
+    $B cp -a /booted "/newroot/@BOOTED@" || echo "initramfs: cannot keep the boot files"
+fi
 $B mkdir -p -m 1777 /newroot/var/tmp
 for d in dev proc sys; do
     $B mount --move "/$d" "/newroot/$d" || fail "cannot move /$d"
@@ -181,6 +199,8 @@ def init_script(argv: Sequence[str] = TALOS_INIT) -> str:
         INIT.replace("@LOAD_ORDER@", LOAD_ORDER)
         .replace("@CONF@", CONF)
         .replace("@ROOTFS@", ROOTFS_NAME)
+        .replace("@GRUB_IMAGES@", layout.ISO_GRUB_IMAGES)
+        .replace("@BOOTED@", layout.BOOTED_DIR)
         .replace("@TALOS_INIT@", " ".join(argv))
     )
 

@@ -27,6 +27,12 @@ ISO_VOLUME_ID = "TALOS"
 """The ISO's ISO 9660 volume identifier, by which the ISO's initramfs finds its boot medium."""
 
 ISO_ROOTFS = "boot/rootfs.sqsh"
+ISO_GRUB_IMAGES = "boot/talos-grub"
+"""GRUB's images for an installed disk (``boot.img``, ``core.img``, ``BOOTX64.EFI``) on the ISO:
+a node booted from it installs the very system it runs (talos-init's ``talos_init.bootloader``)."""
+BOOTED_DIR = "run/talos-booted"
+"""Where the ISO's /init keeps the kernel, its own initramfs and GRUB's images, in the root it
+switches to (a tmpfs): what an install of the booted system writes besides the root squashfs."""
 """The root squashfs on the ISO (a file beside the kernel and the initramfs)."""
 
 VERSION_FILE = Path("etc") / "talos-image" / "version.json"

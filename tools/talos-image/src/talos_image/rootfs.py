@@ -14,7 +14,7 @@ The build, in order:
    those :func:`kept_modules` keeps (``depmod`` runs again); ``/etc/resolv.conf`` links to the
    file talos-init writes;
 5. ``/etc/talos-image/version.json`` and ``/etc/os-release``, every mtime clamped to the epoch,
-   and the squashfs made with fixed times and owners (xz, x86 filter, 256 KiB blocks), so that
+   and the squashfs made with fixed times and owners (zstd, 256 KiB blocks), so that
    two builds of the same packages and commit are identical byte for byte.
 """
 
@@ -147,6 +147,10 @@ REMOVED_EXTRA = (
     "usr/sbin/xfs_scrub_all",
     "usr/lib/x86_64-linux-gnu/libicu*",
     "usr/lib/python3.11/pydoc_data",  # help() topics: no interactive interpreter on a node
+    # Debian's sitecustomize installs apport's hook when apport is there (it is not): every
+    # interpreter start would look for apport_python_hook along the whole path
+    "etc/python3.11/sitecustomize.py",
+    "usr/lib/python3.11/sitecustomize.py",
     # GRUB: the modules and grub-mkimage, grub-probe, grub-editenv stay for an installer;
     # Debian's prebuilt EFI images (for its signed and netboot packages), GRUB's font, ISO,
     # FUSE and test tools and its shell scripts (no shell) go
@@ -327,12 +331,14 @@ MODULES_DROPPED = (
 depends on them)."""
 
 
-SQUASHFS_COMPRESSION = ("-comp", "xz", "-Xbcj", "x86", "-b", "256K")
-"""xz with its x86 filter (mksquashfs keeps, block by block, whichever of plain and x86 packs
-better: machine code packs better with it) on 256 KiB blocks: about 6 % smaller than xz on
-128 KiB blocks. Larger blocks pack better still (1 MiB: about 12 %) but every read that misses
-the cache then decompresses the whole block, which made talos-init's start under TCG 13-15 s
-slower at 1 MiB; 256 KiB keeps the ISO well under 100 MB."""
+SQUASHFS_COMPRESSION = ("-comp", "zstd", "-Xcompression-level", "19", "-b", "256K")
+"""zstd at level 19 on 256 KiB blocks. Every file talos-init reads at boot is decompressed then
+(the interpreter, its libraries, the .pyc files, the modules it loads), and zstd decompresses
+several times faster than xz: under TCG, talos-init's first console line comes about 2.8 s
+sooner after the root is mounted than with xz (x86 filter, same blocks), for a squashfs 12 %
+larger (81.6 MB against 72.6 MB; the ISO stays under 100 MB). Larger blocks pack better but
+every read that misses the cache then decompresses the whole block (1 MiB made talos-init's
+start under TCG 13-15 s slower with xz)."""
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from talos_init.reaper import Reaper
 
 SYS_BLOCK = Path("/sys/class/block")
+SYS_MODULE = Path("/sys/module")  # a directory per module loaded (and some built in)
 STATE_MOUNT = Path("/system/state")
 EPHEMERAL_MOUNT = Path("/var")
 LUKS_MAGIC = b"LUKS\xba\xbe"
@@ -290,7 +291,7 @@ class SystemDisk:
     def log(self, message: str) -> None:
         self.console.log(message)
 
-    async def coldplug(self) -> None:
+    async def coldplug(self, sys_module: Path = SYS_MODULE) -> None:
         """Load the drivers of the disks present and dm_crypt and xfs (once)."""
         if self._coldplugged:
             return
@@ -300,12 +301,15 @@ class SystemDisk:
             for alias in Path("/sys/bus", bus, "devices").glob("*/modalias"):
                 with contextlib.suppress(OSError):
                     aliases.add(alias.read_text().strip())
-        needed = await run(self.reaper, ["modprobe", "-a", *MODULES])
-        if needed.code != 0:  # a kernel with them built in needs no module; mounts will tell
-            self.log(f"modprobe {' '.join(MODULES)} exited {needed.code}: {needed.err.strip()}")
-        # most devices have no module for their alias, which modprobe -q counts as a failure
-        await run(self.reaper, ["modprobe", "-q", "-a", *sorted(aliases)])
+        # One modprobe for all (each one costs a start and reading its indexes). Most devices
+        # have no module for their alias, which modprobe -q counts as a failure: its status
+        # says nothing, /sys/module tells whether MODULES were loaded.
+        done = await run(self.reaper, ["modprobe", "-q", "-a", *MODULES, *sorted(aliases)])
         self.log(f"loaded the drivers of {len(aliases)} devices, and {', '.join(MODULES)}")
+        absent = [m for m in MODULES if not (sys_module / m).is_dir()]
+        if absent:  # a kernel with them built in needs no module; mounts will tell
+            said = done.err.strip().splitlines()[-1:] or ["no message"]
+            self.log(f"modprobe: {', '.join(absent)}: not loaded as a module ({said[0]})")
 
     async def mount_state(self, config: NodeConfig | None, state_dir: Path) -> Path | None:
         """Open and mount STATE; its mount point, or ``None`` when there is no STATE (yet).

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import sys
 from pathlib import Path
@@ -50,7 +49,8 @@ class MountError(TalosError):
     """A mount, namespace or reboot call failed (the message names the call and the path)."""
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# libc by its soname: ctypes.util.find_library would run ``ldconfig -p`` at every start
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 
 class _MountAttr(ctypes.Structure):

@@ -42,11 +42,16 @@ from talos_init.sigloop import SignalLoop
 from talos_init.supervisor import Supervisor
 
 if TYPE_CHECKING:
+    from talos_init.bootloader import BootStatus
     from talos_init.disks import SystemDisk
 
 MAINTENANCE_POLL = 0.2  # seconds between looks for a dropped config file
 BOOT_TIMEOUT = 15 * 60.0  # Talos's BootTimeout for startEverything
 BOOT_CANCEL_BOUND = 5.0  # seconds a cancelled boot sequence gets to unwind
+MARK_ETCD_WAIT = 10 * 60.0  # seconds a control plane on trial waits for etcd before giving up
+MARK_ETCD_APPEAR = 30.0  # seconds after which a control plane with no etcd service is marked
+CONTROL_PLANES = ("init", "controlplane")
+ETCD_SERVICE = "etcd"  # talos_init.etcd.SERVICE_ID, not imported: PID 1 keeps its imports few
 
 # docs/talos-facts.md#kernel-parameters: enforced kernel parameters and the KSPP sysctls written at
 # boot.
@@ -145,6 +150,8 @@ class Node:
         self._booted: list[asyncio.Event] = []
         self._disk: SystemDisk | None = None  # metal mode's STATE and EPHEMERAL
         self._installed = False  # this boot installed the system disk with its bootloader
+        self.boot_status: BootStatus | None = None  # the slots, on a node booted from its disk
+        self._marking: asyncio.Task[None] | None = None  # marks a slot on trial good
         self.hooks: NodeHooks | None = None  # set by whatever serves the node
 
     # -- the surface for the layers above (see the module docstring) -------------------------
@@ -251,6 +258,8 @@ class Node:
                 await asyncio.wait({boot}, timeout=BOOT_CANCEL_BOUND)
                 if not boot.done():
                     self.console.log("boot sequence did not stop when cancelled; going on")
+            if self._marking is not None and not self._marking.done():
+                self._marking.cancel()  # a slot not marked yet stays on trial
             name = "reboot" if request.kind == "reboot" else "shutdown"
             with contextlib.suppress(TaskFailedError):
                 stop = Phase("stopEverything", [("stopAllServices", self._stop_all)])
@@ -530,14 +539,58 @@ class Node:
         self.console.log(f"config saved to {path}")
 
     async def _mark_boot_good(self) -> None:
-        """The booted slot becomes GRUB's default (:mod:`talos_init.bootloader`); a failure is
-        logged, and the boot counting in grubenv then decides the next boot."""
+        """The booted slot's status (:mod:`talos_init.bootloader`); a slot on trial becomes
+        GRUB's default once its services run and, on a control plane, etcd is healthy (in the
+        background: the boot sequence does not wait for etcd). A failure is logged, and the
+        boot counting in grubenv then decides the next boot."""
         from talos_init.bootloader import mark_booted_good
 
         try:
-            await mark_booted_good(self.console, self.reaper, self.options.cmdline)
+            status = await mark_booted_good(
+                self.console, self.reaper, self.options.cmdline, mark=False
+            )
         except TalosError as exc:
             self.console.log(f"bootloader: {exc.message}")
+            return
+        self.boot_status = status
+        if status is not None and status.trial:
+            self._marking = asyncio.get_running_loop().create_task(
+                self._mark_when_healthy(), name="mark-good"
+            )
+
+    async def _mark_when_healthy(self) -> None:
+        from talos_init.bootloader import mark_booted_good
+
+        config = self._config()
+        if config.machine_type in CONTROL_PLANES and not await self._etcd_healthy():
+            slot = self.boot_status.slot if self.boot_status else "?"
+            self.console.log(
+                f"bootloader: etcd is not healthy after {MARK_ETCD_WAIT:g}s: slot {slot} stays"
+                " on trial, and the next boot goes back to the previous slot"
+            )
+            return
+        try:
+            self.boot_status = await mark_booted_good(
+                self.console, self.reaper, self.options.cmdline
+            )
+        except TalosError as exc:
+            self.console.log(f"bootloader: {exc.message}")
+
+    async def _etcd_healthy(self) -> bool:
+        """True once the etcd service is up (healthy), or when a control plane runs none
+        after :data:`MARK_ETCD_APPEAR` seconds (not bootstrapped yet: no etcd to wait for)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while (waited := loop.time() - started) < MARK_ETCD_WAIT:
+            etcd = self.supervisor.services.get(ETCD_SERVICE)
+            if etcd is None and waited >= MARK_ETCD_APPEAR:
+                self.console.log("bootloader: this control plane runs no etcd (not bootstrapped)")
+                return True
+            if etcd is not None and etcd.up:
+                self.console.log("bootloader: etcd is healthy")
+                return True
+            await self.supervisor.changed(1.0)
+        return False
 
     async def _mount_ephemeral(self) -> None:
         mounted = await self._system_disk().mount_ephemeral(self._config())

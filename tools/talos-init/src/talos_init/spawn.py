@@ -15,7 +15,6 @@ them). Writing the ``sigset_t`` bits ourselves gives children a SigIgn of exactl
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 from collections.abc import Mapping, Sequence
@@ -32,7 +31,8 @@ _SETSID = 0x80
 _SIGSET_BYTES = 128  # sizeof(sigset_t) in glibc
 _NSIG = 65
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# libc by its soname: ctypes.util.find_library would run ``ldconfig -p`` at every start
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 
 class SpawnError(TalosError):

@@ -90,7 +90,8 @@ ROUTES: tuple[Route, ...] = (
         ("cluster", "create"),
         "talos_cluster.cli",
         ("create",),
-        "Create a local cluster of talos-init nodes in namespaces (talos-cluster create)",
+        "Create a local cluster: talos-init nodes in namespaces, or QEMU VMs with "
+        "--provisioner qemu (talos-cluster create)",
     ),
     Route(
         ("cluster", "destroy"),
@@ -135,6 +136,8 @@ ROUTES: tuple[Route, ...] = (
     Route(("reboot",), "talos_apply.cli", ("reboot",), "Reboot nodes (talos-apply reboot)"),
     Route(("shutdown",), "talos_apply.cli", ("shutdown",), "Power off (talos-apply shutdown)"),
     Route(("reset",), "talos_apply.cli", ("reset",), "Reset nodes (talos-apply reset)"),
+    Route(("upgrade",), "talos_apply.cli", ("upgrade",), "Upgrade nodes (talos-apply upgrade)"),
+    Route(("rollback",), "talos_apply.cli", ("rollback",), "Boot the other slot (talos-apply)"),
     Route(("etcd",), "talos_apply.cli", ("etcd",), "Manage etcd (talos-apply etcd)"),
     Route(("health",), "talos_apply.cli", ("health",), "Cluster health (talos-apply health)"),
     Route(("dmesg",), "talos_apply.cli", ("dmesg",), "Kernel log (talos-apply dmesg)"),

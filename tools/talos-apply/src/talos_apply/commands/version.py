@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -60,5 +60,22 @@ def version(
                 f"\tRuntime:     {v.go_version}\n\tOS/Arch:     {v.os}/{v.arch}\n"
                 f"\tPlatform:    {m.platform.name} ({m.platform.mode})\n"
             )
+            out.extend(_slot_lines(m))
         sys.stdout.write("".join(out))
     report_errors(errors)
+
+
+def _slot_lines(m: Any) -> list[str]:
+    """A node booted from its disk: its slot, whether it is on trial or rolled back, the other
+    slot's version (our extension of Version: ``boot``, docs/upgrade.md)."""
+    b = m.boot
+    if not b.slot:
+        return []
+    state = " (on trial: not marked good yet)" if b.trial else ""
+    lines = [f"\tSlot:        {b.slot}{state}\n"]
+    if b.rolled_back_from:
+        lines.append(
+            f"\tRolled back: slot {b.rolled_back_from} failed to boot; slot {b.slot} runs again\n"
+        )
+    lines.append(f"\tOther slot:  {b.other_slot} ({b.other_version or 'empty'})\n")
+    return lines

@@ -24,6 +24,7 @@ from talos_init.api.files import FileAccess
 from talos_init.api.node import (
     AppliedConfig,
     ApplyMode,
+    BootInfo,
     EtcdMember,
     NodeCallError,
     ServiceEvent,
@@ -61,6 +62,7 @@ class InitBackend:
         self._etcd = etcd
         self._issue = issue
         self._in_maintenance = in_maintenance
+        self._upgrading: asyncio.Task[None] | None = None  # the reboot after an upgrade, reset
 
     # -- identity -------------------------------------------------------------------------
 
@@ -199,12 +201,133 @@ class InitBackend:
                 raise NodeCallError(
                     Status.FAILED_PRECONDITION, f"graceful reset: cannot leave etcd: {exc.message}"
                 ) from None
+        # after the reply: stopping the services ends the DHCP client too, and with it the
+        # node's address, which the reply would need
+        self._upgrading = asyncio.get_running_loop().create_task(
+            self._reset_after(labels, reboot=reboot), name="reset"
+        )
+
+    async def _reset_after(self, labels: set[str], *, reboot: bool) -> None:
+        node = self._node
+        await asyncio.sleep(0.2)  # the reply goes out first
         await node.supervisor.stop_all()
         node.wipe(labels)
         if reboot:
             node.reboot()
         else:
             node.shutdown()
+
+    # -- upgrade and rollback (docs/upgrade.md) -------------------------------------------
+
+    def _installed_only(self, what: str) -> None:
+        if self._node.mode != "metal":
+            raise NodeCallError(
+                Status.FAILED_PRECONDITION,
+                f"{what}: a container node runs its host's software; only a node installed to"
+                " its disk has slots to write",
+            )
+
+    async def upgrade(
+        self, source: str, label: str, *, preserve: bool, stage: bool, force: bool
+    ) -> str:
+        from talos_init import bootloader
+        from talos_init.disks import DiskError
+
+        self._installed_only("upgrade")
+        node = self._node
+        if not preserve and not stage and self._etcd.running() and not force:
+            await self._can_leave_etcd()
+        config = node.config
+        section = config.model.machine.install if config is not None else None
+        extra = tuple(section.extra_kernel_args) if section is not None else ()
+        try:
+            slot, version = await bootloader.upgrade(
+                node.console,
+                node.reaper,
+                node.options.cmdline,
+                lambda: bootloader.open_bundle(source),
+                label,
+                extra,
+                force=force,
+            )
+        except bootloader.SlotWriteError as exc:
+            raise NodeCallError(Status.FAILED_PRECONDITION, f"upgrade: {exc.message}") from None
+        except bootloader.BundleError as exc:
+            raise NodeCallError(Status.INVALID_ARGUMENT, exc.message) from None
+        except DiskError as exc:
+            raise NodeCallError(Status.FAILED_PRECONDITION, exc.message) from None
+        shown = f"slot {slot} ({version})" if version else f"slot {slot}"
+        if stage:
+            node.console.log(f"upgrade: staged: {shown} boots at the next reboot")
+            return f"Upgrade staged: {shown} boots at the next reboot"
+        self._upgrading = asyncio.get_running_loop().create_task(
+            self._reboot_into(shown, preserve=preserve, force=force), name="upgrade-reboot"
+        )
+        return f"Upgrade request received: rebooting into {shown}"
+
+    async def _can_leave_etcd(self) -> None:
+        """Refuse an upgrade without --preserve that would have to remove etcd's last member."""
+        try:
+            members = await self._etcd.members()
+        except TalosError as exc:
+            raise NodeCallError(
+                Status.FAILED_PRECONDITION,
+                f"upgrade: etcd does not answer ({exc.message}): use --preserve to keep this"
+                " node's member, or --force",
+            ) from None
+        if len(members) <= 1:
+            raise NodeCallError(
+                Status.FAILED_PRECONDITION,
+                "upgrade: this node is etcd's only member, which cannot leave its cluster:"
+                " use --preserve (keeps etcd and EPHEMERAL)",
+            )
+
+    async def _reboot_into(self, shown: str, *, preserve: bool, force: bool) -> None:
+        """After the reply: leave etcd and wipe EPHEMERAL unless ``preserve``, then reboot."""
+        node = self._node
+        await asyncio.sleep(0.2)  # the reply goes out first
+        if not preserve and self._etcd.running():
+            try:
+                await self._etcd.leave()
+            except TalosError as exc:
+                node.console.log(f"upgrade: cannot leave etcd: {exc.message}")
+                if not force:
+                    node.console.log(f"upgrade: not rebooting; {shown} boots at the next reboot")
+                    return
+        if not preserve:
+            await node.supervisor.stop_all()
+            node.console.log("upgrade: wiping EPHEMERAL (no --preserve)")
+            node.wipe({"EPHEMERAL"})
+        node.console.log(f"upgrade: rebooting into {shown}")
+        node.reboot()
+
+    async def rollback(self) -> None:
+        from talos_init import bootloader
+        from talos_init.disks import DiskError
+
+        self._installed_only("rollback")
+        node = self._node
+        try:
+            await bootloader.rollback(node.console, node.reaper, node.options.cmdline)
+        except DiskError as exc:
+            raise NodeCallError(Status.FAILED_PRECONDITION, exc.message) from None
+        node.reboot()
+
+    def spool_path(self, name: str) -> Path:
+        self._installed_only("upgrade")
+        return self._node.ephemeral_dir() / name
+
+    def boot_status(self) -> BootInfo | None:
+        status = self._node.boot_status
+        if status is None:
+            return None
+        return BootInfo(
+            slot=status.slot,
+            other=status.other,
+            other_version=status.other_version,
+            rolled_back_from=status.rolled_back_from,
+            trial=status.trial,
+        )
 
     # -- services -------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import datetime as dt
 import enum
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from libtalos.errors import TalosError
@@ -57,6 +58,15 @@ class VersionInfo:
     arch: str = ""
     platform: str = "container"
     platform_mode: str = "container"
+
+
+@dataclass(frozen=True)
+class BootInfo:
+    slot: str
+    other: str
+    other_version: str = ""
+    rolled_back_from: str = ""
+    trial: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,25 @@ class ApiBackend(Protocol):
     async def shutdown(self, force: bool) -> None: ...
 
     async def reset(self, graceful: bool, reboot: bool, wipe_labels: list[str]) -> None: ...
+
+    async def upgrade(
+        self, source: str, label: str, *, preserve: bool, stage: bool, force: bool
+    ) -> str:
+        """Write the installer bundle at ``source`` (a URL or a path on the node) to the other
+        slot and reboot into it (``stage``: at the next reboot); returns the reply's ack."""
+        ...
+
+    async def rollback(self) -> None:
+        """Make the other slot the default and reboot into it."""
+        ...
+
+    def spool_path(self, name: str) -> Path:
+        """Where an uploaded bundle is kept until it is written (on EPHEMERAL)."""
+        ...
+
+    def boot_status(self) -> BootInfo | None:
+        """The slots of a node booted from its disk (``None`` otherwise)."""
+        ...
 
     def services(self) -> list[ServiceStatus]: ...
 

@@ -2,13 +2,15 @@
 
 The rules: docs/talos-facts.md#api-proxying.
 
-Every MachineService handler is wrapped: a call with no ``nodes``/``node`` metadata, or with
-``proxyfrom`` (it was already forwarded once: never again, which stops loops), runs locally.
-Otherwise the request goes to each target over mutual TLS with this node's own certificate,
-with ``nodes``/``node`` removed and ``proxyfrom`` set. Unary replies are merged into one reply
-whose messages carry ``metadata.hostname`` = the target string as given; a target that fails
-contributes one message with ``metadata.error`` (and ``metadata.status``) instead of failing
-the call. Streamed frames are tagged the same way; a failing target adds one error frame.
+Every handler taking one request is wrapped (a client-streaming one, ``upgrade.Upload``, runs
+only on the node dialled, and refuses ``nodes``/``node``): a call with no ``nodes``/``node``
+metadata, or with ``proxyfrom`` (it was already forwarded once: never again, which stops
+loops), runs locally. Otherwise the request goes to each target over mutual TLS with this
+node's own certificate, with ``nodes``/``node`` removed and ``proxyfrom`` set. Unary replies
+are merged into one reply whose messages carry ``metadata.hostname`` = the target string as
+given; a target that fails contributes one message with ``metadata.error`` (and
+``metadata.status``) instead of failing the call. Streamed frames are tagged the same way; a
+failing target adds one error frame.
 
 A target that is the address and port the caller connected to is this node itself: its part of
 the call runs here, tagged like any other target, with no connection made. A worker needs that
@@ -78,6 +80,13 @@ class Forwarder:
     def wrap(self, name: str, handler: Handler) -> Handler:
         local = handler.func
         self.local_handlers[name] = local
+        if handler.cardinality in (Cardinality.STREAM_UNARY, Cardinality.STREAM_STREAM):
+            return Handler(
+                _unproxied(name, local),
+                handler.cardinality,
+                handler.request_type,
+                handler.reply_type,
+            )
 
         async def func(stream: Stream[Any, Any]) -> None:
             md = stream.metadata
@@ -103,6 +112,24 @@ class Forwarder:
             return await call.streaming(stream, nodes)
 
         return Handler(func, handler.cardinality, handler.request_type, handler.reply_type)
+
+
+def _unproxied(name: str, local: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Any]:
+    """A client-streaming method runs on the node dialled: a call that names other targets
+    is refused rather than run here."""
+
+    async def func(stream: Stream[Any, Any]) -> None:
+        md = stream.metadata
+        targets = md is not None and (_values(md, NODES_KEY) or _values(md, NODE_KEY))
+        if targets and md is not None and PROXYFROM_KEY not in md:
+            raise GRPCError(
+                GrpcStatus.INVALID_ARGUMENT,
+                f"{name.rsplit('/', 1)[-1]} streams to the node dialled: call it with that"
+                " node as the endpoint and no nodes/node metadata",
+            )
+        await local(stream)
+
+    return func
 
 
 def _local_address(stream: Stream[Any, Any]) -> tuple[str, int] | None:

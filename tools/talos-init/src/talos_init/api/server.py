@@ -37,10 +37,12 @@ from talos_init.api.proxy import Forwarder, proxied_mapping
 from talos_init.api.service import MAX_CONFIG_BYTES, MachineService
 from talos_init.api.storage import StorageService
 from talos_init.api.time import TimeService
+from talos_init.api.upgrade import CHUNK, UpgradeService
 
 REQUEST_LIMIT = 64 << 10  # bytes of one request message: every request but a config is small
 REQUEST_LIMITS = {
     "/machine.MachineService/ApplyConfiguration": MAX_CONFIG_BYTES + REQUEST_LIMIT,
+    "/upgrade.UpgradeService/Upload": CHUNK + REQUEST_LIMIT,
 }
 
 TYPE_CHECKING = False
@@ -154,6 +156,7 @@ def node_services(node: ApiBackend, *, maintenance: bool) -> list[Any]:
         NetworkService(node, maintenance=maintenance),
         StorageService(node, maintenance=maintenance),
         TimeService(node, maintenance=maintenance),
+        UpgradeService(node, maintenance=maintenance),
     ]
 
 

@@ -30,7 +30,6 @@ from grpclib.const import Handler
 from grpclib.const import Status as GrpcStatus
 from grpclib.server import Stream
 
-from libtalos import config as talosconfig_model
 from libtalos.api import common_pb2, machine_pb2
 from libtalos.api._gen.machine import machine_grpc
 from libtalos.api.wire import kubeconfig_archive
@@ -54,6 +53,14 @@ CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 NO_RUNTIME = "no container runtime on this node"
 NAMESPACE_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,74}[A-Za-z0-9])?")  # containerd's
 _Req = machine_pb2.ApplyConfigurationRequest
+
+
+def _model() -> Any:
+    """libtalos's config model, loaded at the first call that reads a config: the maintenance
+    banner does not wait for its import (a few hundred ms under emulation)."""
+    from libtalos import config
+
+    return config
 
 
 def _wire_mode(mode: ApplyMode) -> Any:
@@ -246,8 +253,8 @@ class MachineService(machine_grpc.MachineServiceBase):
         except UnicodeDecodeError:
             raise _fail(GrpcStatus.INVALID_ARGUMENT, "config is not UTF-8 text") from None
         try:
-            loaded = talosconfig_model.load(text, "config", max_nodes=MAX_CONFIG_NODES)
-            result = talosconfig_model.validate(loaded.config, self.node.platform_mode)
+            loaded = _model().load(text, "config", max_nodes=MAX_CONFIG_NODES)
+            result = _model().validate(loaded.config, self.node.platform_mode)
             result.raise_for_errors()
         except DocumentError as exc:
             raise _fail(GrpcStatus.INVALID_ARGUMENT, document_message(exc)) from None
@@ -277,14 +284,14 @@ class MachineService(machine_grpc.MachineServiceBase):
         current_text = self.node.config_text()
         if current_text is None:
             return (ApplyMode.REBOOT if mode is ApplyMode.AUTO else mode), []
-        current = talosconfig_model.load(current_text, "running config").config
+        current = _model().load(current_text, "running config").config
         if (current.machine.ca and new.machine.ca) and current.machine.ca.crt != new.machine.ca.crt:
             raise _fail(
                 GrpcStatus.FAILED_PRECONDITION,
                 "the config belongs to another cluster (machine.ca differs from the node's)",
             )
-        old_data = talosconfig_model.to_data(current)
-        new_data = talosconfig_model.to_data(new)
+        old_data = _model().to_data(current)
+        new_data = _model().to_data(new)
         old_data.pop("cluster", None)
         new_data.pop("cluster", None)
         changed = _diff(old_data, new_data)
@@ -344,6 +351,17 @@ class MachineService(machine_grpc.MachineServiceBase):
             ),
             features=machine_pb2.FeaturesInfo(rbac=False),
         )
+        boot = None if self.maintenance else self.node.boot_status()
+        if boot is not None:
+            msg.boot.CopyFrom(
+                machine_pb2.BootInfo(
+                    slot=boot.slot,
+                    rolled_back_from=boot.rolled_back_from,
+                    other_slot=boot.other,
+                    other_version=boot.other_version,
+                    trial=boot.trial,
+                )
+            )
         await stream.send_message(machine_pb2.VersionResponse(messages=[msg]))
 
     # ------------------------------------------------------------ lifecycle
@@ -353,7 +371,7 @@ class MachineService(machine_grpc.MachineServiceBase):
         text = self.node.config_text()
         if text is None:
             return False
-        current = talosconfig_model.load(text, "running config").config
+        current = _model().load(text, "running config").config
         return bool(current.machine.is_worker())
 
     async def Bootstrap(self, stream: Stream[Any, Any]) -> None:
@@ -405,7 +423,7 @@ class MachineService(machine_grpc.MachineServiceBase):
             else:
                 from talos_init.api.kubeconfig import admin_kubeconfig
 
-                data = admin_kubeconfig(talosconfig_model.load(text, "running config").config)
+                data = admin_kubeconfig(_model().load(text, "running config").config)
         except NodeCallError as exc:
             raise _fail(GrpcStatus(int(exc.status)), exc.message) from None
         await stream.send_message(common_pb2.Data(bytes=kubeconfig_archive(data)))
@@ -780,7 +798,34 @@ class MachineService(machine_grpc.MachineServiceBase):
         raise not_implemented("Restart")
 
     async def Rollback(self, stream: Stream[Any, Any]) -> None:
-        raise not_implemented("Rollback")
+        await stream.recv_message()
+        await _guard(self.node.rollback)
+        await stream.send_message(machine_pb2.RollbackResponse(messages=[machine_pb2.Rollback()]))
 
     async def Upgrade(self, stream: Stream[Any, Any]) -> None:
-        raise not_implemented("Upgrade")
+        from talos_init.bootloader import bundle_source
+
+        req = await stream.recv_message()
+        assert req is not None  # noqa: S101
+        image = bounded(req.image, 512)
+        if not req.image:
+            raise _fail(
+                GrpcStatus.INVALID_ARGUMENT,
+                "image: the installer bundle to upgrade to is required (an http(s) URL or a"
+                " path on the node)",
+            )
+        source = bundle_source(req.image)
+        if source is None:
+            raise _fail(
+                GrpcStatus.INVALID_ARGUMENT,
+                f"image {image!r}: not an http(s) URL or a path of an installer bundle (nodes"
+                " pull no container images; talosctl upgrade --image FILE streams a local file)",
+            )
+        ack = await _guard(
+            lambda: self.node.upgrade(
+                source, f"image {image}", preserve=req.preserve, stage=req.stage, force=req.force
+            )
+        )
+        await stream.send_message(
+            machine_pb2.UpgradeResponse(messages=[machine_pb2.Upgrade(ack=ack)])
+        )

@@ -27,7 +27,6 @@ from grpclib import GRPCError
 from grpclib.const import Status as GrpcStatus
 from grpclib.server import Stream
 
-from libtalos import config as talosconfig_model
 from libtalos.api._gen.time import time_grpc, time_pb2
 from libtalos.errors import TalosError
 from talos_init.api.node import ApiBackend
@@ -187,7 +186,9 @@ class TimeService(time_grpc.TimeServiceBase):
         text = self.node.config_text()
         section = None
         if text is not None:
-            section = talosconfig_model.load(text, "running config").config.machine.time
+            from libtalos import config  # here: the maintenance banner does not wait for it
+
+            section = config.load(text, "running config").config.machine.time
         if section is not None and section.disabled:
             raise GRPCError(
                 GrpcStatus.FAILED_PRECONDITION,

@@ -300,16 +300,18 @@ class LogsRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., id: _Optional[str] = ..., driver: _Optional[_Union[_common_pb2.ContainerDriver, str]] = ..., follow: _Optional[bool] = ..., tail_lines: _Optional[int] = ...) -> None: ...
 
 class Version(_message.Message):
-    __slots__ = ("metadata", "version", "platform", "features")
+    __slots__ = ("metadata", "version", "platform", "features", "boot")
     METADATA_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
+    BOOT_FIELD_NUMBER: _ClassVar[int]
     metadata: _common_pb2.Metadata
     version: VersionInfo
     platform: PlatformInfo
     features: FeaturesInfo
-    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., version: _Optional[_Union[VersionInfo, _Mapping]] = ..., platform: _Optional[_Union[PlatformInfo, _Mapping]] = ..., features: _Optional[_Union[FeaturesInfo, _Mapping]] = ...) -> None: ...
+    boot: BootInfo
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., version: _Optional[_Union[VersionInfo, _Mapping]] = ..., platform: _Optional[_Union[PlatformInfo, _Mapping]] = ..., features: _Optional[_Union[FeaturesInfo, _Mapping]] = ..., boot: _Optional[_Union[BootInfo, _Mapping]] = ...) -> None: ...
 
 class VersionResponse(_message.Message):
     __slots__ = ("messages",)
@@ -346,6 +348,20 @@ class FeaturesInfo(_message.Message):
     RBAC_FIELD_NUMBER: _ClassVar[int]
     rbac: bool
     def __init__(self, rbac: _Optional[bool] = ...) -> None: ...
+
+class BootInfo(_message.Message):
+    __slots__ = ("slot", "rolled_back_from", "other_slot", "other_version", "trial")
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    ROLLED_BACK_FROM_FIELD_NUMBER: _ClassVar[int]
+    OTHER_SLOT_FIELD_NUMBER: _ClassVar[int]
+    OTHER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_FIELD_NUMBER: _ClassVar[int]
+    slot: str
+    rolled_back_from: str
+    other_slot: str
+    other_version: str
+    trial: bool
+    def __init__(self, slot: _Optional[str] = ..., rolled_back_from: _Optional[str] = ..., other_slot: _Optional[str] = ..., other_version: _Optional[str] = ..., trial: _Optional[bool] = ...) -> None: ...
 
 class EtcdMemberListRequest(_message.Message):
     __slots__ = ("query_local",)
