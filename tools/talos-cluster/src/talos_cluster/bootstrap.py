@@ -19,7 +19,7 @@ from pathlib import Path
 
 from libtalos.errors import TalosError
 from talos_cluster import nodes
-from talos_cluster.state import ClusterRecord
+from talos_cluster.state import ClusterRecord, NodeRecord
 
 # talos-init starts its API server right after the boot sequence (a control plane issues its
 # certificate, a worker first asks trustd): bounded by the --wait-timeout, and by this.
@@ -53,6 +53,17 @@ def _inside(record: ClusterRecord) -> list[str]:
     return []
 
 
+def _listens(record: ClusterRecord, n: NodeRecord) -> bool:
+    """Whether the node serves the machine API: a socket listening in its namespace (read from
+    /proc, no packet sent), or for a VM one that accepts a connection on its address."""
+    if record.provisioner == "qemu":
+        from talos_cluster.qemu.vm import api_open
+
+        return api_open(n.ip)
+    pid1 = nodes.node_pid1(n.pid) if n.pid else None
+    return pid1 is not None and nodes.listening(pid1, nodes.API_PORT)
+
+
 def _serving(record: ClusterRecord, bound: float) -> list[str]:
     """Control-plane nodes not yet listening on the API port after ``bound`` seconds."""
     cps = [n for n in record.nodes if n.role == "controlplane"]
@@ -60,8 +71,7 @@ def _serving(record: ClusterRecord, bound: float) -> list[str]:
     while True:
         missing = []
         for n in cps:
-            pid1 = nodes.node_pid1(n.pid) if n.pid else None
-            if pid1 is None or not nodes.listening(pid1, nodes.API_PORT):
+            if not _listens(record, n):
                 missing.append(n.name)
         if not missing or time.monotonic() > deadline:
             return missing
@@ -155,7 +165,8 @@ def _etcd_lines(name: str, console: Path, most: int = 6) -> str:
 
 
 def apply_configs(record: ClusterRecord, configs: dict[str, Path], timeout: float) -> None:
-    """``--with-apply-config``: send each node its config with ``apply-config --insecure``."""
+    """``--with-apply-config``: send each node its config with ``apply-config --insecure``:
+    ``configs[node name]`` when there is one (the VMs'), else its machine type's."""
     tool = _talos_apply()
     if tool is None:
         raise TalosError("--with-apply-config: talos-apply (the API client) is not installed")
@@ -168,6 +179,7 @@ def apply_configs(record: ClusterRecord, configs: dict[str, Path], timeout: floa
         )
     for n in record.nodes:
         kind = "controlplane" if n.role == "controlplane" else "worker"
+        config = configs.get(n.name) or configs[kind]
         _progress(f"apply-config --insecure to {n.name} ({n.ip})")
         done = subprocess.run(
             [
@@ -178,7 +190,7 @@ def apply_configs(record: ClusterRecord, configs: dict[str, Path], timeout: floa
                 "--nodes",
                 n.ip,
                 "--file",
-                str(configs[kind]),
+                str(config),
             ],
             capture_output=True,
             text=True,
@@ -192,11 +204,7 @@ def apply_configs(record: ClusterRecord, configs: dict[str, Path], timeout: floa
 def _serving_all(record: ClusterRecord, bound: float) -> list[str]:
     deadline = time.monotonic() + bound
     while True:
-        missing = []
-        for n in record.nodes:
-            pid1 = nodes.node_pid1(n.pid) if n.pid else None
-            if pid1 is None or not nodes.listening(pid1, nodes.API_PORT):
-                missing.append(n.name)
+        missing = [n.name for n in record.nodes if not _listens(record, n)]
         if not missing or time.monotonic() > deadline:
             return missing
         time.sleep(0.1)

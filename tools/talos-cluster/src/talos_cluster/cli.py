@@ -1,6 +1,7 @@
 """talos-cluster's command line: one Typer app, one module per command.
 
     talos-cluster create [--name NAME] [--masters N] [--workers M] [--cidr CIDR] [--isolated] ...
+    talos-cluster create --provisioner qemu [--iso-path ISO] [--disk MIB] [--with-uefi] ...
     talos-cluster show [--name NAME]
     talos-cluster destroy [--name NAME]
 

@@ -13,7 +13,7 @@ import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from libtalos.errors import TalosError, UsageError
 from talos_cluster.plan import ClusterPlan, cluster_dir
@@ -41,10 +41,34 @@ class CreateOptions:
     controlplane_patches: tuple[Patch, ...]
     join_patches: tuple[Patch, ...]
     kube_path: Path | None  # the user's kubeconfig, merged once etcd is up (None: not merged)
+    qemu: QemuOptions | None = None  # --provisioner qemu
+
+    @property
+    def provisioner(self) -> str:
+        return "namespace" if self.qemu is None else "qemu"
 
     @property
     def cluster_dir(self) -> Path:
         return cluster_dir(self.state_root, self.plan.name)
+
+
+@dataclass(frozen=True)
+class QemuOptions:
+    """What ``--provisioner qemu`` adds: how the VMs boot, what they install, their disks."""
+
+    boot: Literal["iso", "pxe"]  # the ISO, or the kernel and initramfs over iPXE
+    kernel: Path | None  # the kernel (pxe boot; also the accelerator probe's), absolute
+    initrd: Path | None  # pxe boot
+    iso: Path | None  # iso boot
+    install_bundle: Path | None  # served by the cluster's HTTP server (None: install_url)
+    install_url: str  # machine.install.image
+    disk_mib: int
+    with_bootloader: bool
+    uefi: bool
+    http_port: int
+    cpus: tuple[int, int]  # vCPUs of a control plane, of a worker
+    encrypt_state: bool = False  # machine.systemDiskEncryption.state, a nodeID key
+    encrypt_ephemeral: bool = False  # machine.systemDiskEncryption.ephemeral, a nodeID key
 
 
 def check_kubernetes_version(version: str | None) -> None:

@@ -27,13 +27,13 @@ class Step:
     run: Callable[[CreateOptions, CreateRun], None]
 
 
-PREPARE = (
+PREPARE: tuple[Step, ...] = (
     Step("check the cluster is new", steps.check_new),
     Step("generate configs", configs.generate_configs),
     Step("check the network", steps.check_network),
     Step("make the cluster directory", steps.make_cluster_dir),
 )
-BUILD = (
+BUILD: tuple[Step, ...] = (
     Step("save the record", steps.save_record),
     Step("merge talosconfig", configs.merge_talosconfig),
     Step("write configs", configs.write_configs),
@@ -43,20 +43,26 @@ BUILD = (
     Step("apply configs", steps.apply_configs),
     Step("bootstrap", steps.bootstrap),
 )
-FINISH = (
+FINISH: tuple[Step, ...] = (
     Step("merge kubeconfig", configs.merge_kubeconfig),
     Step("report", steps.report),
 )
 
 
 def run_create(opts: CreateOptions) -> int:
-    """Run every step; returns the exit code (0), or raises what stopped it."""
+    """Run every step of the provisioner ``opts`` names; returns the exit code (0), or raises
+    what stopped it."""
+    prepare, build, finish = PREPARE, BUILD, FINISH
+    if opts.qemu is not None:
+        from talos_cluster.qemu import provision
+
+        prepare, build, finish = provision.PREPARE, provision.BUILD, provision.FINISH
     run = CreateRun.start(opts, current_netns())
-    for step in PREPARE:
+    for step in prepare:
         step.run(opts, run)
     previous = run.interrupts.install()
     try:
-        for step in BUILD:
+        for step in build:
             step.run(opts, run)
             run.interrupts.check()
     except KeyboardInterrupt:
@@ -70,6 +76,6 @@ def run_create(opts: CreateOptions) -> int:
         raise
     finally:
         run.interrupts.restore(previous)
-    for step in FINISH:
+    for step in finish:
         step.run(opts, run)
     return 0

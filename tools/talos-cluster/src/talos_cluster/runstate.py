@@ -50,7 +50,8 @@ class CreateRun:
     command: list[str] = field(default_factory=list)  # each node's PID 1, before its flags
     generated: Generated | None = None
     started: float = 0.0  # time.monotonic() when the first thing was made
-    configs: dict[str, Path] = field(default_factory=dict)  # machine type -> config file
+    # machine type (and, for VMs, node name) -> config file
+    configs: dict[str, Path] = field(default_factory=dict)
     etcd: dict[str, str] = field(default_factory=dict)  # node -> etcd column of the table
 
     @classmethod
@@ -69,6 +70,7 @@ class CreateRun:
                 bridge=p.bridge,
                 bridge_netns="" if p.isolated else here,
                 node_command_stand_in=opts.stand_in is not None,
+                provisioner=opts.provisioner,
             )
         )
 

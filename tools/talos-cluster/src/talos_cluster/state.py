@@ -48,6 +48,12 @@ class NodeRecord:
     cgroups: list[str] = field(default_factory=list)
     limits: str = ""  # how --cpus/--memory were enforced (or why not)
     veth: str = ""  # the bridge side of its veth pair ("" in records older than the field)
+    # the qemu provisioner's VM: its tap on the bridge, MAC, virtual disk and QMP socket (``pid``
+    # and ``start_time`` are QEMU's)
+    tap: str = ""
+    mac: str = ""
+    disk: str = ""
+    qmp: str = ""
 
 
 @dataclass
@@ -67,6 +73,16 @@ class ClusterRecord:
     cgroup_roots: list[str] = field(default_factory=list)
     node_command_stand_in: bool = False  # nodes run a stand-in PID 1 (--node-command)
     complete: bool = False
+    # "namespace" (talos-init nodes in namespaces) or "qemu" (VMs); records without the key are
+    # namespace clusters
+    provisioner: str = "namespace"
+    # the qemu provisioner's daemons on the bridge (0: not started) and how the VMs run
+    dnsmasq_pid: int = 0
+    dnsmasq_start: int = 0
+    http_pid: int = 0
+    http_start: int = 0
+    http_port: int = 0
+    accel: str = ""  # "tcg" or "kvm"
 
     def path(self) -> Path:
         return Path(self.dir) / STATE_FILE

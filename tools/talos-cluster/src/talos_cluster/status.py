@@ -1,4 +1,6 @@
-"""What a node is doing, read without sending a packet: its processes, console log and sockets."""
+"""What a node is doing: its processes, console log and sockets, read without sending a packet;
+for a qemu VM (whose sockets are in its own kernel) the API column is a TCP connection to its
+address on the cluster's bridge."""
 
 from __future__ import annotations
 
@@ -54,11 +56,23 @@ def services(node: NodeRecord) -> str:
     return found[-1] if found else "-"
 
 
-def api(node: NodeRecord) -> str:
+def api(node: NodeRecord, provisioner: str = "namespace") -> str:
+    if provisioner == "qemu":
+        from talos_cluster.qemu.vm import api_open
+
+        return "listening" if api_open(node.ip) else "-"
     pid1 = nodes.node_pid1(node.pid) if node.pid else None
     if pid1 is None:
         return "-"
     return "listening" if nodes.listening(pid1, nodes.API_PORT) else "-"
+
+
+def _state(record: ClusterRecord, n: NodeRecord, stand_in: bool) -> str:
+    if record.provisioner == "qemu":
+        from talos_cluster.qemu.provision import node_state as vm_state
+
+        return vm_state(n)
+    return node_state(n, stand_in=stand_in)
 
 
 def table(record: ClusterRecord, etcd: dict[str, str] | None = None) -> str:
@@ -70,9 +84,9 @@ def table(record: ClusterRecord, etcd: dict[str, str] | None = None) -> str:
                 n.name,
                 n.role,
                 n.ip,
-                node_state(n, stand_in=stand_in),
+                _state(record, n, stand_in),
                 services(n),
-                api(n),
+                api(n, record.provisioner),
                 (etcd or {}).get(n.name, "-" if n.role == "controlplane" else "n/a"),
             )
         )

@@ -21,6 +21,11 @@ unexpected error) removes what was made: the nodes, namespaces, cgroups, the sta
 and the directories create made above it, and the talosconfig as it was before the merge. Only
 Ctrl-C keeps what was made, recorded for ``destroy``; a kubeconfig that cannot be merged once
 the cluster is up leaves the cluster up.
+
+``--provisioner qemu`` (the namespace provisioner is the default) checks its own flags into a
+:class:`~talos_cluster.options.QemuOptions` and runs the steps of
+:mod:`talos_cluster.qemu.provision` instead: VMs that boot the image, install to their disks
+and reboot from them. Its flags given to the namespace provisioner are usage errors.
 """
 
 from __future__ import annotations
@@ -30,11 +35,22 @@ from typing import Annotated
 
 import typer
 
+from libtalos.errors import UsageError
 from talos_cluster import options as opt
 from talos_cluster import plan as planmod
 
+PROVISIONERS = ("namespace", "qemu")
+DEFAULT_DISK_MIB = 6144
+
 
 def create(
+    provisioner: Annotated[
+        str,
+        typer.Option(
+            help="namespace (the default: talos-init nodes in namespaces) or qemu (VMs that "
+            "boot the Talos image and install to a virtual disk)"
+        ),
+    ] = "namespace",
     name: Annotated[str, typer.Option(help="the cluster's name")] = planmod.DEFAULT_NAME,
     masters: Annotated[
         int, typer.Option("--masters", "--controlplanes", help="control-plane nodes")
@@ -97,6 +113,47 @@ def create(
             "(reach the nodes with 'ip netns exec NAME'), not in this one",
         ),
     ] = False,
+    iso_path: Annotated[
+        Path | None, typer.Option(help="qemu: boot the VMs from this ISO (configs over the API)")
+    ] = None,
+    vmlinuz_path: Annotated[
+        Path | None,
+        typer.Option(help="qemu: the kernel booted over iPXE (default _out/vmlinuz-amd64)"),
+    ] = None,
+    initrd_path: Annotated[
+        Path | None,
+        typer.Option(help="qemu: the initramfs booted over iPXE (default _out/initramfs-amd64.xz)"),
+    ] = None,
+    install_image: Annotated[
+        str | None,
+        typer.Option(
+            help="qemu: the installer bundle the nodes install from, a file served on the "
+            "gateway or an http(s) URL (default _out/installer-amd64.tar)"
+        ),
+    ] = None,
+    disk: Annotated[int, typer.Option(help="qemu: each VM's sparse disk, MiB")] = DEFAULT_DISK_MIB,
+    with_bootloader: Annotated[
+        bool,
+        typer.Option(
+            "--with-bootloader/--without-bootloader",
+            help="qemu: install GRUB and boot from the disk (else the medium every boot)",
+        ),
+    ] = True,
+    with_uefi: Annotated[
+        bool, typer.Option("--with-uefi", help="qemu: UEFI firmware (OVMF), else SeaBIOS")
+    ] = False,
+    encrypt_state: Annotated[
+        bool,
+        typer.Option(
+            "--encrypt-state", help="qemu: STATE is LUKS2, keyed by the node's ID (nodeID)"
+        ),
+    ] = False,
+    encrypt_ephemeral: Annotated[
+        bool,
+        typer.Option(
+            "--encrypt-ephemeral", help="qemu: EPHEMERAL is LUKS2, keyed by the node's ID (nodeID)"
+        ),
+    ] = False,
     node_command: Annotated[
         str | None,
         typer.Option(
@@ -105,8 +162,11 @@ def create(
         ),
     ] = None,
 ) -> int:
-    """Create a local cluster of talos-init nodes, each in its own namespaces, on a bridge in
-    this network namespace (``--isolated``: in a private one)."""
+    """Create a local cluster on a bridge in this network namespace: talos-init nodes in
+    namespaces (``--isolated``: the bridge in a private one), or with ``--provisioner qemu``
+    VMs that install the Talos image to their disks."""
+    if provisioner not in PROVISIONERS:
+        raise UsageError(f"--provisioner: {provisioner!r} is not namespace or qemu")
     # 1. the command line itself (exit 2 on a bad value, nothing read or made yet)
     p = planmod.make_plan(
         name=name,
@@ -129,6 +189,47 @@ def create(
     cp_patches, join_patches = opt.read_patches(
         config_patch, config_patch_control_plane, config_patch_worker
     )
+    qemu = None
+    inject = not skip_injecting_config and not with_apply_config
+    if provisioner != "qemu":
+        given = {
+            "--iso-path": iso_path is not None,
+            "--vmlinuz-path": vmlinuz_path is not None,
+            "--initrd-path": initrd_path is not None,
+            "--install-image": install_image is not None,
+            "--disk": disk != DEFAULT_DISK_MIB,
+            "--without-bootloader": not with_bootloader,
+            "--with-uefi": with_uefi,
+            "--encrypt-state": encrypt_state,
+            "--encrypt-ephemeral": encrypt_ephemeral,
+        }
+        for flag, used in given.items():
+            if used:
+                raise UsageError(f"{flag}: only with --provisioner qemu")
+    else:
+        from talos_cluster.qemu import options as qopt
+
+        qemu = qopt.make(
+            p,
+            iso_path=iso_path,
+            vmlinuz_path=vmlinuz_path,
+            initrd_path=initrd_path,
+            install_image=install_image,
+            disk_mib=disk,
+            with_bootloader=with_bootloader,
+            uefi=with_uefi,
+            encrypt_state=encrypt_state,
+            encrypt_ephemeral=encrypt_ephemeral,
+            cpus=cpus,
+            cpus_workers=cpus_workers,
+            isolated=isolated,
+            stand_in=stand_in is not None,
+        )
+        install = qopt.install_patch(qemu)
+        cp_patches, join_patches = (install, *cp_patches), (install, *join_patches)
+        if qemu.boot == "iso" and inject:
+            # the ISO's kernel command line has no talos.config=: the configs go over the API
+            inject, with_apply_config = False, True
     if with_apply_config:
         opt.require_talos_apply()
     opt.check_talosconfig(tc_path)
@@ -139,7 +240,7 @@ def create(
         wait=wait,
         timeout=timeout,
         kubernetes_version=kubernetes_version,
-        inject=not skip_injecting_config and not with_apply_config,
+        inject=inject,
         apply=with_apply_config,
         kubeconfig=not skip_kubeconfig,
         talosconfig=tc_path,
@@ -147,6 +248,7 @@ def create(
         controlplane_patches=cp_patches,
         join_patches=join_patches,
         kube_path=opt.user_kubeconfig() if merge_kube else None,
+        qemu=qemu,
     )
     from talos_cluster.pipeline import run_create
 

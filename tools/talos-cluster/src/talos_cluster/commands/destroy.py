@@ -94,6 +94,15 @@ def check_record(record: ClusterRecord, state_root: Path, name: str) -> None:
             f"directory {root}: refusing to remove it",
             hint="fix 'dir:' in the record, or remove the cluster by hand",
         )
+    if record.provisioner == "qemu":
+        from talos_cluster.qemu.provision import check_record as check_qemu
+
+        check_qemu(record, where)
+        return
+    if record.provisioner != "namespace":
+        raise state.RecordError(
+            f"{where}: provisioner {record.provisioner!r} is not namespace or qemu"
+        )
     ours = re.compile(rf"^{re.escape(name)}-(master|worker)-[0-9]+$")
     if record.layout not in ("shared", "isolated"):
         raise state.RecordError(f"{where}: layout {record.layout!r} is not shared or isolated")
@@ -200,6 +209,24 @@ def _stop(batch: list[NodeRecord], deadline: float) -> list[NodeRecord]:
 
 
 def destroy_record(record: ClusterRecord, *, grace: float = 15.0) -> None:
+    """Remove what ``record`` lists, then the cluster directory (record last); a problem keeps
+    the record for another run."""
+    if record.provisioner == "qemu":
+        from talos_cluster.qemu.provision import destroy_vms
+
+        problems = destroy_vms(record, grace=grace)
+    else:
+        problems = _destroy_nodes(record, grace=grace)
+    if problems:
+        raise TalosError(
+            f"cluster {record.name}: not everything could be removed: " + "; ".join(problems),
+            hint=f"the record in {record.path()} is kept: run destroy again",
+        )
+    remove_cluster_dir(record)
+
+
+def _destroy_nodes(record: ClusterRecord, *, grace: float) -> list[str]:
+    """The namespace provisioner's nodes, cgroups, namespaces and links; the problems."""
     from talos_cluster import cgroups, netlab, nodes
 
     problems: list[str] = []
@@ -261,12 +288,11 @@ def destroy_record(record: ClusterRecord, *, grace: float = 15.0) -> None:
         problems.extend(trouble)
         if record.bridge in removed:
             progress(f"removed bridge {record.bridge}")
-    if problems:
-        raise TalosError(
-            f"cluster {record.name}: not everything could be removed: " + "; ".join(problems),
-            hint=f"the record in {record.path()} is kept: run destroy again",
-        )
-    # 6. the state directory, record last
+    return problems
+
+
+def remove_cluster_dir(record: ClusterRecord) -> None:
+    """The cluster directory, the record last."""
     cdir = Path(record.dir)
     for entry in list(cdir.iterdir()) if cdir.is_dir() else []:
         if entry.name != record.path().name:

@@ -42,8 +42,9 @@ def show(
     record = state.load(cdir)
     if record is None:
         raise TalosError(f"no cluster {name} (no record in {cdir})")
+    vms = f"qemu VMs ({record.accel}), " if record.provisioner == "qemu" else ""
     sys.stderr.write(
-        f"cluster {record.name}: network {record.cidr} on bridge {record.bridge}, "
+        f"cluster {record.name}: {vms}network {record.cidr} on bridge {record.bridge}, "
         f"{_where(record)}, endpoint {record.endpoint}, state {record.dir}"
         f"{'' if record.complete else ' (create did not finish)'}\n"
     )
