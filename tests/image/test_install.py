@@ -4,9 +4,12 @@ One empty sparse virtio disk and the test network (tests/image/netlab.py) inside
 session's private network namespace; one guest at a time (QEMU under TCG, ``-no-reboot``):
 
 1. the PXE kernel and initramfs with ``talos.config=`` (a metal control plane whose
-   ``machine.install`` names ``/dev/vda``, the installer bundle served over HTTP as
-   ``machine.install.image`` and an extra kernel argument): the node partitions the disk,
-   writes slot A and GRUB, saves its config to STATE and reboots, which ends QEMU;
+   ``machine.install`` names ``/dev/vda`` and an extra kernel argument, and whose
+   ``machine.install.image`` is the generated container reference): the node partitions the
+   disk, writes slot A with the system it booted over the network (the PXE initramfs keeps the
+   kernel and GRUB's images) and GRUB, saves its config to STATE and reboots, which ends QEMU
+   (a bundle URL as ``machine.install.image`` is the qemu provisioner's install:
+   tests/cluster/test_qemu_vm.py);
 2. the disk alone (no ``-kernel``, no ISO) with SeaBIOS: GRUB's menu shows slots A and B and
    boots A, whose command line carries the extra argument; the node loads its config from
    STATE (no maintenance mode, no fetch) and answers ``talosctl version`` over mutual TLS with
@@ -30,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from talos_image import installer, iso, pxe
+from talos_image import iso, pxe
 from talos_image.media import Inputs
 
 from .netlab import NetLab
@@ -72,7 +75,7 @@ def guests() -> Iterator[list[Guest]]:
         g.stop()
 
 
-def _configs(out: Path, endpoint: str, image_url: str) -> Path:
+def _configs(out: Path, endpoint: str) -> Path:
     patch = out.parent / "install.yaml"
     patch.write_text(json.dumps({"machine": {"install": {"extraKernelArgs": [EXTRA_ARG]}}}))
     argv = [
@@ -84,8 +87,6 @@ def _configs(out: Path, endpoint: str, image_url: str) -> Path:
         str(out),
         "--install-disk",
         "/dev/vda",
-        "--install-image",
-        image_url,
         "--config-patch",
         f"@{patch}",
     ]
@@ -97,12 +98,8 @@ def _configs(out: Path, endpoint: str, image_url: str) -> Path:
 def test_install_to_disk_then_the_disk_boots_with_seabios_and_ovmf(
     boot_media: Path, image_inputs: Inputs, lab: NetLab, guests: list[Guest], tmp_path: Path
 ) -> None:
-    bundle = installer.build(
-        tmp_path / "bundle", image_inputs, epoch=1_700_000_000, initrd=boot_media / pxe.INITRAMFS
-    )
-    image_url = lab.serve("/installer-amd64.tar", bundle.read_bytes())
     nic = lab.nics[0]
-    configs = _configs(tmp_path / "gen", nic.address, image_url)
+    configs = _configs(tmp_path / "gen", nic.address)
     config_url = lab.serve("/c.yaml", (configs / "controlplane.yaml").read_bytes())
     disk = tmp_path / "disk.img"
     with disk.open("wb") as fh:
@@ -127,15 +124,15 @@ def test_install_to_disk_then_the_disk_boots_with_seabios_and_ovmf(
     text = g.text()
     for line in (
         "[talos] install: partitioning /dev/vda",
-        f"[talos] install: writing slot A from {image_url}",
-        "[talos] install: slot A written; sha256 of each member matches SHA256SUMS",
+        "is not a bundle: writing slot A with the system this node booted",
+        "[talos] install: slot A written from the booted system",
         "[talos] install: GRUB installed on /dev/vda",
         "[talos] config saved to /system/state/config.yaml",
         "[talos] install: done; rebooting from the installed disk",
     ):
         assert line in text, f"{line!r} not on the console:\n{text[-6000:]}"
     assert "[talos] boot sequence" not in text  # the installing boot does not go on
-    assert lab.requests().count("/installer-amd64.tar") == 1
+    assert "/installer-amd64.tar" not in lab.requests()  # no bundle: the booted system
 
     # 2. the disk alone, SeaBIOS: GRUB's menu, slot A, configured from STATE
     g = Guest("disk-seabios", tmp_path, nic, drive)

@@ -254,7 +254,7 @@ def test_upgrade_rollback_and_reset_on_an_installed_disk(
         )  # fmt: skip
         g.wait_exit(STEP_TIMEOUT, "installed")
         text = g.text()
-        assert "is not a bundle: writing slot A with the system this node booted from" in text
+        assert "is not a bundle: writing slot A with the system this node booted" in text
         assert "[talos] install: slot A written from the booted system" in text
         assert "[talos] install: done; rebooting from the installed disk" in text
 

@@ -325,10 +325,15 @@ def build(
     epoch: int,
     busybox: Path = BUSYBOX,
     medium: Medium | None = None,
+    booted: Sequence[tuple[str, Path]] = (),
 ) -> Path:
     """Write the initramfs to ``out``: the compressed head, then the uncompressed archive
     holding ``rootfs`` as ``/rootfs.sqsh`` (``ROOT=archive``); or, with ``medium`` instead of
-    ``rootfs``, the head alone (``ROOT=medium``)."""
+    ``rootfs``, the head alone (``ROOT=medium``).
+
+    ``booted`` (name, file) are kept under ``/booted`` in a last uncompressed archive, with the
+    head itself as ``/booted/initramfs.xz``: what /init keeps for an install of the booted
+    system (the PXE initramfs: the kernel and GRUB's images)."""
     if (rootfs is None) == (medium is None):
         raise ValueError("the initramfs needs either the root squashfs or its medium")
     entries = head_entries(modules_dir, busybox=busybox, medium=medium)
@@ -338,6 +343,10 @@ def build(
         f.write(head + b"\0" * (-len(head) % 4))  # the next archive starts 4-byte aligned
         if rootfs is not None:
             _rootfs_archive(f, rootfs, mtime=epoch)
+        if booted:
+            kept = [Entry(f"booted/{n}", FILE, path.read_bytes()) for n, path in booted]
+            kept.append(Entry("booted/initramfs.xz", FILE, head))
+            f.write(newc(_with_parents(kept), mtime=epoch))
     tmp.replace(out)
     return out
 

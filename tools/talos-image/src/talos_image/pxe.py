@@ -1,4 +1,5 @@
-"""PXE boot files: the kernel, the initramfs (holding the root squashfs) and both in one
+"""PXE boot files: the kernel, the initramfs (holding the root squashfs, and the kernel and
+GRUB's images again for an install of the booted system) and both in one
 ``boot-amd64.tar.gz``, as Talos ships them.
 
 The kernel command line is the bootloader's (iPXE, pxelinux): Talos's parameters
@@ -26,9 +27,21 @@ class PxeFiles:
 
 
 def build_initramfs(out: Path, inputs: Inputs, *, epoch: int) -> Path:
-    """``initramfs-amd64.xz`` in ``out``, holding the squashfs (the installer takes it too)."""
+    """``initramfs-amd64.xz`` in ``out``, holding the squashfs (the installer takes it too),
+    and the kernel and GRUB's images for an installed disk under ``/booted``: a node booted
+    over the network installs the system it booted (talos-init's ``talos_init.bootloader``)."""
+    import tempfile
+
+    from talos_image import installer
+
     out.mkdir(parents=True, exist_ok=True)
-    return initramfs.build(out / INITRAMFS, inputs.modules_dir, inputs.squashfs, epoch=epoch)
+    with tempfile.TemporaryDirectory(prefix="talos-pxe-grub-") as tmp:
+        booted = [("vmlinuz", inputs.kernel)]
+        if installer.grub_missing() is None:
+            booted += installer.grub_images(Path(tmp))
+        return initramfs.build(
+            out / INITRAMFS, inputs.modules_dir, inputs.squashfs, epoch=epoch, booted=booted
+        )
 
 
 def build(out: Path, inputs: Inputs, *, epoch: int) -> PxeFiles:

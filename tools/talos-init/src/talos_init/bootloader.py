@@ -87,7 +87,7 @@ ROOTFS_NAME = "rootfs.sqsh"  # the root squashfs in an initramfs (talos-image's 
 EFI_PATH = "EFI/BOOT/BOOTX64.EFI"  # the removable-media path of x86_64 UEFI
 
 INSTALL_DIR = Path("/run/talos/install")  # mount points while installing (tmpfs)
-BOOTED = Path("/run/talos-booted")  # the ISO's /init keeps its boot files here (talos-image)
+BOOTED = Path("/run/talos-booted")  # /init keeps the booted system's boot files here (talos-image)
 ROOT_VERSION = Path("/etc/talos-image/version.json")  # the booted root's manifest
 BOOT_MOUNT = Path("/run/talos/boot")  # BOOT while marking a slot good, upgrading, rolling back
 
@@ -383,9 +383,10 @@ def _copy_stream(src: IO[bytes], dst: IO[bytes], limit: int | None = None) -> in
 
 
 def write_booted(boot: Path, slot: str, booted: Path = BOOTED, root: str | None = None) -> Unpacked:
-    """Write the system this node booted into ``boot/<slot>``: the kernel, the initramfs the
-    ISO booted with followed by an archive holding the root squashfs (read back from its loop
-    device ``root``), the root's manifest; GRUB's images from ``booted/grub``."""
+    """Write the system this node booted into ``boot/<slot>``: the kernel, the initramfs it
+    booted with (without the root) followed by an archive holding the root squashfs (read back
+    from its loop device ``root``), the root's manifest; GRUB's images from ``booted/grub``.
+    The ISO's /init and the PXE initramfs keep those files in :data:`BOOTED`."""
     if root is None:
         root = root_device(Path("/proc/self/mountinfo").read_text())
     if root is None:
@@ -607,8 +608,8 @@ async def install(console: Console, reaper: Reaper, config: NodeConfig, disk: st
     """Slot A and GRUB on ``disk`` (just partitioned); True when the disk can now boot.
 
     The slot is the bundle ``machine.install.image`` names (an http(s) URL or a path), else
-    the system this node booted from the ISO (:func:`write_booted`: the generated configs name a
-    container image, which nodes do not pull). Skipped (False, with a message) when
+    the system this node booted from the ISO or over PXE (:func:`write_booted`: the generated
+    configs name a container image, which nodes do not pull). Skipped (False, with a message) when
     ``machine.install.bootloader`` is false or there is neither.
     """
     section = config.model.machine.install
@@ -619,8 +620,8 @@ async def install(console: Console, reaper: Reaper, config: NodeConfig, disk: st
     if source is None and not booted_complete():
         console.log(
             f"install: machine.install.image {section.image!r} is not an http(s) URL or a path"
-            " of an installer bundle, and this node did not boot from the ISO (no"
-            f" {BOOTED}): no bootloader installed"
+            f" of an installer bundle, and the booted system's files are not kept ({BOOTED}):"
+            " no bootloader installed"
         )
         return False
     parts = {}
@@ -636,7 +637,7 @@ async def install(console: Console, reaper: Reaper, config: NodeConfig, disk: st
         if source is None:
             console.log(
                 f"install: machine.install.image {section.image!r} is not a bundle: writing"
-                f" slot {slot} with the system this node booted from the ISO"
+                f" slot {slot} with the system this node booted"
             )
             unpacked = await asyncio.to_thread(write_booted, boot_dir, slot)
             console.log(f"install: slot {slot} written from the booted system")
