@@ -152,6 +152,7 @@ class Node:
         self._installed = False  # this boot installed the system disk with its bootloader
         self.boot_status: BootStatus | None = None  # the slots, on a node booted from its disk
         self._marking: asyncio.Task[None] | None = None  # marks a slot on trial good
+        self._services_up = True  # False when startAllServices ended at its timeout
         self.hooks: NodeHooks | None = None  # set by whatever serves the node
 
     # -- the surface for the layers above (see the module docstring) -------------------------
@@ -541,8 +542,10 @@ class Node:
     async def _mark_boot_good(self) -> None:
         """The booted slot's status (:mod:`talos_init.bootloader`); a slot on trial becomes
         GRUB's default once its services run and, on a control plane, etcd is healthy (in the
-        background: the boot sequence does not wait for etcd). A failure is logged, and the
-        boot counting in grubenv then decides the next boot."""
+        background: the boot sequence does not wait for etcd). A slot on trial whose services
+        did not all come up, or whose etcd stays unhealthy, is not marked: the node reboots and
+        GRUB goes back to the previous slot. A failure to read grubenv is logged, and the boot
+        counting then decides the next boot."""
         from talos_init.bootloader import mark_booted_good
 
         try:
@@ -553,10 +556,23 @@ class Node:
             self.console.log(f"bootloader: {exc.message}")
             return
         self.boot_status = status
-        if status is not None and status.trial:
-            self._marking = asyncio.get_running_loop().create_task(
-                self._mark_when_healthy(), name="mark-good"
-            )
+        if status is None or not status.trial:
+            return
+        if not self._services_up:
+            self._give_up_trial(status.slot, "not every service is up after the boot timeout")
+            return
+        self._marking = asyncio.get_running_loop().create_task(
+            self._mark_when_healthy(), name="mark-good"
+        )
+
+    def _give_up_trial(self, slot: str, why: str) -> None:
+        """A slot on trial that did not come up is not marked good: the node reboots, and
+        GRUB's boot counting goes back to the previous slot."""
+        self.console.log(
+            f"bootloader: {why}: slot {slot} is not marked good; rebooting, and GRUB goes back"
+            " to the previous slot"
+        )
+        self.reboot()
 
     async def _mark_when_healthy(self) -> None:
         from talos_init.bootloader import mark_booted_good
@@ -564,10 +580,7 @@ class Node:
         config = self._config()
         if config.machine_type in CONTROL_PLANES and not await self._etcd_healthy():
             slot = self.boot_status.slot if self.boot_status else "?"
-            self.console.log(
-                f"bootloader: etcd is not healthy after {MARK_ETCD_WAIT:g}s: slot {slot} stays"
-                " on trial, and the next boot goes back to the previous slot"
-            )
+            self._give_up_trial(slot, f"etcd is not healthy after {MARK_ETCD_WAIT:g}s")
             return
         try:
             self.boot_status = await mark_booted_good(
@@ -734,6 +747,7 @@ class Node:
         return True
 
     async def _start_all_services(self) -> None:
+        self._services_up = True
         for problem in self.options.service_problems:
             self.console.log(f"extension service rejected: {problem.render()}")
         for spec in self.options.services:
@@ -748,6 +762,7 @@ class Node:
             left = deadline - loop.time()
             if left <= 0:
                 self.console.log("not every service is up after the boot timeout")
+                self._services_up = False
                 return
             await self.supervisor.changed(left)
         self.console.log(f"services running: {len(self.supervisor.services)}")
